@@ -1,0 +1,123 @@
+// Package app is the dk8s command line: thin cobra commands that turn flags
+// into one call of dk8s's pkg/ libraries and render what comes back.
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dk8s/dk8s"
+	"github.com/dk8s/dk8s/pkg/containers"
+	"github.com/dk8s/dk8s/pkg/images"
+)
+
+// Version is dk8s's own version, stamped at build time.
+var Version = "dev"
+
+// Streams are the command's standard streams: program output (tables,
+// JSON) goes to Out, messages and progress to Err, so output pipes cleanly.
+type Streams struct {
+	In       io.Reader
+	Out, Err io.Writer
+}
+
+// ExitError ends the program with Code once its message has been printed.
+type ExitError struct{ Code int }
+
+func (e ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
+
+// globals are the flags every command takes.
+type globals struct {
+	lock    string
+	version string
+	streams Streams
+}
+
+// Run runs dk8s with args (without the program name).
+func Run(ctx context.Context, streams Streams, args []string) error {
+	root := newRoot(streams)
+	root.SetArgs(args)
+	return root.ExecuteContext(ctx)
+}
+
+func newRoot(streams Streams) *cobra.Command {
+	g := &globals{streams: streams}
+	root := &cobra.Command{
+		Use:   "dk8s",
+		Short: "Kubernetes on a machine that has Docker, behind any firewall",
+		Long: `dk8s runs a single-node Kubernetes control plane as Docker containers that
+the Docker daemon supervises, and brings in every image it needs through the
+registry mirrors you can reach, checked against images.lock.
+
+Behind the Great Firewall or on an air-gapped site:
+
+  dk8s pull --mirror aliyun,daocloud     pull the image set, verified
+  dk8s images                            what the set is and what you have
+  dk8s save -o k8s.tar / dk8s load -i k8s.tar
+                                         carry the set to a machine with no registry`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       Version,
+	}
+	root.SetOut(streams.Out)
+	root.SetErr(streams.Err)
+	root.SetIn(streams.In)
+	root.SetVersionTemplate("dk8s {{.Version}}\n")
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.lock, "lock", os.Getenv("DK8S_LOCK"), "image lock `FILE` to use instead of the one built into dk8s (env DK8S_LOCK)")
+	pf.StringVar(&g.version, "kubernetes-version", "", "Kubernetes `VERSION` of the lock to use (default: the lock's default)")
+	root.AddCommand(newVersion(g), newImages(g), newPull(g), newSave(g), newLoad(g))
+	return root
+}
+
+// readLock returns the lock the user chose, or the built-in one.
+func (g *globals) readLock() (*images.Lock, error) {
+	if g.lock != "" {
+		return images.ReadLock(g.lock)
+	}
+	l, err := images.ParseLock(dk8s.DefaultLock)
+	if err != nil {
+		return nil, fmt.Errorf("the built-in image lock: %w", err)
+	}
+	return l, nil
+}
+
+// release returns the lock's release for --kubernetes-version.
+func (g *globals) release() (*images.Lock, *images.Release, error) {
+	l, err := g.readLock()
+	if err != nil {
+		return nil, nil, err
+	}
+	rel, err := l.Release(g.version)
+	return l, rel, err
+}
+
+// engine connects to the Docker daemon.
+func (g *globals) engine(ctx context.Context) (*containers.Docker, error) {
+	return containers.FromEnv(ctx)
+}
+
+func newVersion(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print dk8s's version and the Kubernetes versions its lock holds",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := g.readLock()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.streams.Out, "dk8s %s\nkubernetes %s (default)\n", Version, l.Default)
+			for _, v := range l.Versions() {
+				if v != l.Default {
+					fmt.Fprintf(g.streams.Out, "kubernetes %s\n", v)
+				}
+			}
+			return nil
+		},
+	}
+}

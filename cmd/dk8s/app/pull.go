@@ -1,0 +1,200 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dk8s/dk8s/pkg/images"
+	"github.com/dk8s/dk8s/pkg/mirror"
+)
+
+type pullFlags struct {
+	mirrors         string
+	platform        string
+	parallel        int
+	keepMirrorTags  bool
+	requireVerified bool
+	output          string
+}
+
+func newPull(g *globals) *cobra.Command {
+	f := &pullFlags{}
+	cmd := &cobra.Command{
+		Use:   "pull",
+		Short: "Pull every image of the cluster through mirrors, verified, under canonical names",
+		Long: `Pull every image of a Kubernetes version through the Docker daemon from the
+first mirror that has it, check it against images.lock, and tag it with its
+canonical name (registry.k8s.io/...) and legacy aliases (k8s.gcr.io/...).
+
+--mirror is an ordered list. Per image, when a mirror is down, lacks the tag,
+or serves content that does not match the lock, the next one is tried.
+Temporary errors are retried with backoff first. Images already present and
+matching are skipped, so a rerun is a quick no-op, and an interrupted pull
+finishes when run again. The mirror's own name for each image is removed
+afterwards (by name, never by ID) unless --keep-mirror-tags.
+
+Mirrors:
+` + mirrorHelp() + `
+  HOST[:PORT]/PATH        your own registry, flat like aliyun
+                          (registry.local/k8s -> registry.local/k8s/coredns)
+  HOST[:PORT][/PATH]/...  your own registry, keeping upstream paths
+                          (registry.local/... -> registry.local/coredns/coredns)
+
+Private mirrors use the logins of 'docker login'. Exits non-zero when any image
+could not be brought in, naming it and what each mirror said.`,
+		Example: `  dk8s pull --mirror aliyun
+  dk8s pull --mirror aliyun,daocloud,upstream
+  dk8s pull --mirror harbor.corp.local:8443/google_containers --platform linux/arm64
+  DK8S_MIRROR=daocloud dk8s pull`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runPull(cmd, g, f)
+		},
+	}
+	def := os.Getenv("DK8S_MIRROR")
+	if def == "" {
+		def = "upstream"
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.mirrors, "mirror", def, "mirrors to try, in order, comma-separated (env DK8S_MIRROR)")
+	fl.StringVar(&f.platform, "platform", "", "`OS/ARCH` to pull (default: the Docker daemon's)")
+	fl.IntVar(&f.parallel, "parallel", 3, "images to pull at once")
+	fl.BoolVar(&f.keepMirrorTags, "keep-mirror-tags", false, "keep each mirror's name for the images beside the canonical names")
+	fl.BoolVar(&f.requireVerified, "require-verified", false, "fail for images the lock has no digest for, instead of warning")
+	fl.StringVarP(&f.output, "output", "o", "table", "summary format: table or json")
+	return cmd
+}
+
+func mirrorHelp() string {
+	var b strings.Builder
+	for _, m := range mirror.Catalogue() {
+		fmt.Fprintf(&b, "  %-23s %s\n  %-23s %s, %s\n", m.Name, m.Prefix, "", m.About, m.Layout)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+func runPull(cmd *cobra.Command, g *globals, f *pullFlags) error {
+	if err := checkOutput(f.output, "table", "json"); err != nil {
+		return err
+	}
+	if f.parallel < 1 {
+		return fmt.Errorf("--parallel must be at least 1, got %d", f.parallel)
+	}
+	mirrors, err := mirror.ParseList(f.mirrors)
+	if err != nil {
+		return err
+	}
+	_, rel, err := g.release()
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	engine, err := g.engine(ctx)
+	if err != nil {
+		return err
+	}
+	defer engine.Close()
+	var names []string
+	for _, m := range mirrors {
+		names = append(names, m.Name)
+	}
+	fmt.Fprintf(g.streams.Err, "Pulling %d images of Kubernetes %s from %s\n", len(rel.Images), rel.Kubernetes, strings.Join(names, ", then "))
+	view := newPullView(g.streams.Err, rel)
+	creds := mirror.LoadDockerCredentials()
+	start := time.Now()
+	results, err := images.Pull(ctx, engine, rel, images.PullOptions{
+		Mirrors:        mirrors,
+		Platform:       f.platform,
+		Parallel:       f.parallel,
+		KeepMirrorTags: f.keepMirrorTags,
+		Auth:           creds.EngineAuth,
+		Events:         view.event,
+	})
+	view.stop()
+	if ctx.Err() != nil {
+		return err
+	}
+	if results != nil {
+		if perr := printPullSummary(g, f.output, results); perr != nil {
+			return perr
+		}
+	}
+	if err != nil {
+		var pe *images.PullError
+		if errors.As(err, &pe) {
+			fmt.Fprintln(g.streams.Err, describeFailures(pe))
+			return ExitError{Code: 1}
+		}
+		return err
+	}
+	unverified := 0
+	for _, r := range results {
+		if r.Verdict == images.Unverified {
+			unverified++
+		}
+	}
+	fmt.Fprintf(g.streams.Err, "Done in %s.", time.Since(start).Round(100*time.Millisecond))
+	if unverified > 0 {
+		fmt.Fprintf(g.streams.Err, " %d images are unverified: images.lock has no digest for them (record them with 'dk8s images lock --from upstream' where upstream is reachable).", unverified)
+		if f.requireVerified {
+			fmt.Fprintln(g.streams.Err)
+			return fmt.Errorf("%d images unverified and --require-verified is set", unverified)
+		}
+	}
+	fmt.Fprintln(g.streams.Err)
+	return nil
+}
+
+func printPullSummary(g *globals, output string, results []images.Result) error {
+	type row struct {
+		Image    string  `json:"image"`
+		Mirror   string  `json:"mirror,omitempty"`
+		Status   string  `json:"status"`
+		Verified string  `json:"verified"`
+		Detail   string  `json:"detail,omitempty"`
+		Seconds  float64 `json:"seconds"`
+		Error    string  `json:"error,omitempty"`
+	}
+	var rows []row
+	for _, r := range results {
+		x := row{Image: r.Image.Name, Mirror: r.Mirror, Status: "pulled", Verified: r.Verdict.String(), Detail: r.Detail, Seconds: r.Elapsed.Seconds()}
+		switch {
+		case r.Err != nil:
+			x.Status, x.Error, x.Verified = "failed", r.Err.Error(), "-"
+		case r.Skipped:
+			x.Status, x.Mirror = "present", "-"
+		}
+		rows = append(rows, x)
+	}
+	if output == "json" {
+		return writeJSON(g.streams.Out, rows)
+	}
+	var cells [][]string
+	for _, x := range rows {
+		cells = append(cells, []string{x.Image, x.Mirror, x.Status, x.Verified, fmt.Sprintf("%.1fs", x.Seconds)})
+	}
+	return table(g.streams.Out, []string{"IMAGE", "MIRROR", "STATUS", "VERIFIED", "TIME"}, cells)
+}
+
+func describeFailures(pe *images.PullError) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of the images could not be brought in:\n", len(pe.Failed))
+	for _, r := range pe.Failed {
+		fmt.Fprintf(&b, "  %s\n", r.Image.Name)
+		var ex *mirror.ExhaustedError
+		if errors.As(r.Err, &ex) {
+			for _, t := range ex.Tried {
+				fmt.Fprintf(&b, "    %s: %v\n", t.Mirror.Name, t.Err)
+			}
+		} else {
+			fmt.Fprintf(&b, "    %v\n", r.Err)
+		}
+	}
+	b.WriteString("Add a mirror that has them (--mirror a,b,...), or carry them in with 'dk8s save' and 'dk8s load'.")
+	return b.String()
+}
