@@ -17,6 +17,7 @@ const (
 	PhasePulling   Phase = "pulling"
 	PhaseBytes     Phase = "bytes"
 	PhaseRetry     Phase = "retry"
+	PhaseFallback  Phase = "fallback"
 	PhaseDone      Phase = "done"
 	PhaseFailed    Phase = "failed"
 )

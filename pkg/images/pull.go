@@ -159,6 +159,9 @@ func (p *puller) pullOne(ctx context.Context, img Image) Result {
 	m, tried, err := p.fb.Do(ctx, func(ctx context.Context, m mirror.Mirror) error {
 		v, err := p.fromMirror(ctx, img, m)
 		res.Verification = v
+		if err != nil && classify(err) == mirror.Permanent && ctx.Err() == nil {
+			p.emit(Event{Image: img.Name, Mirror: m.Name, Phase: PhaseFallback, Err: err, Verification: v})
+		}
 		return err
 	})
 	res.Tried, res.Elapsed = tried, time.Since(start)

@@ -60,6 +60,12 @@ func (v *pullView) event(e images.Event) {
 	if e.Mirror != "" {
 		r.mirror = e.Mirror
 	}
+	if e.Phase == images.PhaseFallback {
+		if !v.tty {
+			fmt.Fprintln(v.w, plainLine(e))
+		}
+		return
+	}
 	switch e.Phase {
 	case images.PhaseDone, images.PhaseSkipped, images.PhaseReplacing:
 		r.note = e.Verdict.String()
@@ -83,8 +89,10 @@ func plainLine(e images.Event) string {
 		return fmt.Sprintf("%s: present but does not match images.lock (%s); pulling it again", e.Image, e.Detail)
 	case images.PhaseDone:
 		return fmt.Sprintf("%s: done from %s (%s)", e.Image, e.Mirror, e.Verdict)
+	case images.PhaseFallback:
+		return fmt.Sprintf("%s: %s refused: %v", e.Image, e.Mirror, e.Err)
 	case images.PhaseFailed:
-		return fmt.Sprintf("%s: FAILED: %v", e.Image, e.Err)
+		return fmt.Sprintf("%s: FAILED", e.Image)
 	}
 	return fmt.Sprintf("%s: %s", e.Image, e.Phase)
 }

@@ -1,0 +1,27 @@
+package dk8s
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestLayering keeps pkg/ a library a node agent can import: no CLI
+// framework in it, and the moby client behind pkg/containers alone.
+func TestLayering(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./pkg/...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		pkg, imports, _ := strings.Cut(line, " ")
+		for _, imp := range strings.Fields(imports) {
+			if strings.HasPrefix(imp, "github.com/spf13/") {
+				t.Errorf("%s imports %s: the CLI framework belongs in cmd/", pkg, imp)
+			}
+			if strings.HasPrefix(imp, "github.com/moby/moby/") && !strings.HasSuffix(pkg, "/pkg/containers") {
+				t.Errorf("%s imports %s: only pkg/containers talks to the Engine client", pkg, imp)
+			}
+		}
+	}
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# engine.sh: makes sure a Docker engine and the registry server are installed
+# and that dockerd answers, installing them from Debian's packages and
+# starting dockerd in the background where needed (there is no init system
+# on the test machines). Idempotent.
+set -euo pipefail
+need=()
+command -v dockerd >/dev/null || need+=(docker.io)
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "harness: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if ! docker version >/dev/null 2>&1; then
+  echo "harness: starting dockerd" >&2
+  setsid dockerd >/var/log/dockerd.log 2>&1 </dev/null &
+  for _ in $(seq 120); do
+    docker version >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  docker version >/dev/null 2>&1 || { tail -20 /var/log/dockerd.log >&2; echo "harness: dockerd did not start" >&2; exit 1; }
+fi
