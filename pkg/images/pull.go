@@ -33,9 +33,9 @@ type PullOptions struct {
 
 // Result is what became of one image.
 type Result struct {
-	Image  Image
-	Mirror string // the mirror it came from; "" when it was already present
-	Skipped bool  // present and acceptable before the pull
+	Image   Image
+	Mirror  string // the mirror it came from; "" when it was already present
+	Skipped bool   // present and acceptable before the pull
 	Verification
 	Elapsed time.Duration
 	Tried   []mirror.Tried
