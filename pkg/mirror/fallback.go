@@ -44,7 +44,7 @@ type Fallback struct {
 	OnRetry func(m Mirror, err error, wait time.Duration)
 
 	mu   sync.Mutex
-	down map[string]error
+	down map[string]bool
 }
 
 // Attempt does the work against one mirror.
@@ -80,7 +80,7 @@ func (e *ExhaustedError) Unwrap() []error {
 
 // ErrDown is the error recorded for a mirror skipped because an earlier
 // attempt found it down.
-var ErrDown = errors.New("skipped: found down earlier")
+var ErrDown = errors.New("skipped: unreachable earlier in this run")
 
 // Do runs attempt against each mirror in order until one succeeds, and
 // returns that mirror and the failures before it. It stops at once when ctx
@@ -88,8 +88,8 @@ var ErrDown = errors.New("skipped: found down earlier")
 func (f *Fallback) Do(ctx context.Context, attempt Attempt) (Mirror, []Tried, error) {
 	var tried []Tried
 	for _, m := range f.Mirrors {
-		if cause := f.isDown(m); cause != nil {
-			tried = append(tried, Tried{m, fmt.Errorf("%w (%v)", ErrDown, cause)})
+		if f.isDown(m) {
+			tried = append(tried, Tried{m, ErrDown})
 			continue
 		}
 		err := f.try(ctx, m, attempt)
@@ -134,7 +134,7 @@ func (f *Fallback) try(ctx context.Context, m Mirror, attempt Attempt) error {
 		err = re.LastErr
 	}
 	if last == Unreachable {
-		f.markDown(m, err)
+		f.markDown(m)
 	}
 	return err
 }
@@ -156,17 +156,17 @@ func (f *Fallback) backOff() backoff.BackOff {
 	return b
 }
 
-func (f *Fallback) isDown(m Mirror) error {
+func (f *Fallback) isDown(m Mirror) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.down[m.Prefix]
 }
 
-func (f *Fallback) markDown(m Mirror, err error) {
+func (f *Fallback) markDown(m Mirror) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.down == nil {
-		f.down = map[string]error{}
+		f.down = map[string]bool{}
 	}
-	f.down[m.Prefix] = err
+	f.down[m.Prefix] = true
 }
