@@ -77,7 +77,7 @@ func runImages(cmd *cobra.Command, g *globals, f *imagesFlags) error {
 	}
 	header := []string{"IMAGE", "PRESENT", "VERIFIED"}
 	if m != nil {
-		header = []string{"IMAGE", "ON " + strings.ToUpper(m.Name), "PRESENT", "VERIFIED"}
+		header = []string{"IMAGE", "ON MIRROR", "PRESENT", "VERIFIED"}
 	}
 	var rows [][]string
 	for _, st := range sts {
