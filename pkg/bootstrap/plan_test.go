@@ -1,0 +1,123 @@
+package bootstrap
+
+import (
+	"net"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/dk8s/dk8s"
+	"github.com/dk8s/dk8s/pkg/containers"
+	"github.com/dk8s/dk8s/pkg/images"
+)
+
+func testPlan(t *testing.T, extra map[string]map[string]string) []containers.Spec {
+	t.Helper()
+	lock, err := images.ParseLock(dk8s.DefaultLock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, _ := lock.Release("")
+	specs, err := Plan(Config{
+		ClusterName: "dk8s", Dir: "/var/lib/dk8s", NodeName: "node-1",
+		AdvertiseAddress: net.ParseIP("192.0.2.10"), ServiceCIDR: "10.96.0.0/12", PodCIDR: "10.244.0.0/16",
+		ExtraArgs: extra,
+	}, rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return specs
+}
+
+func byName(specs []containers.Spec) map[string]containers.Spec {
+	m := map[string]containers.Spec{}
+	for _, s := range specs {
+		m[s.Name] = s
+	}
+	return m
+}
+
+func TestPlanShape(t *testing.T) {
+	specs := testPlan(t, nil)
+	var names []string
+	for _, s := range specs {
+		names = append(names, s.Name)
+		if !s.HostNetwork || !s.RestartAlways {
+			t.Errorf("%s: want host network and restart=always", s.Name)
+		}
+		if s.Labels[containers.LabelCluster] != "dk8s" || s.Labels[containers.LabelSpecHash] != s.Hash() {
+			t.Errorf("%s: labels %v", s.Name, s.Labels)
+		}
+		if !strings.HasPrefix(s.Image, "registry.k8s.io/") {
+			t.Errorf("%s: image %s should be the canonical name", s.Name, s.Image)
+		}
+		if m := s.Mounts[0]; m.Source != "/var/lib/dk8s" || !m.ReadOnly {
+			t.Errorf("%s: the PKI and kubeconfigs should be mounted read-only, got %+v", s.Name, m)
+		}
+	}
+	if got := strings.Join(names, " "); got != "dk8s-etcd dk8s-apiserver dk8s-controller-manager dk8s-scheduler" {
+		t.Errorf("start order %s", got)
+	}
+}
+
+func TestPlanFlagsAreKubeadms(t *testing.T) {
+	s := byName(testPlan(t, nil))
+	want := map[string][]string{
+		"dk8s-etcd": {"--listen-client-urls=https://127.0.0.1:2379", "--client-cert-auth=true", "--peer-client-cert-auth=true",
+			"--listen-metrics-urls=http://127.0.0.1:2381", "--data-dir=/var/lib/etcd"},
+		"dk8s-apiserver": {"--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
+			"--etcd-servers=https://127.0.0.1:2379", "--secure-port=6443", "--advertise-address=192.0.2.10"},
+		"dk8s-controller-manager": {"--bind-address=127.0.0.1", "--cluster-signing-cert-file=/etc/dk8s/pki/ca.crt",
+			"--use-service-account-credentials=true", "--service-account-private-key-file=/etc/dk8s/pki/sa.key"},
+		"dk8s-scheduler": {"--bind-address=127.0.0.1", "--leader-elect=true"},
+	}
+	for name, flags := range want {
+		for _, f := range flags {
+			if !slices.Contains(s[name].Args, f) {
+				t.Errorf("%s lacks %s; has %v", name, f, s[name].Args)
+			}
+		}
+	}
+	for _, a := range s["dk8s-apiserver"].Args {
+		if strings.HasPrefix(a, "--insecure-port") || strings.HasPrefix(a, "--etcd-servers=http:") {
+			t.Errorf("apiserver flag %s opens something without TLS", a)
+		}
+	}
+	etcd := s["dk8s-etcd"]
+	if m := etcd.Mounts[1]; m.Source != "/var/lib/dk8s/etcd" || m.Target != "/var/lib/etcd" || m.ReadOnly {
+		t.Errorf("etcd's data should live in the host's /var/lib/dk8s/etcd, read-write: %+v", m)
+	}
+}
+
+func TestPlanIsStableAndExtraArgsTouchOneComponent(t *testing.T) {
+	a, b := testPlan(t, nil), testPlan(t, nil)
+	for i := range a {
+		if a[i].Hash() != b[i].Hash() {
+			t.Errorf("%s: the same input planned different hashes", a[i].Name)
+		}
+	}
+	c := byName(testPlan(t, map[string]map[string]string{"kube-scheduler": {"v": "4"}}))
+	for _, s := range a {
+		changed := c[s.Name].Labels[containers.LabelSpecHash] != s.Labels[containers.LabelSpecHash]
+		if changed != (s.Name == "dk8s-scheduler") {
+			t.Errorf("%s: hash changed = %v after a scheduler-only flag", s.Name, changed)
+		}
+	}
+	if !slices.Contains(c["dk8s-scheduler"].Args, "--v=4") {
+		t.Error("the extra arg is missing")
+	}
+	over := byName(testPlan(t, map[string]map[string]string{"kube-apiserver": {"secure-port": "7443"}}))
+	if n := strings.Count(strings.Join(over["dk8s-apiserver"].Args, " "), "--secure-port="); n != 1 || !slices.Contains(over["dk8s-apiserver"].Args, "--secure-port=7443") {
+		t.Errorf("an extra arg should replace the default flag, got %v", over["dk8s-apiserver"].Args)
+	}
+}
+
+func TestPlanRejectsUnknownComponent(t *testing.T) {
+	lock, _ := images.ParseLock(dk8s.DefaultLock)
+	rel, _ := lock.Release("")
+	_, err := Plan(Config{ClusterName: "x", Dir: "/d", NodeName: "n", AdvertiseAddress: net.ParseIP("192.0.2.1"),
+		ExtraArgs: map[string]map[string]string{"kube-apiservr": {"v": "2"}}}, rel)
+	if err == nil || !strings.Contains(err.Error(), `unknown component "kube-apiservr"`) || !strings.Contains(err.Error(), "kube-apiserver") {
+		t.Errorf("got %v", err)
+	}
+}
