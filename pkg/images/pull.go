@@ -48,7 +48,7 @@ type PullError struct {
 }
 
 func (e *PullError) Error() string {
-	msg := fmt.Sprintf("%d of the images could not be pulled:", len(e.Failed))
+	msg := fmt.Sprintf("%d of the images could not be brought in:", len(e.Failed))
 	for _, r := range e.Failed {
 		msg += fmt.Sprintf("\n  %s: %v", r.Image.Name, r.Err)
 	}
