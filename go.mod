@@ -1,6 +1,6 @@
 module github.com/dk8s/dk8s
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/cenkalti/backoff/v7 v7.0.3
