@@ -100,7 +100,7 @@ func Plan(cfg Config, rel *images.Release) ([]containers.Spec, error) {
 
 func pki(name string) string { return confMount + "/pki/" + name }
 
-func kubeconfig(name string) string { return confMount + "/" + name + ".conf" }
+func kubeconfigPath(name string) string { return confMount + "/" + name + ".conf" }
 
 func etcdFlags(cfg Config) map[string]string {
 	client, peer := "https://127.0.0.1:2379", "https://127.0.0.1:2380"
@@ -161,8 +161,8 @@ func apiserverFlags(cfg Config) map[string]string {
 func controllerManagerFlags(cfg Config) map[string]string {
 	return map[string]string{
 		"allocate-node-cidrs":              "true",
-		"authentication-kubeconfig":        kubeconfig("controller-manager"),
-		"authorization-kubeconfig":         kubeconfig("controller-manager"),
+		"authentication-kubeconfig":        kubeconfigPath("controller-manager"),
+		"authorization-kubeconfig":         kubeconfigPath("controller-manager"),
 		"bind-address":                     "127.0.0.1",
 		"client-ca-file":                   pki("ca.crt"),
 		"cluster-cidr":                     cfg.PodCIDR,
@@ -170,7 +170,7 @@ func controllerManagerFlags(cfg Config) map[string]string {
 		"cluster-signing-cert-file":        pki("ca.crt"), // signs kubelet CSRs, so certificate rotation works
 		"cluster-signing-key-file":         pki("ca.key"),
 		"controllers":                      "*,bootstrapsigner,tokencleaner",
-		"kubeconfig":                       kubeconfig("controller-manager"),
+		"kubeconfig":                       kubeconfigPath("controller-manager"),
 		"leader-elect":                     "true",
 		"requestheader-client-ca-file":     pki("front-proxy-ca.crt"),
 		"root-ca-file":                     pki("ca.crt"),
@@ -182,10 +182,10 @@ func controllerManagerFlags(cfg Config) map[string]string {
 
 func schedulerFlags() map[string]string {
 	return map[string]string{
-		"authentication-kubeconfig": kubeconfig("scheduler"),
-		"authorization-kubeconfig":  kubeconfig("scheduler"),
+		"authentication-kubeconfig": kubeconfigPath("scheduler"),
+		"authorization-kubeconfig":  kubeconfigPath("scheduler"),
 		"bind-address":              "127.0.0.1",
-		"kubeconfig":                kubeconfig("scheduler"),
+		"kubeconfig":                kubeconfigPath("scheduler"),
 		"leader-elect":              "true",
 	}
 }
