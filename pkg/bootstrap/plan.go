@@ -75,7 +75,7 @@ func Plan(cfg Config, rel *images.Release) ([]containers.Spec, error) {
 			mounts = append(mounts, containers.Mount{Source: filepath.Join(cfg.Dir, "etcd"), Target: etcdData})
 		}
 		specs = append(specs, containers.Spec{
-			Name:       "dk8s-" + strings.TrimPrefix(comp, "kube-"),
+			Name:       containerName(comp),
 			Image:      img.Name,
 			Entrypoint: []string{comp},
 			Args:       containers.Flags(f),

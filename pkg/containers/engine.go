@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 )
 
 // Engine is what dk8s needs of a Docker daemon.
@@ -24,6 +25,17 @@ type Engine interface {
 	SaveImages(ctx context.Context, refs []string) (io.ReadCloser, error)
 	// LoadImages loads a `docker save` archive.
 	LoadImages(ctx context.Context, archive io.Reader) error
+
+	// CreateContainer makes the container s describes, without starting it.
+	CreateContainer(ctx context.Context, s Spec) (string, error)
+	StartContainer(ctx context.Context, name string) error
+	// StopContainer stops name, killing it after grace.
+	StopContainer(ctx context.Context, name string, grace time.Duration) error
+	RemoveContainer(ctx context.Context, name string) error
+	// InspectContainer returns name, or an error that satisfies IsNotFound.
+	InspectContainer(ctx context.Context, name string) (Container, error)
+	ListContainers(ctx context.Context, labels map[string]string) ([]Container, error)
+	ContainerLogs(ctx context.Context, name string, opts LogsOptions, stdout, stderr io.Writer) error
 }
 
 // Version is the daemon's version.

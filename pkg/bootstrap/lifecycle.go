@@ -1,0 +1,150 @@
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dk8s/dk8s/pkg/containers"
+)
+
+// ComponentStatus is one line of `dk8s ps`.
+type ComponentStatus struct {
+	Component string        `json:"component" yaml:"component"`
+	Container string        `json:"container" yaml:"container"`
+	Image     string        `json:"image,omitempty" yaml:"image,omitempty"`
+	Version   string        `json:"version,omitempty" yaml:"version,omitempty"`
+	State     string        `json:"state" yaml:"state"`
+	Healthy   bool          `json:"healthy" yaml:"healthy"`
+	Health    string        `json:"health" yaml:"health"`
+	Restarts  int           `json:"restarts" yaml:"restarts"`
+	Uptime    time.Duration `json:"-" yaml:"-"`
+	// UptimeSeconds is Uptime for machines.
+	UptimeSeconds int `json:"uptimeSeconds" yaml:"uptimeSeconds"`
+	Endpoint  string        `json:"endpoint" yaml:"endpoint"`
+}
+
+// Status reports every component of the control plane, probing their
+// health in parallel with a short timeout each.
+func Status(ctx context.Context, engine containers.Engine, cfg Config) ([]ComponentStatus, error) {
+	p := &PKI{Dir: cfg.PKIDir()}
+	out := make([]ComponentStatus, len(Components))
+	var wg sync.WaitGroup
+	for i, comp := range Components {
+		st := ComponentStatus{Component: comp, Container: containerName(comp), State: "absent", Health: "-", Endpoint: Endpoints[comp].URL}
+		c, err := engine.InspectContainer(ctx, st.Container)
+		switch {
+		case containers.IsNotFound(err):
+			out[i] = st
+			continue
+		case err != nil:
+			return nil, err
+		}
+		st.Image, st.State, st.Restarts = c.Image, c.State, c.RestartCount
+		st.Version = c.Image[strings.LastIndex(c.Image, ":")+1:]
+		if c.Running && !c.StartedAt.IsZero() {
+			st.Uptime = time.Since(c.StartedAt).Round(time.Second)
+			st.UptimeSeconds = int(st.Uptime.Seconds())
+		}
+		out[i] = st
+		if !c.Running {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := Probe(ctx, p, comp, 2*time.Second); err != nil {
+				out[i].Health = "unhealthy: " + err.Error()
+			} else {
+				out[i].Healthy, out[i].Health = true, "healthy"
+			}
+		}()
+	}
+	wg.Wait()
+	return out, nil
+}
+
+// Stop stops the control plane's containers, in the reverse of their start
+// order, keeping them, their data and the PKI. Docker's restart policy
+// brings a stopped container back when the daemon itself restarts; `dk8s
+// start` brings them back at once.
+func Stop(ctx context.Context, engine containers.Engine, cfg Config) ([]string, error) {
+	var stopped []string
+	for i := len(Components) - 1; i >= 0; i-- {
+		name := containerName(Components[i])
+		err := engine.StopContainer(ctx, name, 30*time.Second)
+		if containers.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return stopped, fmt.Errorf("stopping %s: %w", name, err)
+		}
+		stopped = append(stopped, name)
+	}
+	return stopped, nil
+}
+
+// Reset removes the control plane's containers. The cluster directory (the
+// etcd data, the PKI and the kubeconfigs) stays unless purge is set.
+func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool) ([]string, error) {
+	cs, err := engine.ListContainers(ctx, map[string]string{containers.LabelCluster: cfg.ClusterName})
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	// Reverse start order, then anything else of the cluster.
+	byName := map[string]bool{}
+	for _, c := range cs {
+		byName[c.Name] = true
+	}
+	var order []string
+	for i := len(Components) - 1; i >= 0; i-- {
+		if n := containerName(Components[i]); byName[n] {
+			order = append(order, n)
+			delete(byName, n)
+		}
+	}
+	for n := range byName {
+		order = append(order, n)
+	}
+	for _, name := range order {
+		if err := engine.StopContainer(ctx, name, 30*time.Second); err != nil && !containers.IsNotFound(err) {
+			return removed, fmt.Errorf("stopping %s: %w", name, err)
+		}
+		if err := engine.RemoveContainer(ctx, name); err != nil && !containers.IsNotFound(err) {
+			return removed, fmt.Errorf("removing %s: %w", name, err)
+		}
+		removed = append(removed, name)
+	}
+	if purge {
+		if cfg.Dir == "" || cfg.Dir == "/" {
+			return removed, errors.New("refusing to purge an empty or root cluster directory")
+		}
+		if err := os.RemoveAll(cfg.Dir); err != nil {
+			return removed, fmt.Errorf("purging %s: %w", cfg.Dir, err)
+		}
+	}
+	return removed, nil
+}
+
+// Logs writes component's container logs.
+func Logs(ctx context.Context, engine containers.Engine, component string, opts containers.LogsOptions, stdout, stderr io.Writer) error {
+	name := ""
+	for _, c := range Components {
+		if c == component || containerName(c) == component || strings.TrimPrefix(c, "kube-") == component {
+			name = containerName(c)
+		}
+	}
+	if name == "" {
+		return fmt.Errorf("unknown component %q: use one of %s", component, strings.Join(Components, ", "))
+	}
+	if _, err := engine.InspectContainer(ctx, name); containers.IsNotFound(err) {
+		return fmt.Errorf("%s has no container: is the cluster started ('dk8s start')?", component)
+	}
+	return engine.ContainerLogs(ctx, name, opts, stdout, stderr)
+}

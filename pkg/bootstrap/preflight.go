@@ -1,0 +1,166 @@
+package bootstrap
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/dk8s/dk8s/pkg/containers"
+)
+
+// Ports each component listens on, on the host's network.
+var Ports = map[string][]int{
+	"etcd":                    {2379, 2380, 2381},
+	"kube-apiserver":          {6443},
+	"kube-controller-manager": {10257},
+	"kube-scheduler":          {10259},
+}
+
+// Finding is one preflight result: a failure stops start before anything is
+// changed; a warning is shown and start goes on.
+type Finding struct {
+	Check   string
+	Problem string
+	Remedy  string
+	Fatal   bool
+}
+
+func (f Finding) String() string {
+	return fmt.Sprintf("%s: %s. %s", f.Check, f.Problem, f.Remedy)
+}
+
+// PreflightError holds the failures that stopped start.
+type PreflightError struct{ Failures []Finding }
+
+func (e *PreflightError) Error() string {
+	var lines []string
+	for _, f := range e.Failures {
+		lines = append(lines, "  "+f.String())
+	}
+	return "preflight checks failed; nothing was changed:\n" + strings.Join(lines, "\n")
+}
+
+// minFreeDisk is the least free space start accepts under the cluster
+// directory: etcd stops accepting writes when its disk fills.
+const minFreeDisk = 1 << 30
+
+// Preflight checks the host before anything is changed: root, the Docker
+// API version, the components' ports (free, or held by dk8s's own running
+// container), free disk, and what a node will need (swap off, IP
+// forwarding, bridge netfilter) as warnings.
+func Preflight(ctx context.Context, engine containers.Engine, cfg Config) ([]Finding, error) {
+	var out []Finding
+	if os.Geteuid() != 0 {
+		out = append(out, Finding{"root", "dk8s start runs as uid " + strconv.Itoa(os.Geteuid()), "Run it as root (sudo): it owns " + cfg.Dir + " and binds host ports", true})
+	}
+	v, err := engine.Version(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if apiBelow(v.APIVersion, 1, 40) {
+		out = append(out, Finding{"docker", "the Docker daemon speaks API " + v.APIVersion, "Upgrade Docker to 19.03 or later (API 1.40)", true})
+	}
+	holders := listeners()
+	for _, comp := range Components {
+		c, err := engine.InspectContainer(ctx, containerName(comp))
+		if err == nil && c.Running {
+			continue // its own ports are held by itself
+		}
+		for _, port := range Ports[comp] {
+			if who, busy := holders[port]; busy {
+				out = append(out, Finding{"port " + strconv.Itoa(port), fmt.Sprintf("%s needs it, and %s is listening on it", comp, who),
+					"Stop that process (a leftover kubeadm or an earlier cluster?) and run dk8s start again", true})
+			}
+		}
+	}
+	if free, path, err := freeDisk(cfg.Dir); err == nil && free < minFreeDisk {
+		out = append(out, Finding{"disk", fmt.Sprintf("%s has %d MiB free", path, free>>20), "Free at least 1 GiB there, or choose another --dir", true})
+	}
+	if data, err := os.ReadFile("/proc/swaps"); err == nil && len(strings.Split(strings.TrimSpace(string(data)), "\n")) > 1 {
+		out = append(out, Finding{"swap", "swap is on", "kubelet refuses to run with swap by default: 'swapoff -a' (and remove it from /etc/fstab)", false})
+	}
+	if data, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); err == nil && strings.TrimSpace(string(data)) != "1" {
+		out = append(out, Finding{"ip_forward", "IPv4 forwarding is off", "Pods need it: 'sysctl -w net.ipv4.ip_forward=1'", false})
+	}
+	if _, err := os.Stat("/proc/sys/net/bridge/bridge-nf-call-iptables"); err != nil {
+		out = append(out, Finding{"br_netfilter", "the br_netfilter module is not loaded", "Services need it: 'modprobe br_netfilter'", false})
+	}
+	return out, nil
+}
+
+func containerName(component string) string {
+	return "dk8s-" + strings.TrimPrefix(component, "kube-")
+}
+
+func apiBelow(v string, major, minor int) bool {
+	var a, b int
+	if _, err := fmt.Sscanf(v, "%d.%d", &a, &b); err != nil {
+		return false
+	}
+	return a < major || (a == major && b < minor)
+}
+
+// freeDisk reports the free bytes of the file system that holds dir, or of
+// its nearest existing parent.
+func freeDisk(dir string) (uint64, string, error) {
+	for p := dir; ; p = filepath.Dir(p) {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(p, &st); err == nil {
+			return st.Bavail * uint64(st.Bsize), p, nil
+		}
+		if p == "/" {
+			return 0, p, fmt.Errorf("no file system for %s", dir)
+		}
+	}
+}
+
+// listeners maps each TCP port something listens on to the process
+// listening, "NAME (pid N)", read from /proc: which socket inode listens on
+// the port, then which process holds that inode open.
+func listeners() map[int]string {
+	inodes := map[string]int{}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		fh, err := os.Open(f)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(fh)
+		sc.Scan() // header
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) < 10 || fields[3] != "0A" { // 0A: LISTEN
+				continue
+			}
+			_, hexPort, _ := strings.Cut(fields[1], ":")
+			port, err := strconv.ParseInt(hexPort, 16, 32)
+			if err == nil {
+				inodes[fields[9]] = int(port)
+			}
+		}
+		fh.Close()
+	}
+	out := map[int]string{}
+	for _, port := range inodes {
+		out[port] = "an unknown process"
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	for _, fd := range procs {
+		target, err := os.Readlink(fd)
+		if err != nil || !strings.HasPrefix(target, "socket:[") {
+			continue
+		}
+		port, ok := inodes[strings.TrimSuffix(strings.TrimPrefix(target, "socket:["), "]")]
+		if !ok {
+			continue
+		}
+		pid := strings.Split(fd, "/")[2]
+		comm, _ := os.ReadFile("/proc/" + pid + "/comm")
+		out[port] = fmt.Sprintf("%s (pid %s)", strings.TrimSpace(string(comm)), pid)
+	}
+	return out
+}

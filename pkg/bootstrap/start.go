@@ -1,0 +1,250 @@
+package bootstrap
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dk8s/dk8s/pkg/containers"
+	"github.com/dk8s/dk8s/pkg/images"
+)
+
+// Event is progress Start reports.
+type Event struct {
+	Step      string // preflight, pki, image, container, healthy, lock
+	Component string
+	Message   string
+	Done      bool // the step finished (a ✓ line)
+	Warning   bool
+}
+
+// StartOptions tune Start.
+type StartOptions struct {
+	// Events hears of every step; nil for silence.
+	Events func(Event)
+	// Timeout bounds the wait for each component's health; 0 means 3 min.
+	Timeout time.Duration
+	// LockWait bounds the wait for another start on the same directory to
+	// finish; 0 means do not wait.
+	LockWait time.Duration
+}
+
+// ComponentError is a component that did not come up, with its last log
+// lines and what to check next.
+type ComponentError struct {
+	Component string
+	Err       error
+	Logs      string
+	Hint      string
+}
+
+func (e *ComponentError) Error() string {
+	msg := fmt.Sprintf("%s did not become healthy: %v", e.Component, e.Err)
+	if e.Logs != "" {
+		msg += "\nits last log lines:\n" + indent(e.Logs)
+	}
+	if e.Hint != "" {
+		msg += "\nnext: " + e.Hint
+	}
+	return msg
+}
+
+// ErrBusy says another start holds the cluster directory.
+var ErrBusy = errors.New("another dk8s start is running on this cluster directory")
+
+// Start brings the control plane of cfg up with the images of rel: it
+// checks the host, makes (or keeps) the PKI and kubeconfigs, creates each
+// component's container that is missing or whose spec changed (and only
+// those), and waits for each to be healthy, in order. Everything it keeps
+// lives under cfg.Dir on the host; no container holds state. A rerun with
+// the same configuration changes nothing.
+func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, opts StartOptions) error {
+	emit := func(e Event) {
+		if opts.Events != nil {
+			opts.Events(e)
+		}
+	}
+	specs, err := Plan(cfg, rel)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return err
+	}
+	unlock, err := lockDir(ctx, cfg.Dir, opts.LockWait, emit)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	findings, err := Preflight(ctx, engine, cfg)
+	if err != nil {
+		return err
+	}
+	var fatal []Finding
+	for _, f := range findings {
+		if f.Fatal {
+			fatal = append(fatal, f)
+		} else {
+			emit(Event{Step: "preflight", Message: f.String(), Warning: true})
+		}
+	}
+	if len(fatal) > 0 {
+		return &PreflightError{Failures: fatal}
+	}
+	if err := missingImages(ctx, engine, specs); err != nil {
+		return err
+	}
+	emit(Event{Step: "preflight", Message: "host checks passed", Done: true})
+
+	pcfg, err := cfg.PKIConfig()
+	if err != nil {
+		return err
+	}
+	p, made, err := EnsurePKI(cfg.PKIDir(), pcfg)
+	if err != nil {
+		return err
+	}
+	if err := WriteKubeconfigs(p, cfg.Dir, cfg.ClusterName, "https://"+cfg.AdvertiseAddress.String()+":6443"); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.Dir, "etcd"), 0o700); err != nil {
+		return err
+	}
+	emit(Event{Step: "pki", Message: fmt.Sprintf("certificates in %s (%d new)", cfg.PKIDir(), len(made)), Done: true})
+
+	timeout := opts.Timeout
+	if timeout == 0 {
+		timeout = 3 * time.Minute
+	}
+	for i, spec := range specs {
+		comp := Components[i]
+		action, err := apply(ctx, engine, spec)
+		if err != nil {
+			return fmt.Errorf("%s: %w", comp, err)
+		}
+		emit(Event{Step: "container", Component: comp, Message: spec.Name + " " + action})
+		if err := WaitHealthy(ctx, p, comp, timeout); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return &ComponentError{Component: comp, Err: err, Logs: lastLogs(engine, spec.Name, 15), Hint: hints[comp]}
+		}
+		if comp == "kube-apiserver" {
+			if err := ensureAdminBinding(ctx, cfg); err != nil {
+				return err
+			}
+		}
+		emit(Event{Step: "healthy", Component: comp, Message: comp + " is healthy", Done: true})
+	}
+	return nil
+}
+
+var hints = map[string]string{
+	"etcd":                    "'dk8s logs etcd'; a full disk under the cluster directory or a data directory from another cluster stops etcd",
+	"kube-apiserver":          "'dk8s logs kube-apiserver'; it needs etcd healthy on 127.0.0.1:2379 and its certificates under the cluster directory",
+	"kube-controller-manager": "'dk8s logs kube-controller-manager'; it reaches the apiserver with controller-manager.conf",
+	"kube-scheduler":          "'dk8s logs kube-scheduler'; it reaches the apiserver with scheduler.conf",
+}
+
+// apply makes the running container match spec: nothing when it does, a
+// start when it is merely stopped, a replacement when its spec changed.
+func apply(ctx context.Context, engine containers.Engine, spec containers.Spec) (string, error) {
+	cur, err := engine.InspectContainer(ctx, spec.Name)
+	switch {
+	case containers.IsNotFound(err):
+		if _, err := engine.CreateContainer(ctx, spec); err != nil {
+			return "", err
+		}
+		return "created", engine.StartContainer(ctx, spec.Name)
+	case err != nil:
+		return "", err
+	case cur.Labels[containers.LabelSpecHash] == spec.Labels[containers.LabelSpecHash]:
+		if cur.Running || cur.State == "restarting" {
+			return "unchanged", nil
+		}
+		return "started", engine.StartContainer(ctx, spec.Name)
+	}
+	if cur.Labels[containers.LabelComponent] == "" {
+		return "", fmt.Errorf("a container named %s exists that dk8s did not make; rename or remove it ('docker rm %s') and run start again", spec.Name, spec.Name)
+	}
+	if err := engine.StopContainer(ctx, spec.Name, 30*time.Second); err != nil && !containers.IsNotFound(err) {
+		return "", err
+	}
+	if err := engine.RemoveContainer(ctx, spec.Name); err != nil && !containers.IsNotFound(err) {
+		return "", err
+	}
+	if _, err := engine.CreateContainer(ctx, spec); err != nil {
+		return "", err
+	}
+	return "replaced (its configuration changed)", engine.StartContainer(ctx, spec.Name)
+}
+
+func missingImages(ctx context.Context, engine containers.Engine, specs []containers.Spec) error {
+	var missing []string
+	for _, s := range specs {
+		if _, err := engine.InspectImage(ctx, s.Image); containers.IsNotFound(err) {
+			missing = append(missing, s.Image)
+		} else if err != nil {
+			return err
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("images missing: %s; fetch them with 'dk8s pull --mirror MIRROR' (or start with --pull)", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+func lastLogs(engine containers.Engine, name string, lines int) string {
+	var buf bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = engine.ContainerLogs(ctx, name, containers.LogsOptions{Tail: fmt.Sprint(lines)}, &buf, &buf)
+	return strings.TrimRight(buf.String(), "\n")
+}
+
+// lockDir takes an exclusive lock on the cluster directory, so that two
+// starts never half-make one cluster: the second waits up to wait, then
+// gives up with ErrBusy.
+func lockDir(ctx context.Context, dir string, wait time.Duration, emit func(Event)) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(wait)
+	told := false
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, err
+		}
+		if time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("%w (%s is locked); wait for it to finish, or pass --wait", ErrBusy, dir)
+		}
+		if !told {
+			emit(Event{Step: "lock", Message: "another dk8s start is running; waiting for it"})
+			told = true
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func indent(s string) string {
+	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
+}

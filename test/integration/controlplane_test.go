@@ -1,0 +1,318 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/dk8s/dk8s/pkg/containers"
+)
+
+var controlPlane = []string{"dk8s-etcd", "dk8s-apiserver", "dk8s-controller-manager", "dk8s-scheduler"}
+
+// cluster is a control plane a test starts in its own directory, purged
+// before and after, so the suite leaves the machine as it found it.
+type cluster struct {
+	t   *testing.T
+	dir string
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	harness(t)
+	if r := dk8s(t, nil, "pull", "--mirror", flatMirror); r.code != 0 {
+		t.Fatalf("pulling the image set: %s", r)
+	}
+	c := &cluster{t: t, dir: filepath.Join(os.TempDir(), "dk8s-it-"+strings.ToLower(t.Name()))}
+	c.purge()
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range controlPlane {
+				r := dk8s(t, nil, "logs", n, "--tail", "20")
+				t.Logf("last logs of %s:\n%s", n, r.stdout)
+			}
+		}
+		c.purge()
+	})
+	return c
+}
+
+func (c *cluster) purge() {
+	c.t.Helper()
+	if r := dk8s(c.t, nil, "reset", "--purge", "--yes", "--dir", c.dir); r.code != 0 {
+		c.t.Fatalf("reset --purge: %s", r)
+	}
+}
+
+func (c *cluster) run(args ...string) result {
+	c.t.Helper()
+	return dk8s(c.t, nil, append(args, "--dir", c.dir)...)
+}
+
+func (c *cluster) start(args ...string) result {
+	c.t.Helper()
+	r := c.run(append([]string{"start", "--timeout", "2m"}, args...)...)
+	if r.code != 0 {
+		c.t.Fatalf("dk8s start failed:\n%s", r)
+	}
+	return r
+}
+
+func (c *cluster) client() *kubernetes.Clientset {
+	c.t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(c.dir, "admin.conf"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cfg.Timeout = 10 * time.Second
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return cs
+}
+
+// waitHealthy waits until `dk8s ps` exits 0, as monitoring would.
+func (c *cluster) waitHealthy(d time.Duration) result {
+	c.t.Helper()
+	var r result
+	if !waitFor(d, func() bool { r = c.run("ps"); return r.code == 0 }) {
+		c.t.Fatalf("the control plane did not become healthy within %s:\n%s", d, r)
+	}
+	return r
+}
+
+const markerNS = "default"
+
+func (c *cluster) writeMarker(value string) {
+	c.t.Helper()
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "dk8s-marker"}, Data: map[string]string{"value": value}}
+	if _, err := c.client().CoreV1().ConfigMaps(markerNS).Create(context.Background(), cm, metav1.CreateOptions{}); err != nil {
+		c.t.Fatalf("writing the marker: %v", err)
+	}
+}
+
+// marker reads the marker, retrying while the apiserver settles.
+func (c *cluster) marker() (string, error) {
+	var cm *corev1.ConfigMap
+	var err error
+	waitFor(30*time.Second, func() bool {
+		cm, err = c.client().CoreV1().ConfigMaps(markerNS).Get(context.Background(), "dk8s-marker", metav1.GetOptions{})
+		return err == nil || strings.Contains(err.Error(), "not found")
+	})
+	if err != nil {
+		return "", err
+	}
+	return cm.Data["value"], nil
+}
+
+func (c *cluster) assertMarker(want string) {
+	c.t.Helper()
+	got, err := c.marker()
+	if err != nil || got != want {
+		c.t.Fatalf("the marker written before should read %q, got %q (%v): etcd data was lost", want, got, err)
+	}
+}
+
+func ids(t *testing.T, engine containers.Engine) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, n := range controlPlane {
+		c, err := engine.InspectContainer(context.Background(), n)
+		if err != nil {
+			t.Fatalf("%s: %v", n, err)
+		}
+		out[n] = c.ID
+	}
+	return out
+}
+
+func TestControlPlane(t *testing.T) {
+	engine, _ := harness(t)
+	c := newCluster(t)
+
+	r := c.start()
+	for _, want := range []string{"✓ etcd is healthy", "✓ kube-apiserver is healthy", "✓ kube-controller-manager is healthy", "✓ kube-scheduler is healthy"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("start should say %q:\n%s", want, r)
+		}
+	}
+	ps := c.run("ps")
+	if ps.code != 0 {
+		t.Fatalf("ps should exit 0 on a healthy cluster:\n%s", ps)
+	}
+	for _, comp := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+		if line := lineWith(ps.stdout, comp+" "); !strings.Contains(line, "running") || !strings.Contains(line, "healthy") {
+			t.Errorf("ps line for %s = %q", comp, line)
+		}
+	}
+	nss, err := c.client().CoreV1().Namespaces().List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("listing namespaces with the admin kubeconfig over TLS: %v", err)
+	}
+	var names []string
+	for _, ns := range nss.Items {
+		names = append(names, ns.Name)
+	}
+	if !strings.Contains(strings.Join(names, " "), "kube-system") {
+		t.Errorf("namespaces %v lack kube-system", names)
+	}
+	c.writeMarker("before-faults")
+	for _, n := range controlPlane {
+		ctr, _ := engine.InspectContainer(context.Background(), n)
+		if ctr.Labels[containers.LabelSpecHash] == "" || ctr.Labels[containers.LabelComponent] == "" {
+			t.Errorf("%s lacks dk8s's labels: %v", n, ctr.Labels)
+		}
+	}
+
+	t.Run("a rerun recreates nothing", func(t *testing.T) {
+		before := ids(t, engine)
+		r := c.start()
+		if strings.Count(r.stderr, " unchanged") != 4 {
+			t.Errorf("every container should be unchanged:\n%s", r)
+		}
+		if after := ids(t, engine); !equalMaps(before, after) {
+			t.Errorf("container IDs changed: %v -> %v", before, after)
+		}
+	})
+
+	t.Run("a changed flag replaces exactly one container", func(t *testing.T) {
+		before := ids(t, engine)
+		r := c.start("--extra-args", "kube-scheduler:v=2")
+		after := ids(t, engine)
+		for _, n := range controlPlane {
+			if changed := before[n] != after[n]; changed != (n == "dk8s-scheduler") {
+				t.Errorf("%s replaced = %v:\n%s", n, changed, r)
+			}
+		}
+		c.assertMarker("before-faults")
+		c.start() // back to the defaults: the scheduler is replaced again
+	})
+
+	t.Run("kill -9 of each component: it comes back by itself", func(t *testing.T) {
+		for _, n := range controlPlane {
+			ctr, err := engine.InspectContainer(context.Background(), n)
+			if err != nil || ctr.Pid == 0 {
+				t.Fatalf("%s: %v, pid %d", n, err, ctr.Pid)
+			}
+			if err := syscall.Kill(ctr.Pid, syscall.SIGKILL); err != nil {
+				t.Fatalf("kill -9 %s (pid %d): %v", n, ctr.Pid, err)
+			}
+			waitFor(30*time.Second, func() bool {
+				again, err := engine.InspectContainer(context.Background(), n)
+				return err == nil && again.Pid != ctr.Pid && again.Running
+			})
+			c.waitHealthy(2 * time.Minute)
+			if again, _ := engine.InspectContainer(context.Background(), n); again.RestartCount <= ctr.RestartCount {
+				t.Errorf("%s restart count %d, was %d", n, again.RestartCount, ctr.RestartCount)
+			}
+		}
+		ps := c.run("ps")
+		if !strings.Contains(lineWith(ps.stdout, "etcd "), "healthy") {
+			t.Errorf("ps after the kills:\n%s", ps)
+		}
+		c.assertMarker("before-faults")
+	})
+
+	t.Run("stop keeps everything and ps says so", func(t *testing.T) {
+		if r := c.run("stop"); r.code != 0 {
+			t.Fatal(r)
+		}
+		ps := c.run("ps")
+		if ps.code == 0 || !strings.Contains(lineWith(ps.stdout, "kube-apiserver "), "exited") {
+			t.Errorf("ps should exit non-zero and show exited components:\n%s", ps)
+		}
+		c.start()
+		c.assertMarker("before-faults")
+	})
+
+	t.Run("the Docker daemon restarts: the control plane comes back alone", func(t *testing.T) {
+		restartDockerd(t)
+		c.waitHealthy(3 * time.Minute)
+		c.assertMarker("before-faults")
+	})
+
+	t.Run("reset keeps the data; start brings the same cluster back", func(t *testing.T) {
+		r := c.run("reset")
+		if r.code != 0 || !strings.Contains(r.stderr, "kept "+c.dir) {
+			t.Fatalf("reset:\n%s", r)
+		}
+		for _, n := range controlPlane {
+			if _, err := engine.InspectContainer(context.Background(), n); !containers.IsNotFound(err) {
+				t.Errorf("%s should be gone after reset: %v", n, err)
+			}
+		}
+		c.start()
+		c.assertMarker("before-faults")
+	})
+
+	t.Run("keys are root's alone", func(t *testing.T) {
+		filepath.Walk(c.dir, func(path string, info os.FileInfo, err error) error {
+			if err == nil && (strings.HasSuffix(path, ".key") || strings.HasSuffix(path, ".conf")) && info.Mode().Perm() != 0o600 {
+				t.Errorf("%s is %v, want 0600", path, info.Mode().Perm())
+			}
+			return nil
+		})
+	})
+
+	t.Run("reset --purge asks, then removes the data", func(t *testing.T) {
+		r := c.run("reset", "--purge")
+		if r.code == 0 || !strings.Contains(r.stderr, "--yes") {
+			t.Fatalf("--purge without a yes should refuse:\n%s", r)
+		}
+		if _, err := os.Stat(filepath.Join(c.dir, "etcd")); err != nil {
+			t.Fatalf("a refused purge removed data: %v", err)
+		}
+		if r := c.run("reset", "--purge", "--yes"); r.code != 0 {
+			t.Fatal(r)
+		}
+		if _, err := os.Stat(c.dir); !os.IsNotExist(err) {
+			t.Fatalf("%s should be gone: %v", c.dir, err)
+		}
+		c.start()
+		if v, err := c.marker(); err == nil || v != "" {
+			t.Errorf("after a purge the cluster should be new, but the marker reads %q (%v)", v, err)
+		}
+	})
+}
+
+// restartDockerd stops the daemon the way an init system would (SIGTERM),
+// then starts it again through the harness.
+func restartDockerd(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command("pidof", "dockerd").Output()
+	if err != nil {
+		t.Fatalf("finding dockerd: %v", err)
+	}
+	pid, _ := strconv.Atoi(strings.Fields(string(out))[0])
+	syscall.Kill(pid, syscall.SIGTERM)
+	if !waitFor(60*time.Second, func() bool { return syscall.Kill(pid, 0) != nil }) {
+		t.Fatal("dockerd did not stop")
+	}
+	if out, err := exec.Command("../harness/engine.sh").CombinedOutput(); err != nil {
+		t.Fatalf("starting dockerd again: %v\n%s", err, out)
+	}
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
