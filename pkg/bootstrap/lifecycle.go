@@ -25,8 +25,8 @@ type ComponentStatus struct {
 	Restarts  int           `json:"restarts" yaml:"restarts"`
 	Uptime    time.Duration `json:"-" yaml:"-"`
 	// UptimeSeconds is Uptime for machines.
-	UptimeSeconds int `json:"uptimeSeconds" yaml:"uptimeSeconds"`
-	Endpoint  string        `json:"endpoint" yaml:"endpoint"`
+	UptimeSeconds int    `json:"uptimeSeconds" yaml:"uptimeSeconds"`
+	Endpoint      string `json:"endpoint" yaml:"endpoint"`
 }
 
 // Status reports every component of the control plane, probing their
