@@ -1,0 +1,109 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dk8s/dk8s/pkg/containers"
+)
+
+func assertNoControlPlane(t *testing.T, engine containers.Engine, dir string) {
+	t.Helper()
+	for _, n := range controlPlane {
+		if _, err := engine.InspectContainer(context.Background(), n); !containers.IsNotFound(err) {
+			t.Errorf("%s should not exist (err %v)", n, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "pki")); !os.IsNotExist(err) {
+		t.Errorf("no PKI should have been made in %s (err %v)", dir, err)
+	}
+}
+
+func TestConcurrentStarts(t *testing.T) {
+	engine, _ := harness(t)
+	c := newCluster(t)
+
+	t.Run("a start that finds the directory locked refuses and changes nothing", func(t *testing.T) {
+		os.MkdirAll(c.dir, 0o700)
+		f, err := os.OpenFile(filepath.Join(c.dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			t.Fatal(err)
+		}
+		r := c.run("start")
+		if r.code == 0 || !strings.Contains(r.stderr, "another dk8s start is running") || !strings.Contains(r.stderr, "--wait") {
+			t.Errorf("want a refusal that says how to wait:\n%s", r)
+		}
+		assertNoControlPlane(t, engine, c.dir)
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	})
+
+	t.Run("two starts at once make one control plane", func(t *testing.T) {
+		a, aErr := startDK8s(t, "start", "--dir", c.dir, "--wait", "3m")
+		b, bErr := startDK8s(t, "start", "--dir", c.dir, "--wait", "3m")
+		errA, errB := a.Wait(), b.Wait()
+		if errA != nil || errB != nil {
+			t.Fatalf("both starts should succeed, one after the other: %v, %v\n--- a\n%s--- b\n%s", errA, errB, aErr, bErr)
+		}
+		outs := aErr.String() + bErr.String()
+		if strings.Count(outs, " created") != 4 || strings.Count(outs, " unchanged") != 4 {
+			t.Errorf("one start should create the four containers and the other find them unchanged:\n%s", outs)
+		}
+		if !strings.Contains(outs, "another dk8s start is running; waiting") {
+			t.Errorf("the second start should say it waits:\n%s", outs)
+		}
+		c.waitHealthy(time.Minute)
+	})
+}
+
+func TestStartPreflight(t *testing.T) {
+	engine, _ := harness(t)
+	c := newCluster(t)
+
+	t.Run("a port held by another process is named", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:10259")
+		if err != nil {
+			t.Fatalf("holding port 10259: %v", err)
+		}
+		defer l.Close()
+		r := c.run("start")
+		want := fmt.Sprintf("pid %d", os.Getpid())
+		if r.code == 0 || !strings.Contains(r.stderr, "port 10259") || !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, "nothing was changed") {
+			t.Errorf("want a failure naming port 10259 and %s:\n%s", want, r)
+		}
+		assertNoControlPlane(t, engine, c.dir)
+	})
+
+	t.Run("missing images are named with the command that fetches them", func(t *testing.T) {
+		r := c.run("start", "--lock", "../../images.lock", "--kubernetes-version", "v1.35.3")
+		if r.code == 0 || !strings.Contains(r.stderr, "images missing: registry.k8s.io/etcd:3.6.6-0") || !strings.Contains(r.stderr, "dk8s pull --mirror") {
+			t.Errorf("want the missing images and the pull command:\n%s", r)
+		}
+		assertNoControlPlane(t, engine, c.dir)
+	})
+
+	t.Run("bad flags", func(t *testing.T) {
+		for args, want := range map[string]string{
+			"--extra-args kube-apiservr:v=2": `unknown component "kube-apiservr"`,
+			"--extra-args v=2":               "must be COMPONENT:FLAG=VALUE",
+			"--advertise-address 300.1.1.1":  "is not an IP address",
+			"--service-cidr 10.96.0.0":       "service range",
+		} {
+			r := c.run(append([]string{"start"}, strings.Fields(args)...)...)
+			if r.code == 0 || !strings.Contains(r.stderr, want) {
+				t.Errorf("start %s: want %q:\n%s", args, want, r)
+			}
+		}
+		assertNoControlPlane(t, engine, c.dir)
+	})
+}
