@@ -176,6 +176,39 @@ func TestControlPlane(t *testing.T) {
 		}
 	}
 
+	t.Run("kubeconfig --merge keeps the user's other clusters", func(t *testing.T) {
+		home := t.TempDir()
+		os.MkdirAll(filepath.Join(home, ".kube"), 0o700)
+		other := "apiVersion: v1\nkind: Config\nclusters:\n- name: other\n  cluster: {server: 'https://192.0.2.99:6443'}\ncontexts:\n- name: other\n  context: {cluster: other, user: other}\nusers:\n- name: other\n  user: {token: x}\ncurrent-context: other\n"
+		os.WriteFile(filepath.Join(home, ".kube", "config"), []byte(other), 0o600)
+		r := dk8s(t, []string{"HOME=" + home, "KUBECONFIG="}, "kubeconfig", "--merge", "--dir", c.dir)
+		if r.code != 0 {
+			t.Fatal(r)
+		}
+		merged, err := clientcmd.LoadFromFile(filepath.Join(home, ".kube", "config"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if merged.Clusters["other"] == nil || merged.Contexts["other"] == nil || merged.CurrentContext != "admin@dk8s" {
+			t.Errorf("merged config: current %q, clusters %v", merged.CurrentContext, merged.Clusters)
+		}
+		cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(home, ".kube", "config"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs, _ := kubernetes.NewForConfig(cfg)
+		if _, err := cs.CoreV1().Namespaces().Get(context.Background(), "kube-system", metav1.GetOptions{}); err != nil {
+			t.Errorf("the merged context does not reach the cluster: %v", err)
+		}
+	})
+
+	t.Run("certs shows a year left on the serving certificate", func(t *testing.T) {
+		r := c.run("certs")
+		if line := lineWith(r.stdout, "apiserver "); r.code != 0 || !strings.Contains(line, "364d") && !strings.Contains(line, "365d") {
+			t.Errorf("certs:\n%s", r)
+		}
+	})
+
 	t.Run("a rerun recreates nothing", func(t *testing.T) {
 		before := ids(t, engine)
 		r := c.start()
