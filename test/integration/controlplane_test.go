@@ -290,6 +290,25 @@ func TestControlPlane(t *testing.T) {
 		c.assertMarker("before-faults")
 	})
 
+	t.Run("certs renew keeps the cluster", func(t *testing.T) {
+		p := filepath.Join(c.dir, "pki", "apiserver.crt")
+		before, _ := os.ReadFile(p)
+		caBefore, _ := os.ReadFile(filepath.Join(c.dir, "pki", "ca.crt"))
+		if r := c.run("certs", "renew"); r.code != 0 || !strings.Contains(r.stderr, "dk8s stop && dk8s start") {
+			t.Fatalf("renew:\n%s", r)
+		}
+		after, _ := os.ReadFile(p)
+		caAfter, _ := os.ReadFile(filepath.Join(c.dir, "pki", "ca.crt"))
+		if string(before) == string(after) || string(caBefore) != string(caAfter) {
+			t.Errorf("renew should replace the serving certificate and keep the CA")
+		}
+		if r := c.run("stop"); r.code != 0 {
+			t.Fatal(r)
+		}
+		c.start()
+		c.assertMarker("before-faults")
+	})
+
 	t.Run("keys are root's alone", func(t *testing.T) {
 		filepath.Walk(c.dir, func(path string, info os.FileInfo, err error) error {
 			if err == nil && (strings.HasSuffix(path, ".key") || strings.HasSuffix(path, ".conf")) && info.Mode().Perm() != 0o600 {

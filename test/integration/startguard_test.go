@@ -107,3 +107,18 @@ func TestStartPreflight(t *testing.T) {
 		assertNoControlPlane(t, engine, c.dir)
 	})
 }
+
+func TestStartFailureShowsLogs(t *testing.T) {
+	harness(t)
+	c := newCluster(t)
+	// An apiserver pointed at an etcd that is not there never gets ready.
+	r := c.run("start", "--timeout", "15s", "--extra-args", "kube-apiserver:etcd-servers=https://127.0.0.1:1")
+	for _, want := range []string{"✓ etcd is healthy", "kube-apiserver did not become healthy", "its last log lines:", "127.0.0.1:1", "next: 'dk8s logs kube-apiserver'"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr should say %q:\n%s", want, r)
+		}
+	}
+	if r.code == 0 {
+		t.Error("start should fail")
+	}
+}
