@@ -222,7 +222,9 @@ func TestControlPlane(t *testing.T) {
 
 	t.Run("a changed flag replaces exactly one container", func(t *testing.T) {
 		before := ids(t, engine)
-		r := c.start("--extra-args", "kube-scheduler:v=2")
+		conf := filepath.Join(t.TempDir(), "start.yaml")
+		os.WriteFile(conf, []byte("extraArgs:\n  kube-scheduler:\n    v: \"2\"\n"), 0o644)
+		r := c.start("--config", conf)
 		after := ids(t, engine)
 		for _, n := range controlPlane {
 			if changed := before[n] != after[n]; changed != (n == "dk8s-scheduler") {
@@ -230,6 +232,10 @@ func TestControlPlane(t *testing.T) {
 			}
 		}
 		c.assertMarker("before-faults")
+		// The same flag on the command line is the same spec: nothing changes.
+		if r := c.start("--extra-args", "kube-scheduler:v=2"); strings.Count(r.stderr, " unchanged") != 4 {
+			t.Errorf("--extra-args and --config with the same flag should plan the same containers:\n%s", r)
+		}
 		c.start() // back to the defaults: the scheduler is replaced again
 	})
 

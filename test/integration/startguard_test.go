@@ -93,7 +93,10 @@ func TestStartPreflight(t *testing.T) {
 	})
 
 	t.Run("bad flags", func(t *testing.T) {
+		badConfig := filepath.Join(t.TempDir(), "start.yaml")
+		os.WriteFile(badConfig, []byte("extraArg:\n  kube-scheduler: {v: '2'}\n"), 0o644)
 		for args, want := range map[string]string{
+			"--config " + badConfig:          "line 1: field extraArg not found",
 			"--extra-args kube-apiservr:v=2": `unknown component "kube-apiservr"`,
 			"--extra-args v=2":               "must be COMPONENT:FLAG=VALUE",
 			"--advertise-address 300.1.1.1":  "is not an IP address",

@@ -45,6 +45,7 @@ type startFlags struct {
 	clusterFlags
 	nodeName, advertise, serviceCIDR, podCIDR string
 	extraArgs                                 []string
+	configFile                                string
 	pull                                      bool
 	mirrors                                   string
 	timeout, wait                             time.Duration
@@ -77,6 +78,7 @@ Nothing is changed until the host checks pass.`,
 	fl.StringVar(&f.serviceCIDR, "service-cidr", "10.96.0.0/12", "service address `RANGE`")
 	fl.StringVar(&f.podCIDR, "pod-cidr", "10.244.0.0/16", "pod address `RANGE`")
 	fl.StringArrayVar(&f.extraArgs, "extra-args", nil, "add or override a component flag: `COMPONENT:FLAG=VALUE` (repeatable)")
+	fl.StringVar(&f.configFile, "config", "", "YAML `FILE` with nodeName, advertiseAddress, serviceCIDR, podCIDR and extraArgs (per component, flag: value); flags win over it")
 	fl.BoolVar(&f.pull, "pull", false, "pull missing images first (see 'dk8s pull')")
 	fl.StringVar(&f.mirrors, "mirror", envOr("DK8S_MIRROR", "upstream"), "mirrors for --pull, in order")
 	fl.DurationVar(&f.timeout, "timeout", 3*time.Minute, "how long each component may take to become healthy")
@@ -96,6 +98,11 @@ func runStart(cmd *cobra.Command, g *globals, f *startFlags) error {
 	if err != nil {
 		return err
 	}
+	if f.configFile != "" {
+		if err := readStartConfig(f.configFile, &cfg); err != nil {
+			return err
+		}
+	}
 	if f.nodeName != "" {
 		cfg.NodeName = f.nodeName
 	}
@@ -104,9 +111,26 @@ func runStart(cmd *cobra.Command, g *globals, f *startFlags) error {
 			return fmt.Errorf("--advertise-address %q is not an IP address", f.advertise)
 		}
 	}
-	cfg.ServiceCIDR, cfg.PodCIDR = f.serviceCIDR, f.podCIDR
-	if cfg.ExtraArgs, err = parseExtraArgs(f.extraArgs); err != nil {
+	if cmd.Flags().Changed("service-cidr") || cfg.ServiceCIDR == "" {
+		cfg.ServiceCIDR = f.serviceCIDR
+	}
+	if cmd.Flags().Changed("pod-cidr") || cfg.PodCIDR == "" {
+		cfg.PodCIDR = f.podCIDR
+	}
+	extra, err := parseExtraArgs(f.extraArgs)
+	if err != nil {
 		return err
+	}
+	for comp, flags := range extra {
+		if cfg.ExtraArgs == nil {
+			cfg.ExtraArgs = map[string]map[string]string{}
+		}
+		if cfg.ExtraArgs[comp] == nil {
+			cfg.ExtraArgs[comp] = map[string]string{}
+		}
+		for k, v := range flags {
+			cfg.ExtraArgs[comp][k] = v
+		}
 	}
 	_, rel, err := g.release()
 	if err != nil {
@@ -152,6 +176,39 @@ func runStart(cmd *cobra.Command, g *globals, f *startFlags) error {
 	}
 	fmt.Fprintf(g.streams.Err, "Control plane ready in %s. Talk to it with:\n  kubectl --kubeconfig %s get namespaces\n",
 		time.Since(start).Round(100*time.Millisecond), cfg.AdminKubeconfig())
+	return nil
+}
+
+// startConfig is the file form of start's flags.
+type startConfig struct {
+	NodeName         string                       `yaml:"nodeName"`
+	AdvertiseAddress string                       `yaml:"advertiseAddress"`
+	ServiceCIDR      string                       `yaml:"serviceCIDR"`
+	PodCIDR          string                       `yaml:"podCIDR"`
+	ExtraArgs        map[string]map[string]string `yaml:"extraArgs"`
+}
+
+func readStartConfig(path string, cfg *bootstrap.Config) error {
+	fh, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	dec := yaml.NewDecoder(fh)
+	dec.KnownFields(true)
+	var sc startConfig
+	if err := dec.Decode(&sc); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if sc.NodeName != "" {
+		cfg.NodeName = sc.NodeName
+	}
+	if sc.AdvertiseAddress != "" {
+		if cfg.AdvertiseAddress = net.ParseIP(sc.AdvertiseAddress); cfg.AdvertiseAddress == nil {
+			return fmt.Errorf("%s: advertiseAddress %q is not an IP address", path, sc.AdvertiseAddress)
+		}
+	}
+	cfg.ServiceCIDR, cfg.PodCIDR, cfg.ExtraArgs = sc.ServiceCIDR, sc.PodCIDR, sc.ExtraArgs
 	return nil
 }
 
