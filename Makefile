@@ -24,11 +24,13 @@ integration: ## a real Docker daemon and real registries (fails, never skips, wi
 
 test: lint unit integration ## everything
 
-demo: build ## fill a local mirror from the harness, then dk8s pull from it
+demo: build ## fill a local mirror from the harness, pull from it, start a control plane
 	@lock=$$($(HARNESS)) && \
 	echo "== dk8s pull --mirror 127.0.0.1:5001/google_containers (an Aliyun-like mirror on this machine)" && \
 	bin/dk8s pull --lock $$lock --mirror 127.0.0.1:5001/google_containers && \
-	echo "== dk8s images" && bin/dk8s images --lock $$lock --mirror 127.0.0.1:5001/google_containers
+	echo "== dk8s start" && bin/dk8s start --lock $$lock && \
+	echo "== dk8s ps" && bin/dk8s ps && \
+	echo "(remove it all with: bin/dk8s reset --purge)"
 
 bench: build ## dk8s pull vs the shell loop, same mirror, same images
 	test/bench/pull.sh
