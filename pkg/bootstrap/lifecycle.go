@@ -37,7 +37,7 @@ func Status(ctx context.Context, engine containers.Engine, cfg Config) ([]Compon
 	var wg sync.WaitGroup
 	for i, comp := range Components {
 		st := ComponentStatus{Component: comp, Container: containerName(comp), State: "absent", Health: "-", Endpoint: Endpoints[comp].URL}
-		c, err := engine.InspectContainer(ctx, st.Container)
+		c, err := own(ctx, engine, cfg, comp)
 		switch {
 		case containers.IsNotFound(err):
 			out[i] = st
@@ -77,7 +77,10 @@ func Stop(ctx context.Context, engine containers.Engine, cfg Config) ([]string, 
 	var stopped []string
 	for i := len(Components) - 1; i >= 0; i-- {
 		name := containerName(Components[i])
-		err := engine.StopContainer(ctx, name, 30*time.Second)
+		_, err := own(ctx, engine, cfg, Components[i])
+		if err == nil {
+			err = engine.StopContainer(ctx, name, 30*time.Second)
+		}
 		if containers.IsNotFound(err) {
 			continue
 		}
@@ -92,7 +95,7 @@ func Stop(ctx context.Context, engine containers.Engine, cfg Config) ([]string, 
 // Reset removes the control plane's containers. The cluster directory (the
 // etcd data, the PKI and the kubeconfigs) stays unless purge is set.
 func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool) ([]string, error) {
-	cs, err := engine.ListContainers(ctx, map[string]string{containers.LabelCluster: cfg.ClusterName})
+	cs, err := engine.ListContainers(ctx, map[string]string{containers.LabelCluster: cfg.ClusterName, containers.LabelDir: cfg.Dir})
 	if err != nil {
 		return nil, err
 	}
@@ -130,6 +133,20 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool
 		}
 	}
 	return removed, nil
+}
+
+// own returns component's container if it belongs to the control plane
+// kept in cfg.Dir, an IsNotFound error if there is none, and an error
+// naming the other directory if it belongs to another.
+func own(ctx context.Context, engine containers.Engine, cfg Config, component string) (containers.Container, error) {
+	c, err := engine.InspectContainer(ctx, containerName(component))
+	if err != nil {
+		return c, err
+	}
+	if dir := c.Labels[containers.LabelDir]; dir != cfg.Dir {
+		return c, fmt.Errorf("%s belongs to the control plane kept in %s, not %s: pass --dir %s", c.Name, dir, cfg.Dir, dir)
+	}
+	return c, nil
 }
 
 // Logs writes component's container logs.

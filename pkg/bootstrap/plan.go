@@ -82,6 +82,7 @@ func Plan(cfg Config, rel *images.Release) ([]containers.Spec, error) {
 			Labels: map[string]string{
 				containers.LabelComponent: comp,
 				containers.LabelCluster:   cfg.ClusterName,
+				containers.LabelDir:       cfg.Dir,
 			},
 			Mounts:      mounts,
 			HostNetwork: true,

@@ -68,6 +68,11 @@ func Preflight(ctx context.Context, engine containers.Engine, cfg Config) ([]Fin
 	holders := listeners()
 	for _, comp := range Components {
 		c, err := engine.InspectContainer(ctx, containerName(comp))
+		if dir := c.Labels[containers.LabelDir]; err == nil && dir != cfg.Dir {
+			out = append(out, Finding{"containers", fmt.Sprintf("%s runs the control plane kept in %s", c.Name, dir),
+				fmt.Sprintf("This host runs one at a time: 'dk8s reset --dir %s' first (its data stays)", dir), true})
+			continue
+		}
 		if err == nil && c.Running {
 			continue // its own ports are held by itself
 		}

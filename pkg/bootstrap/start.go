@@ -165,14 +165,17 @@ func apply(ctx context.Context, engine containers.Engine, spec containers.Spec) 
 		return "created", engine.StartContainer(ctx, spec.Name)
 	case err != nil:
 		return "", err
+	case cur.Labels[containers.LabelComponent] == "":
+		return "", fmt.Errorf("a container named %s exists that dk8s did not make; rename or remove it ('docker rm %s') and run start again", spec.Name, spec.Name)
+	case cur.Labels[containers.LabelDir] != spec.Labels[containers.LabelDir]:
+		// One host runs one control plane: the ports are fixed.
+		return "", fmt.Errorf("%s runs the control plane kept in %s; this host runs one at a time: 'dk8s reset --dir %s' first (its data stays)",
+			spec.Name, cur.Labels[containers.LabelDir], cur.Labels[containers.LabelDir])
 	case cur.Labels[containers.LabelSpecHash] == spec.Labels[containers.LabelSpecHash]:
 		if cur.Running || cur.State == "restarting" {
 			return "unchanged", nil
 		}
 		return "started", engine.StartContainer(ctx, spec.Name)
-	}
-	if cur.Labels[containers.LabelComponent] == "" {
-		return "", fmt.Errorf("a container named %s exists that dk8s did not make; rename or remove it ('docker rm %s') and run start again", spec.Name, spec.Name)
 	}
 	if err := engine.StopContainer(ctx, spec.Name, 30*time.Second); err != nil && !containers.IsNotFound(err) {
 		return "", err

@@ -14,6 +14,7 @@ const (
 	LabelComponent = "io.dk8s.component"
 	LabelCluster   = "io.dk8s.cluster"
 	LabelSpecHash  = "io.dk8s.spec-hash"
+	LabelDir       = "io.dk8s.dir"
 )
 
 // Spec is a container as dk8s wants it: a plan, made by a pure function and

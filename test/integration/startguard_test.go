@@ -64,6 +64,28 @@ func TestConcurrentStarts(t *testing.T) {
 		}
 		c.waitHealthy(time.Minute)
 	})
+
+	t.Run("another directory's start, stop and reset leave this cluster alone", func(t *testing.T) {
+		other := t.TempDir()
+		before := ids(t, engine)
+		r := dk8s(t, nil, "start", "--dir", other)
+		if r.code == 0 || !strings.Contains(r.stderr, "runs the control plane kept in "+c.dir) {
+			t.Errorf("start --dir %s should refuse, naming %s:\n%s", other, c.dir, r)
+		}
+		if _, err := os.Stat(filepath.Join(other, "pki")); !os.IsNotExist(err) {
+			t.Errorf("the refused start made a PKI in %s", other)
+		}
+		if r := dk8s(t, nil, "stop", "--dir", other); r.code == 0 || !strings.Contains(r.stderr, "pass --dir "+c.dir) {
+			t.Errorf("stop of another directory should refuse:\n%s", r)
+		}
+		if r := dk8s(t, nil, "reset", "--dir", other); r.code != 0 || strings.Contains(r.stderr, "removed") {
+			t.Errorf("reset of another directory should remove nothing:\n%s", r)
+		}
+		if after := ids(t, engine); !equalMaps(before, after) {
+			t.Errorf("containers changed: %v -> %v", before, after)
+		}
+		c.waitHealthy(time.Minute)
+	})
 }
 
 func TestStartPreflight(t *testing.T) {
