@@ -2,6 +2,7 @@
 # images.sh CACHE DK8S LOCK: builds the image set LOCK names for its default
 # Kubernetes version from source and pushes it into the harness registries
 # (see registries.sh), unless they have it already: a warm run builds nothing.
+# It also leaves kubectl of that version at CACHE/kubectl for the tests.
 # The images are real: etcd, the control plane and coredns built from the Go
 # module proxy; pause is the harness's own static stand-in.
 set -euo pipefail
@@ -10,6 +11,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 mapfile -t names < <("$dk8s" images --lock "$lock" -o name)
 tag_of() { for n in "${names[@]}"; do case "$n" in */"$1":*) echo "${n##*:}"; return;; esac; done; }
 kube=$(tag_of kube-apiserver) etcd=$(tag_of etcd) coredns=$(tag_of coredns) pause=$(tag_of pause)
+
+bins=$cache/bin-$kube extra=$cache/bin-extra-$etcd-$coredns
+# kubectl is what the tests talk to the cluster with, as a user would.
+if [ ! -x "$bins/kubectl" ]; then
+  echo "harness: building Kubernetes $kube from source (a few minutes when cold)" >&2
+  "$here/build-k8s.sh" "$kube" "$bins"
+fi
+cp "$bins/kubectl" "$cache/kubectl"
 
 has() { curl -fs -o /dev/null -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' "http://127.0.0.1:$1/v2/$2/manifests/$3"; }
 
@@ -22,11 +31,6 @@ done
 has 5003 google_containers/kube-apiserver "$kube" || missing=1
 [ $missing = 1 ] || { echo "harness: registries already hold the image set" >&2; exit 0; }
 
-bins=$cache/bin-$kube extra=$cache/bin-extra-$etcd-$coredns
-if [ ! -x "$bins/kubelet" ]; then
-  echo "harness: building Kubernetes $kube from source (a few minutes when cold)" >&2
-  "$here/build-k8s.sh" "$kube" "$bins"
-fi
 if [ ! -x "$extra/coredns" ]; then
   echo "harness: building etcd $etcd and coredns $coredns from source" >&2
   "$here/build-etcd-coredns.sh" "$etcd" "$coredns" "$extra"

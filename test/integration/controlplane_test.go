@@ -168,6 +168,11 @@ func TestControlPlane(t *testing.T) {
 	if !strings.Contains(strings.Join(names, " "), "kube-system") {
 		t.Errorf("namespaces %v lack kube-system", names)
 	}
+	kubectl := filepath.Join(filepath.Dir(testLock), "kubectl")
+	out, err := exec.Command(kubectl, "--kubeconfig", filepath.Join(c.dir, "admin.conf"), "get", "namespaces").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "kube-system") {
+		t.Errorf("kubectl --kubeconfig admin.conf get namespaces: %v\n%s", err, out)
+	}
 	c.writeMarker("before-faults")
 	for _, n := range controlPlane {
 		ctr, _ := engine.InspectContainer(context.Background(), n)
