@@ -32,6 +32,16 @@ func (c *clusterFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&c.name, "name", "dk8s", "cluster `NAME`, put on every container as a label")
 }
 
+// connect returns the cluster's configuration and a Docker client.
+func (c *clusterFlags) connect(cmd *cobra.Command, g *globals) (bootstrap.Config, *containers.Docker, error) {
+	cfg, err := c.config()
+	if err != nil {
+		return cfg, nil, err
+	}
+	engine, err := g.engine(cmd.Context())
+	return cfg, engine, err
+}
+
 func (c *clusterFlags) config() (bootstrap.Config, error) {
 	cfg, err := bootstrap.DefaultConfig()
 	if err != nil {
@@ -147,10 +157,7 @@ func runStart(cmd *cobra.Command, g *globals, f *startFlags) error {
 		if err != nil {
 			return err
 		}
-		view := newPullView(g.streams.Err, rel)
-		_, err = images.Pull(ctx, engine, rel, images.PullOptions{Mirrors: mirrors, Auth: mirror.LoadDockerCredentials().EngineAuth, Events: view.event})
-		view.stop()
-		if err != nil {
+		if _, err := pullShown(ctx, g, engine, rel, images.PullOptions{Mirrors: mirrors}); err != nil {
 			return err
 		}
 	}
@@ -243,11 +250,7 @@ non-zero when any component is absent or unhealthy, so monitoring can run it.`,
 			if err := checkOutput(output, "table", "json", "yaml"); err != nil {
 				return err
 			}
-			cfg, err := f.config()
-			if err != nil {
-				return err
-			}
-			engine, err := g.engine(cmd.Context())
+			cfg, engine, err := f.connect(cmd, g)
 			if err != nil {
 				return err
 			}
@@ -309,11 +312,7 @@ func newStop(g *globals) *cobra.Command {
 restart of the Docker daemon starts them again too.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := f.config()
-			if err != nil {
-				return err
-			}
-			engine, err := g.engine(cmd.Context())
+			cfg, engine, err := f.connect(cmd, g)
 			if err != nil {
 				return err
 			}

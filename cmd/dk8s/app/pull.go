@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/images"
 	"github.com/dk8s/dk8s/pkg/mirror"
 )
@@ -70,6 +72,15 @@ could not be brought in, naming it and what each mirror said.`,
 	return cmd
 }
 
+// pullShown pulls with Docker's stored logins, showing progress on stderr.
+func pullShown(ctx context.Context, g *globals, engine containers.Engine, rel *images.Release, opts images.PullOptions) ([]images.Result, error) {
+	view := newPullView(g.streams.Err, rel)
+	defer view.stop()
+	opts.Auth = mirror.LoadDockerCredentials().EngineAuth
+	opts.Events = view.event
+	return images.Pull(ctx, engine, rel, opts)
+}
+
 func mirrorHelp() string {
 	var b strings.Builder
 	for _, m := range mirror.Catalogue() {
@@ -104,18 +115,13 @@ func runPull(cmd *cobra.Command, g *globals, f *pullFlags) error {
 		names = append(names, m.Name)
 	}
 	fmt.Fprintf(g.streams.Err, "Pulling %d images of Kubernetes %s from %s\n", len(rel.Images), rel.Kubernetes, strings.Join(names, ", then "))
-	view := newPullView(g.streams.Err, rel)
-	creds := mirror.LoadDockerCredentials()
 	start := time.Now()
-	results, err := images.Pull(ctx, engine, rel, images.PullOptions{
+	results, err := pullShown(ctx, g, engine, rel, images.PullOptions{
 		Mirrors:        mirrors,
 		Platform:       f.platform,
 		Parallel:       f.parallel,
 		KeepMirrorTags: f.keepMirrorTags,
-		Auth:           creds.EngineAuth,
-		Events:         view.event,
 	})
-	view.stop()
 	if ctx.Err() != nil {
 		return err
 	}
