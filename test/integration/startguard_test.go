@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -146,4 +147,21 @@ func TestStartFailureShowsLogs(t *testing.T) {
 	if r.code == 0 {
 		t.Error("start should fail")
 	}
+}
+
+func TestStartRefusesFullDisk(t *testing.T) {
+	engine, _ := harness(t)
+	c := newCluster(t)
+	// A small file system, as when /var fills up: etcd would stop taking
+	// writes there, so start refuses before making anything.
+	os.MkdirAll(c.dir, 0o700)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", c.dir).CombinedOutput(); err != nil {
+		t.Fatalf("mounting a small file system: %v\n%s", err, out)
+	}
+	defer exec.Command("umount", c.dir).Run()
+	r := c.run("start")
+	if r.code == 0 || !strings.Contains(r.stderr, "disk: "+c.dir+" has 64 MiB free") || !strings.Contains(r.stderr, "Free at least 1 GiB") {
+		t.Errorf("want a refusal naming the free space:\n%s", r)
+	}
+	assertNoControlPlane(t, engine, c.dir)
 }
