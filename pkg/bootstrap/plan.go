@@ -9,6 +9,7 @@ import (
 
 	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/images"
+	"github.com/dk8s/dk8s/pkg/mirror"
 )
 
 // Components of the control plane, in the order they are started (and the
@@ -32,6 +33,17 @@ type Config struct {
 	// ExtraArgs override or add flags per component:
 	// ExtraArgs["kube-apiserver"]["v"] = "4".
 	ExtraArgs map[string]map[string]string
+
+	// Node makes this host a node too: the pod runtime and kubelet,
+	// supervised by Docker, and the add-ons (kube-proxy, CoreDNS).
+	Node bool
+	// KubeletBinary is the kubelet to run; "" finds one (see kubeletBinary).
+	KubeletBinary string
+	// ShimBinary is a static dk8s binary that the supervising containers
+	// start to enter the host's root; "" means the running executable.
+	ShimBinary string
+	// Mirrors are where pods' registry.k8s.io images are pulled from.
+	Mirrors []mirror.Mirror
 }
 
 // Paths inside every container: the host's Dir is mounted read-only at

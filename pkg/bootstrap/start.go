@@ -143,6 +143,9 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 		}
 		emit(Event{Step: "healthy", Component: comp, Message: comp + " is healthy", Done: true})
 	}
+	if cfg.Node {
+		return startNode(ctx, engine, cfg, rel, timeout, emit)
+	}
 	return nil
 }
 
@@ -171,11 +174,16 @@ func apply(ctx context.Context, engine containers.Engine, spec containers.Spec) 
 		// One host runs one control plane: the ports are fixed.
 		return "", fmt.Errorf("%s runs the control plane kept in %s; this host runs one at a time: 'dk8s reset --dir %s' first (its data stays)",
 			spec.Name, cur.Labels[containers.LabelDir], cur.Labels[containers.LabelDir])
-	case cur.Labels[containers.LabelSpecHash] == spec.Labels[containers.LabelSpecHash]:
-		if cur.Running || cur.State == "restarting" {
-			return "unchanged", nil
+	}
+	why := "its configuration changed"
+	if cur.Labels[containers.LabelSpecHash] == spec.Labels[containers.LabelSpecHash] {
+		if sameImage(ctx, engine, cur, spec.Image) {
+			if cur.Running || cur.State == "restarting" {
+				return "unchanged", nil
+			}
+			return "started", engine.StartContainer(ctx, spec.Name)
 		}
-		return "started", engine.StartContainer(ctx, spec.Name)
+		why = "its image " + spec.Image + " changed"
 	}
 	if err := engine.StopContainer(ctx, spec.Name, 30*time.Second); err != nil && !containers.IsNotFound(err) {
 		return "", err
@@ -186,7 +194,14 @@ func apply(ctx context.Context, engine containers.Engine, spec containers.Spec) 
 	if _, err := engine.CreateContainer(ctx, spec); err != nil {
 		return "", err
 	}
-	return "replaced (its configuration changed)", engine.StartContainer(ctx, spec.Name)
+	return "replaced (" + why + ")", engine.StartContainer(ctx, spec.Name)
+}
+
+// sameImage tells whether the container runs the content its image name
+// names now: a re-pull can change it under the same name.
+func sameImage(ctx context.Context, engine containers.Engine, cur containers.Container, image string) bool {
+	img, err := engine.InspectImage(ctx, image)
+	return err != nil || cur.ImageID == "" || img.ID == cur.ImageID
 }
 
 func missingImages(ctx context.Context, engine containers.Engine, specs []containers.Spec) error {

@@ -17,6 +17,7 @@ type Container struct {
 	ID           string
 	Name         string
 	Image        string
+	ImageID      string // the content the container was created from
 	Labels       map[string]string
 	State        string // created, running, restarting, exited, ...
 	Running      bool
@@ -50,11 +51,30 @@ func (d *Docker) CreateContainer(ctx context.Context, s Spec) (string, error) {
 		host.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyAlways}
 	}
 	for _, m := range s.Mounts {
-		bind := m.Source + ":" + m.Target
+		var opts []string
 		if m.ReadOnly {
-			bind += ":ro"
+			opts = append(opts, "ro")
+		}
+		if m.Propagation != "" {
+			opts = append(opts, m.Propagation)
+		}
+		bind := m.Source + ":" + m.Target
+		if len(opts) > 0 {
+			bind += ":" + strings.Join(opts, ",")
 		}
 		host.Binds = append(host.Binds, bind)
+	}
+	if s.HostNamespaces {
+		host.PidMode, host.IpcMode, host.UTSMode, host.CgroupnsMode = "host", container.IPCModeHost, "host", container.CgroupnsModeHost
+	}
+	if s.Privileged {
+		if missing := MissingCapabilities(); len(missing) == 0 {
+			host.Privileged = true
+		} else {
+			host.CapAdd, host.CapDrop = []string{"ALL"}, missing
+			host.SecurityOpt = []string{"seccomp=unconfined", "apparmor=unconfined"}
+			host.Resources.DeviceCgroupRules = []string{"a *:* rwm"}
+		}
 	}
 	res, err := d.c.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: host, Name: s.Name})
 	if err != nil {
@@ -90,7 +110,7 @@ func (d *Docker) InspectContainer(ctx context.Context, name string) (Container, 
 		return Container{}, wrapErr(err)
 	}
 	c := res.Container
-	out := Container{ID: c.ID, Name: strings.TrimPrefix(c.Name, "/"), RestartCount: c.RestartCount}
+	out := Container{ID: c.ID, Name: strings.TrimPrefix(c.Name, "/"), RestartCount: c.RestartCount, ImageID: c.Image}
 	if c.Config != nil {
 		out.Image, out.Labels = c.Config.Image, c.Config.Labels
 	}

@@ -31,6 +31,12 @@ type Spec struct {
 	// RestartAlways asks the daemon to restart the container whenever it
 	// stops, and at daemon start.
 	RestartAlways bool `json:"restartAlways,omitempty"`
+	// HostNamespaces puts the container in the host's pid, ipc, uts and
+	// cgroup namespaces, for a host agent (kubelet, the runtime) that only
+	// uses the container as Docker's handle to supervise it.
+	HostNamespaces bool `json:"hostNamespaces,omitempty"`
+	// Privileged gives every capability and device the host can give.
+	Privileged bool `json:"privileged,omitempty"`
 }
 
 // Mount binds a host path into the container.
@@ -38,6 +44,9 @@ type Mount struct {
 	Source   string `json:"source"`
 	Target   string `json:"target"`
 	ReadOnly bool   `json:"readOnly,omitempty"`
+	// Propagation is the bind's mount propagation, e.g. "rshared", so that
+	// mounts made under it (pod volumes) reach the host.
+	Propagation string `json:"propagation,omitempty"`
 }
 
 // Hash identifies everything about the spec but its own hash label: when a

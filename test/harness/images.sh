@@ -22,8 +22,13 @@ cp "$bins/kubectl" "$cache/kubectl"
 
 has() { curl -fs -o /dev/null -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' "http://127.0.0.1:$1/v2/$2/manifests/$3"; }
 
+# The harness's images change now and then (kube-proxy gained iptables, the
+# echo workload was added): a stamp says which make of them the registries
+# hold, and a different one pushes everything again.
+make_id=5
 # Everything present on every registry? Then there is nothing to do.
 missing=0
+[ "$(cat "$cache/images.stamp" 2>/dev/null)" = "$make_id" ] || missing=1
 for n in "${names[@]}"; do
   path=${n#registry.k8s.io/}; repo=${path%:*}; tag=${path##*:}; flat=${repo##*/}
   has 5001 "google_containers/$flat" "$tag" && has 5002 "$repo" "$tag" || missing=1
@@ -36,9 +41,33 @@ if [ ! -x "$extra/coredns" ]; then
   "$here/build-etcd-coredns.sh" "$etcd" "$coredns" "$extra"
 fi
 mkdir -p "$extra"
-if [ ! -x "$extra/pause" ]; then
-  (cd "$here/../.." && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$extra/pause" ./test/harness/pause)
-fi
+for tool in pause echo; do
+  (cd "$here/../.." && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$extra/$tool" "./test/harness/$tool")
+done
+
+# add_iptables ROOT: the host's iptables (nft backend) and the libraries it
+# loads, as upstream's kube-proxy image carries them.
+add_iptables() {
+  local root=$1 bin
+  bin=$(readlink -f "$(command -v xtables-nft-multi)")
+  mkdir -p "$root/usr/sbin" "$root/run"
+  cp "$bin" "$root/usr/sbin/xtables-nft-multi"
+  for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"; done
+  for n in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
+    ln -s xtables-nft-multi "$root/usr/sbin/$n"
+  done
+  local ext
+  ext=$(readlink -f "$(dirname "$(ldd "$bin" | grep -o '/[^ ]*libxtables[^ ]*')")/xtables")
+  if [ -d "$ext" ]; then
+    mkdir -p "$root$ext"
+    cp -r "$ext/." "$root$ext/"
+    # The match and target extensions load libraries of their own (libm, ...).
+    for lib in $(ldd "$ext"/*.so 2>/dev/null | grep '=>' | grep -o '/[^ ]*' | sort -u); do
+      [ -e "$root$lib" ] || { mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"; }
+    done
+  fi
+  return 0
+}
 
 # image NAME TAG ENTRYPOINT FILE...: a one-layer image of static binaries,
 # made with `docker import` so that no base image is needed.
@@ -49,8 +78,9 @@ image() {
   for f in "$@"; do cp "$f" "$root/usr/local/bin/"; done
   [ "$name" = pause ] && cp "$extra/pause" "$root/pause"
   [ "$name" = coredns ] && cp "$extra/coredns" "$root/coredns"
+  [ "$name" = kube-proxy ] && add_iptables "$root"
   tar -C "$root" -c . | docker import \
-    --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
+    --change 'ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/bin' \
     --change "ENTRYPOINT $entry" - "dk8s-harness/$name:$tag" >/dev/null
   rm -rf "$root"
 }
@@ -61,6 +91,7 @@ done
 image etcd "$etcd" '["/usr/local/bin/etcd"]' "$extra/etcd" "$extra/etcdctl"
 image pause "$pause" '["/pause"]'
 image coredns "$coredns" '["/coredns"]'
+image echo 1.0 '["/usr/local/bin/echo"]' "$extra/echo"
 
 push() { docker tag "$1" "$2" && docker push -q "$2" >/dev/null && docker rmi "$2" >/dev/null; }
 for n in "${names[@]}"; do
@@ -74,6 +105,12 @@ for n in "${names[@]}"; do
     *) push "$src" "127.0.0.1:5003/google_containers/$flat:$tag" ;;
   esac
 done
+# The workload the node tests run, under an upstream-looking name that pods
+# reach through the mirror.
+push dk8s-harness/echo:1.0 127.0.0.1:5001/google_containers/dk8s-echo:1.0
+push dk8s-harness/echo:1.0 127.0.0.1:5002/e2e-test-images/dk8s-echo:1.0
+docker rmi dk8s-harness/echo:1.0 >/dev/null
+echo "$make_id" >"$cache/images.stamp"
 # The store starts empty of them: pulls in tests and benchmarks download.
 for n in "${names[@]}"; do path=${n#registry.k8s.io/}; repo=${path%:*}; docker rmi "dk8s-harness/${repo##*/}:${path##*:}" >/dev/null; done
 echo "harness: image set pushed" >&2

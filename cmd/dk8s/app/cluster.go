@@ -56,6 +56,8 @@ type startFlags struct {
 	nodeName, advertise, serviceCIDR, podCIDR string
 	extraArgs                                 []string
 	configFile                                string
+	kubeletBinary                             string
+	controlPlaneOnly                          bool
 	pull                                      bool
 	mirrors                                   string
 	timeout, wait                             time.Duration
@@ -90,7 +92,9 @@ Nothing is changed until the host checks pass.`,
 	fl.StringArrayVar(&f.extraArgs, "extra-args", nil, "add or override a component flag: `COMPONENT:FLAG=VALUE` (repeatable)")
 	fl.StringVar(&f.configFile, "config", "", "YAML `FILE` with nodeName, advertiseAddress, serviceCIDR, podCIDR and extraArgs (per component, flag: value); flags win over it")
 	fl.BoolVar(&f.pull, "pull", false, "pull missing images first (see 'dk8s pull')")
-	fl.StringVar(&f.mirrors, "mirror", envOr("DK8S_MIRROR", "upstream"), "mirrors for --pull, in order")
+	fl.StringVar(&f.mirrors, "mirror", envOr("DK8S_MIRROR", "upstream"), "mirrors for --pull, and for pods' registry.k8s.io images, in order")
+	fl.StringVar(&f.kubeletBinary, "kubelet-binary", "", "kubelet `FILE` to run (default: kubelet on the PATH, else downloaded and checked against images.lock)")
+	fl.BoolVar(&f.controlPlaneOnly, "control-plane-only", false, "run the control plane only: no pod runtime, kubelet or add-ons on this host")
 	fl.DurationVar(&f.timeout, "timeout", 3*time.Minute, "how long each component may take to become healthy")
 	fl.DurationVar(&f.wait, "wait", 0, "how long to wait for another start on the same --dir to finish (default: refuse at once)")
 	return cmd
@@ -126,6 +130,12 @@ func runStart(cmd *cobra.Command, g *globals, f *startFlags) error {
 	}
 	if cmd.Flags().Changed("pod-cidr") || cfg.PodCIDR == "" {
 		cfg.PodCIDR = f.podCIDR
+	}
+	cfg.Node, cfg.KubeletBinary = !f.controlPlaneOnly, f.kubeletBinary
+	if cmd.Flags().Changed("mirror") || os.Getenv("DK8S_MIRROR") != "" {
+		if cfg.Mirrors, err = mirror.ParseList(f.mirrors); err != nil {
+			return err
+		}
 	}
 	extra, err := parseExtraArgs(f.extraArgs)
 	if err != nil {
@@ -217,6 +227,18 @@ func readStartConfig(path string, cfg *bootstrap.Config) error {
 	}
 	cfg.ServiceCIDR, cfg.PodCIDR, cfg.ExtraArgs = sc.ServiceCIDR, sc.PodCIDR, sc.ExtraArgs
 	return nil
+}
+
+func newHostExec() *cobra.Command {
+	return &cobra.Command{
+		Use:    "host-exec -- COMMAND [ARG...]",
+		Short:  "Enter the host's root at /host and run COMMAND there (run by dk8s's node containers)",
+		Hidden: true,
+		Args:   cobra.MinimumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			return bootstrap.ExecOnHost(bootstrap.HostRoot, args)
+		},
+	}
 }
 
 func parseExtraArgs(list []string) (map[string]map[string]string, error) {

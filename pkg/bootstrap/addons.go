@@ -1,0 +1,252 @@
+package bootstrap
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/dk8s/dk8s/pkg/images"
+)
+
+type kubeClient = kubernetes.Interface
+
+func clientFor(kubeconfig string) (kubeClient, error) {
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	rc.Timeout = 15 * time.Second
+	return kubernetes.NewForConfig(rc)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+const addonNS = "kube-system"
+
+var managed = map[string]string{"app.kubernetes.io/managed-by": "dk8s"}
+
+// create makes obj unless it exists: the add-ons are dk8s's defaults, and a
+// user who changed one keeps the change.
+func create[T any](ctx context.Context, what string, fn func(context.Context, T, metav1.CreateOptions) (T, error), obj T) error {
+	if _, err := fn(ctx, obj, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating %s: %w", what, err)
+	}
+	return nil
+}
+
+// ensureAddons creates kube-proxy and CoreDNS as kubeadm deploys them, with
+// the lock's images (already in the runtime, so no pull happens).
+func ensureAddons(ctx context.Context, cs kubeClient, cfg Config, rel *images.Release, dnsIP string, imageIDs map[string]string) error {
+	proxyImg, _ := rel.Image("kube-proxy")
+	dnsImg, _ := rel.Image("coredns")
+	core, rbac, apps := cs.CoreV1(), cs.RbacV1(), cs.AppsV1()
+	meta := func(name string) metav1.ObjectMeta {
+		return metav1.ObjectMeta{Name: name, Namespace: addonNS, Labels: managed}
+	}
+	// kube-proxy reaches the apiserver at its host address: the service IP
+	// it would otherwise use is what kube-proxy itself makes routable.
+	proxyKubeconfig := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: default
+  cluster:
+    certificate-authority: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt
+    server: https://%s:6443
+contexts:
+- name: default
+  context: {cluster: default, namespace: default, user: default}
+current-context: default
+users:
+- name: default
+  user:
+    tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token
+`, cfg.AdvertiseAddress)
+	steps := []error{
+		create(ctx, "the kube-proxy service account", core.ServiceAccounts(addonNS).Create, &corev1.ServiceAccount{ObjectMeta: meta("kube-proxy")}),
+		create(ctx, "kube-proxy's role binding", rbac.ClusterRoleBindings().Create, &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "dk8s:node-proxier", Labels: managed},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:node-proxier"},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "kube-proxy", Namespace: addonNS}},
+		}),
+		create(ctx, "kube-proxy's config", core.ConfigMaps(addonNS).Create, &corev1.ConfigMap{ObjectMeta: meta("kube-proxy"), Data: map[string]string{"kubeconfig.conf": proxyKubeconfig}}),
+		create(ctx, "the kube-proxy daemon set", apps.DaemonSets(addonNS).Create, kubeProxy(cfg, proxyImg.Name)),
+		create(ctx, "the coredns service account", core.ServiceAccounts(addonNS).Create, &corev1.ServiceAccount{ObjectMeta: meta("coredns")}),
+		create(ctx, "CoreDNS's role", rbac.ClusterRoles().Create, &rbacv1.ClusterRole{
+			ObjectMeta: metav1.ObjectMeta{Name: "system:coredns", Labels: managed},
+			Rules: []rbacv1.PolicyRule{
+				{APIGroups: []string{""}, Resources: []string{"endpoints", "services", "pods", "namespaces"}, Verbs: []string{"list", "watch"}},
+				{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"list", "watch"}},
+			},
+		}),
+		create(ctx, "CoreDNS's role binding", rbac.ClusterRoleBindings().Create, &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "system:coredns", Labels: managed},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:coredns"},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "coredns", Namespace: addonNS}},
+		}),
+		create(ctx, "CoreDNS's config", core.ConfigMaps(addonNS).Create, &corev1.ConfigMap{ObjectMeta: meta("coredns"), Data: map[string]string{"Corefile": corefile}}),
+		create(ctx, "the CoreDNS deployment", apps.Deployments(addonNS).Create, coreDNS(dnsImg.Name)),
+	}
+	// A Service is checked for first: creating it again fails on its
+	// cluster IP, which it already holds, before the name is compared.
+	if _, err := core.Services(addonNS).Get(ctx, "kube-dns", metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		steps = append(steps, create(ctx, "the kube-dns service", core.Services(addonNS).Create, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "kube-dns", Namespace: addonNS, Labels: map[string]string{"k8s-app": "kube-dns", "app.kubernetes.io/managed-by": "dk8s"}},
+			Spec: corev1.ServiceSpec{ClusterIP: dnsIP, Selector: map[string]string{"k8s-app": "kube-dns"}, Ports: []corev1.ServicePort{
+				{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP, TargetPort: intstr.FromInt32(53)},
+				{Name: "dns-tcp", Port: 53, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(53)},
+			}},
+		}))
+	}
+	for _, err := range steps {
+		if err != nil {
+			return err
+		}
+	}
+	// The images are loaded into the runtime under their canonical names,
+	// so a re-pulled image keeps its name: an annotation with its ID rolls
+	// the add-on's pods when (and only when) the content changed.
+	patch := func(id string) []byte {
+		return []byte(fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"io.dk8s/image-id":%q}}}}}`, id))
+	}
+	if _, err := apps.DaemonSets(addonNS).Patch(ctx, "kube-proxy", types.StrategicMergePatchType, patch(imageIDs[proxyImg.Name]), metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("updating kube-proxy: %w", err)
+	}
+	if _, err := apps.Deployments(addonNS).Patch(ctx, "coredns", types.StrategicMergePatchType, patch(imageIDs[dnsImg.Name]), metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("updating CoreDNS: %w", err)
+	}
+	return nil
+}
+
+const corefile = `.:53 {
+    errors
+    health {
+       lameduck 5s
+    }
+    ready
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+       pods insecure
+       fallthrough in-addr.arpa ip6.arpa
+       ttl 30
+    }
+    forward . /etc/resolv.conf {
+       max_concurrent 1000
+    }
+    cache 30
+    loop
+    reload
+    loadbalance
+}
+`
+
+func kubeProxy(cfg Config, image string) *appsv1.DaemonSet {
+	labels := map[string]string{"k8s-app": "kube-proxy"}
+	privileged := true
+	fileOrCreate := corev1.HostPathFileOrCreate
+	return &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "kube-proxy", Namespace: addonNS, Labels: map[string]string{"k8s-app": "kube-proxy", "app.kubernetes.io/managed-by": "dk8s"}},
+		Spec: appsv1.DaemonSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					HostNetwork:        true,
+					ServiceAccountName: "kube-proxy",
+					PriorityClassName:  "system-node-critical",
+					Tolerations:        []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+					Containers: []corev1.Container{{
+						Name:            "kube-proxy",
+						Image:           image,
+						ImagePullPolicy: corev1.PullIfNotPresent,
+						Command: []string{"kube-proxy", "--kubeconfig=/var/lib/kube-proxy/kubeconfig.conf",
+							"--cluster-cidr=" + cfg.PodCIDR, "--hostname-override=$(NODE_NAME)",
+							"--metrics-bind-address=127.0.0.1:10249", "--healthz-bind-address=127.0.0.1:10256",
+							// Leave the host's conntrack table size alone.
+							"--conntrack-max-per-core=0"},
+						Env:             []corev1.EnvVar{{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}}},
+						SecurityContext: &corev1.SecurityContext{Privileged: &privileged},
+						VolumeMounts: []corev1.VolumeMount{
+							{Name: "config", MountPath: "/var/lib/kube-proxy"},
+							{Name: "xtables-lock", MountPath: "/run/xtables.lock"},
+							{Name: "lib-modules", MountPath: "/lib/modules", ReadOnly: true},
+						},
+					}},
+					Volumes: []corev1.Volume{
+						{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-proxy"}}}},
+						{Name: "xtables-lock", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/run/xtables.lock", Type: &fileOrCreate}}},
+						{Name: "lib-modules", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/lib/modules"}}},
+					},
+				},
+			},
+		},
+	}
+}
+
+func coreDNS(image string) *appsv1.Deployment {
+	labels := map[string]string{"k8s-app": "kube-dns"}
+	replicas := int32(1)
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "coredns", Namespace: addonNS, Labels: map[string]string{"k8s-app": "kube-dns", "app.kubernetes.io/managed-by": "dk8s"}},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					ServiceAccountName: "coredns",
+					PriorityClassName:  "system-cluster-critical",
+					DNSPolicy:          corev1.DNSDefault,
+					Tolerations:        []corev1.Toleration{{Key: "CriticalAddonsOnly", Operator: corev1.TolerationOpExists}},
+					Containers: []corev1.Container{{
+						Name:            "coredns",
+						Image:           image,
+						ImagePullPolicy: corev1.PullIfNotPresent,
+						Args:            []string{"-conf", "/etc/coredns/Corefile"},
+						Ports: []corev1.ContainerPort{
+							{Name: "dns", ContainerPort: 53, Protocol: corev1.ProtocolUDP},
+							{Name: "dns-tcp", ContainerPort: 53, Protocol: corev1.ProtocolTCP},
+						},
+						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(8181)}}},
+						VolumeMounts:   []corev1.VolumeMount{{Name: "config", MountPath: "/etc/coredns", ReadOnly: true}},
+					}},
+					Volumes: []corev1.Volume{{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "coredns"}}}}},
+				},
+			},
+		},
+	}
+}
+
+// waitAddons waits until kube-proxy runs on the node and CoreDNS is ready.
+func waitAddons(ctx context.Context, cs kubeClient, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		ds, err1 := cs.AppsV1().DaemonSets(addonNS).Get(ctx, "kube-proxy", metav1.GetOptions{})
+		dep, err2 := cs.AppsV1().Deployments(addonNS).Get(ctx, "coredns", metav1.GetOptions{})
+		if err1 == nil && err2 == nil && ds.Status.NumberReady >= 1 && dep.Status.ReadyReplicas >= 1 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the add-ons did not come up within %s: see 'kubectl -n kube-system get pods' and 'dk8s logs kubelet'", timeout)
+		case <-time.After(time.Second):
+		}
+	}
+}

@@ -1,0 +1,51 @@
+package bootstrap
+
+import (
+	"debug/elf"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+)
+
+// HostRoot is where the host's root file system is bound inside the
+// containers that supervise host agents (the runtime and kubelet).
+const HostRoot = "/host"
+
+// ExecOnHost is what runs inside such a container: it enters the host's
+// root (bound at root) and replaces itself with argv there, so the agent
+// sees the host's files, binaries and mounts as if started by an init
+// system, while Docker supervises it.
+func ExecOnHost(root string, argv []string) error {
+	if len(argv) == 0 {
+		return errors.New("nothing to run")
+	}
+	if err := syscall.Chroot(root); err != nil {
+		return fmt.Errorf("entering the host's root %s: %w", root, err)
+	}
+	if err := os.Chdir("/"); err != nil {
+		return err
+	}
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		return err
+	}
+	return syscall.Exec(path, argv, os.Environ())
+}
+
+// checkStatic tells whether the binary at path runs without a dynamic
+// loader: the supervising containers start it from an image that has none.
+func checkStatic(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s is linked dynamically; the node's supervising containers need a static dk8s: build it with 'make build' (CGO_ENABLED=0)", path)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,181 @@
+package bootstrap
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+
+	"github.com/dk8s/dk8s/pkg/images"
+)
+
+// kubeletBinary puts a kubelet that fits the control plane at dir/bin/kubelet
+// and returns that path: the one given (--kubelet-binary), else one on the
+// PATH, else one downloaded from the lock's URL and checked against its
+// sha256. A kubelet newer than the apiserver, or more than three minors
+// older, is refused: that is Kubernetes' skew policy.
+func kubeletBinary(ctx context.Context, cfg Config, rel *images.Release) (string, error) {
+	dst := filepath.Join(cfg.Dir, "bin", "kubelet")
+	src := cfg.KubeletBinary
+	if src == "" {
+		if p, err := exec.LookPath("kubelet"); err == nil {
+			src = p
+		}
+	}
+	if src == "" {
+		if err := downloadKubelet(ctx, rel, dst); err != nil {
+			return "", err
+		}
+		src = dst
+	}
+	if err := checkKubeletVersion(src, rel.Kubernetes); err != nil {
+		return "", err
+	}
+	if src != dst {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return "", err
+		}
+		if err := writeIfChanged(dst, data, 0o755); err != nil {
+			return "", err
+		}
+	}
+	return dst, nil
+}
+
+var kubeletVersionRE = regexp.MustCompile(`Kubernetes v1\.(\d+)\.(\d+)`)
+
+func checkKubeletVersion(path, want string) error {
+	out, err := exec.Command(path, "--version").Output()
+	if err != nil {
+		return fmt.Errorf("running %s --version: %w", path, err)
+	}
+	m := kubeletVersionRE.FindStringSubmatch(string(out))
+	var wMinor, wPatch, minor, patch int
+	if _, err := fmt.Sscanf(want, "v1.%d.%d", &wMinor, &wPatch); err != nil || m == nil {
+		return fmt.Errorf("%s reports %q: not a kubelet version dk8s understands", path, strings.TrimSpace(string(out)))
+	}
+	fmt.Sscanf(m[1]+" "+m[2], "%d %d", &minor, &patch)
+	got := fmt.Sprintf("v1.%d.%d", minor, patch)
+	switch {
+	case minor > wMinor || (minor == wMinor && patch > wPatch):
+		return fmt.Errorf("kubelet %s at %s is newer than the apiserver %s; Kubernetes forbids that: pass --kubelet-binary with a %s kubelet", got, path, want, want)
+	case minor < wMinor-3:
+		return fmt.Errorf("kubelet %s at %s is more than three minor versions older than the apiserver %s: pass --kubelet-binary with a %s kubelet", got, path, want, want)
+	}
+	return nil
+}
+
+func downloadKubelet(ctx context.Context, rel *images.Release, dst string) error {
+	var bin *images.Binary
+	for i := range rel.Binaries {
+		if rel.Binaries[i].Name == "kubelet" {
+			bin = &rel.Binaries[i]
+		}
+	}
+	if bin == nil {
+		return fmt.Errorf("no kubelet on this host and none in the lock for %s: pass --kubelet-binary", rel.Kubernetes)
+	}
+	platform := runtime.GOOS + "/" + runtime.GOARCH
+	url := strings.NewReplacer("{os}", runtime.GOOS, "{arch}", runtime.GOARCH).Replace(bin.URL)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("downloading kubelet from %s: %w; pass --kubelet-binary on a machine without access", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("downloading kubelet from %s: HTTP %d", url, resp.StatusCode)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 512<<20))
+	if err != nil {
+		return err
+	}
+	sum := fmt.Sprintf("%x", sha256.Sum256(data))
+	want := bin.SHA256[platform]
+	if want == "" {
+		return fmt.Errorf("the lock pins no sha256 for kubelet %s on %s, so the download from %s cannot be trusted: pass --kubelet-binary, or record the sum in images.lock", rel.Kubernetes, platform, url)
+	}
+	if sum != want {
+		return fmt.Errorf("kubelet from %s has sha256 %s, but images.lock pins %s: refusing it", url, sum, want)
+	}
+	return writeFile(dst, data, 0o755)
+}
+
+// kubeletConfig renders the KubeletConfiguration: client certificates
+// checked against the cluster CA, webhook authentication and authorization,
+// no anonymous access, the runtime's cgroup driver, and a resolv.conf that
+// does not loop back into systemd-resolved.
+func kubeletConfig(cfg Config, dns, caFile string, systemdCgroup, cgroupV1 bool) string {
+	driver := "cgroupfs"
+	if systemdCgroup {
+		driver = "systemd"
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `# Written by dk8s.
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: %s
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+authentication:
+  anonymous:
+    enabled: false
+  webhook:
+    enabled: true
+  x509:
+    clientCAFile: %s
+authorization:
+  mode: Webhook
+cgroupDriver: %s
+containerRuntimeEndpoint: unix://%s
+clusterDNS: [%s]
+clusterDomain: cluster.local
+rotateCertificates: true
+resolvConf: %s
+`, cfg.AdvertiseAddress, caFile, driver, RuntimeSocket, dns, resolvConf())
+	if cgroupV1 {
+		b.WriteString("failCgroupV1: false\n")
+	}
+	return b.String()
+}
+
+// resolvConf is the file whose nameservers pods use: where /etc/resolv.conf
+// points at systemd-resolved's stub (127.0.0.53), which a pod cannot reach,
+// CoreDNS would forward to itself; the real upstream list is used instead.
+func resolvConf() string {
+	data, _ := os.ReadFile("/etc/resolv.conf")
+	if strings.Contains(string(data), "127.0.0.53") {
+		if _, err := os.Stat("/run/systemd/resolve/resolv.conf"); err == nil {
+			return "/run/systemd/resolve/resolv.conf"
+		}
+	}
+	return "/etc/resolv.conf"
+}
+
+// cgroupV1 tells whether the host runs cgroup v1 (no unified hierarchy at
+// /sys/fs/cgroup).
+func cgroupV1() bool {
+	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
+	return err != nil
+}
+
+// systemdIsInit tells whether systemd is PID 1: then cgroups belong to it,
+// and kubelet and the runtime must use its driver.
+func systemdIsInit() bool {
+	comm, _ := os.ReadFile("/proc/1/comm")
+	return strings.TrimSpace(string(comm)) == "systemd"
+}

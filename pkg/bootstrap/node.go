@@ -1,0 +1,260 @@
+package bootstrap
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/dk8s/dk8s/pkg/containers"
+	"github.com/dk8s/dk8s/pkg/images"
+)
+
+// NodeComponents are the host agents dk8s supervises through Docker, in
+// start order.
+var NodeComponents = []string{"containerd", "kubelet"}
+
+// LabelConfigHash carries a hash of the files a host agent reads, so that a
+// changed configuration replaces its container (and restarts the agent).
+const LabelConfigHash = "io.dk8s.config-hash"
+
+// nodeFiles are the files dk8s writes for the node, by path.
+type nodeFiles map[string]string
+
+func (f nodeFiles) hash(prefix string) string {
+	h := sha256.New()
+	for _, p := range sortedKeys(f) {
+		if strings.HasPrefix(p, prefix) {
+			fmt.Fprintf(h, "%s\n%s\n", p, f[p])
+		}
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))[:16]
+}
+
+// startNode makes this host a node of the control plane just started.
+func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, timeout time.Duration, emit func(Event)) error {
+	containerdBin, ctr, cniBin, err := hostTools()
+	if err != nil {
+		return err
+	}
+	shim, err := installShim(cfg)
+	if err != nil {
+		return err
+	}
+	kubelet, err := kubeletBinary(ctx, cfg, rel)
+	if err != nil {
+		return err
+	}
+	pause, _ := rel.Image("pause")
+	podSubnet, err := nodePodSubnet(cfg.PodCIDR)
+	if err != nil {
+		return err
+	}
+	svc, err := cfg.ServiceIP()
+	if err != nil {
+		return err
+	}
+	dns := append([]byte(nil), svc.To4()...)
+	dns[3] = 10
+	systemd := systemdIsInit()
+	files := nodeFiles{
+		filepath.Join(cfg.Dir, "containerd", "config.toml"): runtimeConfig(cfg, pause.Name, cniBin, systemd, len(containers.MissingCapabilities()) > 0),
+		filepath.Join(cfg.Dir, "cni", "10-dk8s.conflist"):   cniConfig(podSubnet),
+		filepath.Join(cfg.Dir, "kubelet", "config.yaml"):    kubeletConfig(cfg, fmt.Sprint(net4(dns)), filepath.Join(cfg.PKIDir(), "ca.crt"), systemd, cgroupV1()),
+	}
+	if len(cfg.Mirrors) > 0 {
+		files[filepath.Join(cfg.Dir, "containerd", "certs.d", "registry.k8s.io", "hosts.toml")] = hostsToml(cfg.Mirrors)
+	}
+	for p, content := range files {
+		if err := writeIfChanged(p, []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	if err := ensureSharedRoot(); err != nil {
+		return err
+	}
+	specs := nodeSpecs(cfg, pause.Name, shim, files, []string{containerdBin, "--config", filepath.Join(cfg.Dir, "containerd", "config.toml")},
+		[]string{kubelet, "--config=" + filepath.Join(cfg.Dir, "kubelet", "config.yaml"), "--kubeconfig=" + filepath.Join(cfg.Dir, "kubelet.conf"),
+			"--root-dir=" + filepath.Join(cfg.Dir, "kubelet"), "--cert-dir=" + filepath.Join(cfg.Dir, "kubelet", "pki"),
+			"--hostname-override=" + cfg.NodeName, "--node-ip=" + cfg.AdvertiseAddress.String()})
+
+	action, err := apply(ctx, engine, specs[0])
+	if err != nil {
+		return fmt.Errorf("containerd: %w", err)
+	}
+	emit(Event{Step: "container", Component: "containerd", Message: specs[0].Name + " " + action})
+	if err := waitRuntime(ctx, ctr, timeout); err != nil {
+		return &ComponentError{Component: "containerd", Err: err, Logs: lastLogs(engine, specs[0].Name, 15), Hint: "'dk8s logs containerd'"}
+	}
+	var refs []string
+	for _, c := range []string{"pause", "kube-proxy", "coredns"} {
+		img, _ := rel.Image(c)
+		refs = append(refs, img.Name)
+	}
+	imageIDs, err := importImages(ctx, engine, ctr, filepath.Join(cfg.Dir, "containerd", "imported"), refs)
+	if err != nil {
+		return err
+	}
+	emit(Event{Step: "healthy", Component: "containerd", Message: "containerd (CRI) is up, with the pause, kube-proxy and CoreDNS images", Done: true})
+
+	if action, err = apply(ctx, engine, specs[1]); err != nil {
+		return fmt.Errorf("kubelet: %w", err)
+	}
+	emit(Event{Step: "container", Component: "kubelet", Message: specs[1].Name + " " + action})
+	if err := waitHTTP(ctx, "http://127.0.0.1:10248/healthz", timeout); err != nil {
+		return &ComponentError{Component: "kubelet", Err: err, Logs: lastLogs(engine, specs[1].Name, 15), Hint: "'dk8s logs kubelet'"}
+	}
+	cs, err := clientFor(filepath.Join(cfg.Dir, "super-admin.conf"))
+	if err != nil {
+		return err
+	}
+	if err := waitNodeReady(ctx, cs, cfg.NodeName, timeout); err != nil {
+		return &ComponentError{Component: "kubelet", Err: err, Logs: lastLogs(engine, specs[1].Name, 15), Hint: "'dk8s logs kubelet'; 'kubectl describe node " + cfg.NodeName + "'"}
+	}
+	emit(Event{Step: "healthy", Component: "kubelet", Message: "node " + cfg.NodeName + " is Ready", Done: true})
+	if err := ensureAddons(ctx, cs, cfg, rel, fmt.Sprint(net4(dns)), imageIDs); err != nil {
+		return err
+	}
+	if err := waitAddons(ctx, cs, timeout); err != nil {
+		return err
+	}
+	emit(Event{Step: "healthy", Component: "add-ons", Message: "kube-proxy and CoreDNS are running", Done: true})
+	return nil
+}
+
+type net4 []byte
+
+func (ip net4) String() string { return fmt.Sprintf("%d.%d.%d.%d", ip[0], ip[1], ip[2], ip[3]) }
+
+// nodeSpecs are the containers that supervise the host agents: each in the
+// host's namespaces, with the host's root bound at /host (rshared, so that
+// the mounts kubelet makes for pods reach the host), entering it through the
+// shim and exec'ing the agent there. The image only carries nothing: the
+// pause image of the lock, present on every dk8s host.
+func nodeSpecs(cfg Config, image, shim string, files nodeFiles, runtimeCmd, kubeletCmd []string) []containers.Spec {
+	mk := func(comp string, cmd []string, configPrefix string) containers.Spec {
+		return containers.Spec{
+			Name:       containerName(comp),
+			Image:      image,
+			Entrypoint: []string{HostRoot + shim, "host-exec", "--"},
+			Args:       cmd,
+			Labels: map[string]string{
+				containers.LabelComponent: comp,
+				containers.LabelCluster:   cfg.ClusterName,
+				containers.LabelDir:       cfg.Dir,
+				LabelConfigHash:           files.hash(configPrefix),
+			},
+			Mounts:         []containers.Mount{{Source: "/", Target: HostRoot, Propagation: "rshared"}},
+			HostNetwork:    true,
+			HostNamespaces: true,
+			Privileged:     true,
+			RestartAlways:  true, // as for the control plane: see Plan
+		}.WithHash()
+	}
+	return []containers.Spec{
+		mk("containerd", runtimeCmd, filepath.Join(cfg.Dir, "containerd")),
+		mk("kubelet", kubeletCmd, filepath.Join(cfg.Dir, "kubelet")),
+	}
+}
+
+// installShim copies the static dk8s binary the supervising containers
+// start into the cluster directory.
+func installShim(cfg Config) (string, error) {
+	src := cfg.ShimBinary
+	if src == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return "", err
+		}
+		src = exe
+	}
+	if err := checkStatic(src); err != nil {
+		return "", err
+	}
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return "", err
+	}
+	dst := filepath.Join(cfg.Dir, "bin", "dk8s")
+	return dst, writeIfChanged(dst, data, 0o755)
+}
+
+// ensureSharedRoot makes / a shared mount, as systemd does at boot, so that
+// mounts kubelet makes inside its container reach the host and pods.
+func ensureSharedRoot() error {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 6 && fields[4] == "/" {
+			if strings.Contains(strings.Join(fields[6:], " "), "shared:") {
+				return nil
+			}
+			break
+		}
+	}
+	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_SHARED, ""); err != nil {
+		return fmt.Errorf("making / a shared mount (as systemd does) for kubelet's volume mounts: %w", err)
+	}
+	return nil
+}
+
+func waitHTTP(ctx context.Context, url string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("%s: HTTP %d", url, resp.StatusCode)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not healthy after %s: %w", timeout, last)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func waitNodeReady(ctx context.Context, cs kubeClient, node string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	last := "not registered"
+	for {
+		n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+		if err == nil {
+			for _, c := range n.Status.Conditions {
+				if c.Type == corev1.NodeReady {
+					if c.Status == corev1.ConditionTrue {
+						return nil
+					}
+					last = c.Reason + ": " + c.Message
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node %s not Ready after %s (%s)", node, timeout, last)
+		case <-time.After(time.Second):
+		}
+	}
+}
