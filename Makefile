@@ -28,8 +28,10 @@ demo: build ## fill a local mirror from the harness, pull from it, start a contr
 	@lock=$$($(HARNESS)) && \
 	echo "== dk8s pull --mirror 127.0.0.1:5001/google_containers (an Aliyun-like mirror on this machine)" && \
 	bin/dk8s pull --lock $$lock --mirror 127.0.0.1:5001/google_containers && \
-	echo "== dk8s start" && bin/dk8s start --lock $$lock && \
+	echo "== dk8s start (control plane, then this host as its node)" && \
+	bin/dk8s start --lock $$lock --kubelet-binary $$(dirname $$lock)/kubelet --mirror 127.0.0.1:5002/... && \
 	echo "== dk8s ps" && bin/dk8s ps && \
+	echo "== kubectl get nodes" && $$(dirname $$lock)/kubectl --kubeconfig /var/lib/dk8s/admin.conf get nodes -o wide && \
 	echo "(remove it all with: bin/dk8s reset --purge)"
 
 bench: build ## dk8s pull vs the shell loop, same mirror, same images

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -30,6 +31,8 @@ var Endpoints = map[string]Endpoint{
 	"kube-apiserver":          {URL: "https://127.0.0.1:6443/readyz", Cert: "admin", CA: "ca"},
 	"kube-controller-manager": {URL: "https://127.0.0.1:10257/healthz"},
 	"kube-scheduler":          {URL: "https://127.0.0.1:10259/healthz"},
+	"kubelet":                 {URL: "http://127.0.0.1:10248/healthz"},
+	"containerd":              {URL: "unix://" + RuntimeSocket},
 }
 
 // Probe asks component for its health once, within timeout.
@@ -37,6 +40,14 @@ func Probe(ctx context.Context, p *PKI, component string, timeout time.Duration)
 	ep, ok := Endpoints[component]
 	if !ok {
 		return fmt.Errorf("no health endpoint for %s", component)
+	}
+	if sock, ok := strings.CutPrefix(ep.URL, "unix://"); ok {
+		// The runtime answers on its socket: a connection is its health.
+		c, err := net.DialTimeout("unix", sock, timeout)
+		if err != nil {
+			return err
+		}
+		return c.Close()
 	}
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if ep.CA == "" {

@@ -17,13 +17,12 @@ import (
 	"github.com/dk8s/dk8s/pkg/images"
 )
 
-// kubeletBinary puts a kubelet that fits the control plane at dir/bin/kubelet
-// and returns that path: the one given (--kubelet-binary), else one on the
-// PATH, else one downloaded from the lock's URL and checked against its
-// sha256. A kubelet newer than the apiserver, or more than three minors
-// older, is refused: that is Kubernetes' skew policy.
-func kubeletBinary(ctx context.Context, cfg Config, rel *images.Release) (string, error) {
-	dst := filepath.Join(cfg.Dir, "bin", "kubelet")
+// findKubelet returns a kubelet that fits the control plane, and its
+// version: the one given (--kubelet-binary), else one on the PATH, else one
+// downloaded from the lock's URL (into the cluster directory) and checked
+// against its sha256. A kubelet newer than the apiserver, or more than three
+// minors older, is refused: that is Kubernetes' skew policy.
+func findKubelet(ctx context.Context, cfg Config, rel *images.Release) (string, string, error) {
 	src := cfg.KubeletBinary
 	if src == "" {
 		if p, err := exec.LookPath("kubelet"); err == nil {
@@ -31,47 +30,36 @@ func kubeletBinary(ctx context.Context, cfg Config, rel *images.Release) (string
 		}
 	}
 	if src == "" {
-		if err := downloadKubelet(ctx, rel, dst); err != nil {
-			return "", err
-		}
-		src = dst
-	}
-	if err := checkKubeletVersion(src, rel.Kubernetes); err != nil {
-		return "", err
-	}
-	if src != dst {
-		data, err := os.ReadFile(src)
-		if err != nil {
-			return "", err
-		}
-		if err := writeIfChanged(dst, data, 0o755); err != nil {
-			return "", err
+		src = filepath.Join(cfg.Dir, "bin", "kubelet")
+		if err := downloadKubelet(ctx, rel, src); err != nil {
+			return "", "", err
 		}
 	}
-	return dst, nil
+	version, err := checkKubeletVersion(src, rel.Kubernetes)
+	return src, version, err
 }
 
 var kubeletVersionRE = regexp.MustCompile(`Kubernetes v1\.(\d+)\.(\d+)`)
 
-func checkKubeletVersion(path, want string) error {
+func checkKubeletVersion(path, want string) (string, error) {
 	out, err := exec.Command(path, "--version").Output()
 	if err != nil {
-		return fmt.Errorf("running %s --version: %w", path, err)
+		return "", fmt.Errorf("running %s --version: %w", path, err)
 	}
 	m := kubeletVersionRE.FindStringSubmatch(string(out))
 	var wMinor, wPatch, minor, patch int
 	if _, err := fmt.Sscanf(want, "v1.%d.%d", &wMinor, &wPatch); err != nil || m == nil {
-		return fmt.Errorf("%s reports %q: not a kubelet version dk8s understands", path, strings.TrimSpace(string(out)))
+		return "", fmt.Errorf("%s reports %q: not a kubelet version dk8s understands", path, strings.TrimSpace(string(out)))
 	}
 	fmt.Sscanf(m[1]+" "+m[2], "%d %d", &minor, &patch)
 	got := fmt.Sprintf("v1.%d.%d", minor, patch)
 	switch {
 	case minor > wMinor || (minor == wMinor && patch > wPatch):
-		return fmt.Errorf("kubelet %s at %s is newer than the apiserver %s; Kubernetes forbids that: pass --kubelet-binary with a %s kubelet", got, path, want, want)
+		return "", fmt.Errorf("kubelet %s at %s is newer than the apiserver %s; Kubernetes forbids that: pass --kubelet-binary with a %s kubelet", got, path, want, want)
 	case minor < wMinor-3:
-		return fmt.Errorf("kubelet %s at %s is more than three minor versions older than the apiserver %s: pass --kubelet-binary with a %s kubelet", got, path, want, want)
+		return "", fmt.Errorf("kubelet %s at %s is more than three minor versions older than the apiserver %s: pass --kubelet-binary with a %s kubelet", got, path, want, want)
 	}
-	return nil
+	return got, nil
 }
 
 func downloadKubelet(ctx context.Context, rel *images.Release, dst string) error {
@@ -85,6 +73,10 @@ func downloadKubelet(ctx context.Context, rel *images.Release, dst string) error
 		return fmt.Errorf("no kubelet on this host and none in the lock for %s: pass --kubelet-binary", rel.Kubernetes)
 	}
 	platform := runtime.GOOS + "/" + runtime.GOARCH
+	want := bin.SHA256[platform]
+	if have, err := os.ReadFile(dst); err == nil && want != "" && fmt.Sprintf("%x", sha256.Sum256(have)) == want {
+		return nil // downloaded before, and still what the lock pins
+	}
 	url := strings.NewReplacer("{os}", runtime.GOOS, "{arch}", runtime.GOARCH).Replace(bin.URL)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -103,7 +95,6 @@ func downloadKubelet(ctx context.Context, rel *images.Release, dst string) error
 		return err
 	}
 	sum := fmt.Sprintf("%x", sha256.Sum256(data))
-	want := bin.SHA256[platform]
 	if want == "" {
 		return fmt.Errorf("the lock pins no sha256 for kubelet %s on %s, so the download from %s cannot be trusted: pass --kubelet-binary, or record the sum in images.lock", rel.Kubernetes, platform, url)
 	}

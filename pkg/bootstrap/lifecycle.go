@@ -33,9 +33,16 @@ type ComponentStatus struct {
 // health in parallel with a short timeout each.
 func Status(ctx context.Context, engine containers.Engine, cfg Config) ([]ComponentStatus, error) {
 	p := &PKI{Dir: cfg.PKIDir()}
-	out := make([]ComponentStatus, len(Components))
+	comps := append([]string(nil), Components...)
+	for _, comp := range NodeComponents {
+		// The node's rows show once it is a node.
+		if _, err := own(ctx, engine, cfg, comp); err == nil {
+			comps = append(comps, comp)
+		}
+	}
+	out := make([]ComponentStatus, len(comps))
 	var wg sync.WaitGroup
-	for i, comp := range Components {
+	for i, comp := range comps {
 		st := ComponentStatus{Component: comp, Container: containerName(comp), State: "absent", Health: "-", Endpoint: Endpoints[comp].URL}
 		c, err := own(ctx, engine, cfg, comp)
 		switch {
@@ -47,6 +54,9 @@ func Status(ctx context.Context, engine containers.Engine, cfg Config) ([]Compon
 		}
 		st.Image, st.State, st.Restarts = c.Image, c.State, c.RestartCount
 		st.Version = c.Image[strings.LastIndex(c.Image, ":")+1:]
+		if v := c.Labels[LabelVersion]; v != "" {
+			st.Image, st.Version = "host: "+comp, v // not the image it borrows
+		}
 		if c.Running && !c.StartedAt.IsZero() {
 			st.Uptime = time.Since(c.StartedAt).Round(time.Second)
 			st.UptimeSeconds = int(st.Uptime.Seconds())
@@ -69,15 +79,25 @@ func Status(ctx context.Context, engine containers.Engine, cfg Config) ([]Compon
 	return out, nil
 }
 
+// stopOrder is every component, the node's first, then the control plane
+// in the reverse of its start order.
+func stopOrder() []string {
+	order := []string{"kubelet", "containerd"}
+	for i := len(Components) - 1; i >= 0; i-- {
+		order = append(order, Components[i])
+	}
+	return order
+}
+
 // Stop stops the control plane's containers, in the reverse of their start
 // order, keeping them, their data and the PKI. Docker's restart policy
 // brings a stopped container back when the daemon itself restarts; `dk8s
 // start` brings them back at once.
 func Stop(ctx context.Context, engine containers.Engine, cfg Config) ([]string, error) {
 	var stopped []string
-	for i := len(Components) - 1; i >= 0; i-- {
-		name := containerName(Components[i])
-		_, err := own(ctx, engine, cfg, Components[i])
+	for _, comp := range stopOrder() {
+		name := containerName(comp)
+		_, err := own(ctx, engine, cfg, comp)
 		if err == nil {
 			err = engine.StopContainer(ctx, name, 30*time.Second)
 		}
@@ -106,8 +126,8 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool
 		byName[c.Name] = true
 	}
 	var order []string
-	for i := len(Components) - 1; i >= 0; i-- {
-		if n := containerName(Components[i]); byName[n] {
+	for _, comp := range stopOrder() {
+		if n := containerName(comp); byName[n] {
 			order = append(order, n)
 			delete(byName, n)
 		}
@@ -116,6 +136,11 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool
 		order = append(order, n)
 	}
 	for _, name := range order {
+		if name == containerName("containerd") {
+			if _, ctr, _, err := hostTools(); err == nil {
+				stopPods(ctr)
+			}
+		}
 		if err := engine.StopContainer(ctx, name, 30*time.Second); err != nil && !containers.IsNotFound(err) {
 			return removed, fmt.Errorf("stopping %s: %w", name, err)
 		}
@@ -123,6 +148,9 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool
 			return removed, fmt.Errorf("removing %s: %w", name, err)
 		}
 		removed = append(removed, name)
+	}
+	if err := cleanupNode(cfg, purge); err != nil {
+		return removed, err
 	}
 	if purge {
 		if cfg.Dir == "" || cfg.Dir == "/" {
@@ -152,13 +180,13 @@ func own(ctx context.Context, engine containers.Engine, cfg Config, component st
 // Logs writes component's container logs.
 func Logs(ctx context.Context, engine containers.Engine, component string, opts containers.LogsOptions, stdout, stderr io.Writer) error {
 	name := ""
-	for _, c := range Components {
+	for _, c := range append(append([]string(nil), Components...), NodeComponents...) {
 		if c == component || containerName(c) == component || strings.TrimPrefix(c, "kube-") == component {
 			name = containerName(c)
 		}
 	}
 	if name == "" {
-		return fmt.Errorf("unknown component %q: use one of %s", component, strings.Join(Components, ", "))
+		return fmt.Errorf("unknown component %q: use one of %s, %s", component, strings.Join(Components, ", "), strings.Join(NodeComponents, ", "))
 	}
 	if _, err := engine.InspectContainer(ctx, name); containers.IsNotFound(err) {
 		return fmt.Errorf("%s has no container: is the cluster started ('dk8s start')?", component)

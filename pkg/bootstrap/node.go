@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -27,6 +28,9 @@ var NodeComponents = []string{"containerd", "kubelet"}
 // changed configuration replaces its container (and restarts the agent).
 const LabelConfigHash = "io.dk8s.config-hash"
 
+// LabelVersion is the version of the host binary a node container runs.
+const LabelVersion = "io.dk8s.version"
+
 // nodeFiles are the files dk8s writes for the node, by path.
 type nodeFiles map[string]string
 
@@ -40,17 +44,43 @@ func (f nodeFiles) hash(prefix string) string {
 	return fmt.Sprintf("%x", h.Sum(nil))[:16]
 }
 
+// nodeTools are the host binaries a node runs, found by findNodeTools.
+type nodeTools struct {
+	containerd, ctr, cniBin string
+	shim                    string // a static dk8s
+	kubelet, kubeletVersion string // the kubelet to install, and its version
+}
+
+// findNodeTools finds the runtime, the CNI plugins, a static dk8s and a
+// kubelet that fits the control plane, or says what is missing.
+func findNodeTools(ctx context.Context, cfg Config, rel *images.Release) (*nodeTools, error) {
+	var t nodeTools
+	var err error
+	if t.containerd, t.ctr, t.cniBin, err = hostTools(); err != nil {
+		return nil, err
+	}
+	if t.shim = cfg.ShimBinary; t.shim == "" {
+		if t.shim, err = os.Executable(); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkStatic(t.shim); err != nil {
+		return nil, err
+	}
+	if t.kubelet, t.kubeletVersion, err = findKubelet(ctx, cfg, rel); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
 // startNode makes this host a node of the control plane just started.
-func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, timeout time.Duration, emit func(Event)) error {
-	containerdBin, ctr, cniBin, err := hostTools()
+func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, t *nodeTools, timeout time.Duration, emit func(Event)) error {
+	containerdBin, ctr, cniBin, kubeletVersion := t.containerd, t.ctr, t.cniBin, t.kubeletVersion
+	shim, err := install(t.shim, filepath.Join(cfg.Dir, "bin", "dk8s"))
 	if err != nil {
 		return err
 	}
-	shim, err := installShim(cfg)
-	if err != nil {
-		return err
-	}
-	kubelet, err := kubeletBinary(ctx, cfg, rel)
+	kubelet, err := install(t.kubelet, filepath.Join(cfg.Dir, "bin", "kubelet"))
 	if err != nil {
 		return err
 	}
@@ -82,7 +112,8 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 	if err := ensureSharedRoot(); err != nil {
 		return err
 	}
-	specs := nodeSpecs(cfg, pause.Name, shim, files, []string{containerdBin, "--config", filepath.Join(cfg.Dir, "containerd", "config.toml")},
+	versions := map[string]string{"kubelet": kubeletVersion, "containerd": binaryVersion(containerdBin)}
+	specs := nodeSpecs(cfg, pause.Name, shim, files, versions, []string{containerdBin, "--config", filepath.Join(cfg.Dir, "containerd", "config.toml")},
 		[]string{kubelet, "--config=" + filepath.Join(cfg.Dir, "kubelet", "config.yaml"), "--kubeconfig=" + filepath.Join(cfg.Dir, "kubelet.conf"),
 			"--root-dir=" + filepath.Join(cfg.Dir, "kubelet"), "--cert-dir=" + filepath.Join(cfg.Dir, "kubelet", "pki"),
 			"--hostname-override=" + cfg.NodeName, "--node-ip=" + cfg.AdvertiseAddress.String()})
@@ -140,7 +171,7 @@ func (ip net4) String() string { return fmt.Sprintf("%d.%d.%d.%d", ip[0], ip[1],
 // the mounts kubelet makes for pods reach the host), entering it through the
 // shim and exec'ing the agent there. The image only carries nothing: the
 // pause image of the lock, present on every dk8s host.
-func nodeSpecs(cfg Config, image, shim string, files nodeFiles, runtimeCmd, kubeletCmd []string) []containers.Spec {
+func nodeSpecs(cfg Config, image, shim string, files nodeFiles, versions map[string]string, runtimeCmd, kubeletCmd []string) []containers.Spec {
 	mk := func(comp string, cmd []string, configPrefix string) containers.Spec {
 		return containers.Spec{
 			Name:       containerName(comp),
@@ -152,6 +183,7 @@ func nodeSpecs(cfg Config, image, shim string, files nodeFiles, runtimeCmd, kube
 				containers.LabelCluster:   cfg.ClusterName,
 				containers.LabelDir:       cfg.Dir,
 				LabelConfigHash:           files.hash(configPrefix),
+				LabelVersion:              versions[comp],
 			},
 			Mounts:         []containers.Mount{{Source: "/", Target: HostRoot, Propagation: "rshared"}},
 			HostNetwork:    true,
@@ -166,25 +198,26 @@ func nodeSpecs(cfg Config, image, shim string, files nodeFiles, runtimeCmd, kube
 	}
 }
 
-// installShim copies the static dk8s binary the supervising containers
-// start into the cluster directory.
-func installShim(cfg Config) (string, error) {
-	src := cfg.ShimBinary
-	if src == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return "", err
-		}
-		src = exe
+// binaryVersion is the version a host binary reports, e.g. containerd's.
+func binaryVersion(path string) string {
+	out, _ := exec.Command(path, "--version").Output()
+	f := strings.Fields(string(out))
+	if len(f) >= 3 {
+		return f[2]
 	}
-	if err := checkStatic(src); err != nil {
-		return "", err
+	return "unknown"
+}
+
+// install copies a host binary into the cluster directory, where the node
+// containers run it from.
+func install(src, dst string) (string, error) {
+	if src == dst {
+		return dst, nil
 	}
 	data, err := os.ReadFile(src)
 	if err != nil {
 		return "", err
 	}
-	dst := filepath.Join(cfg.Dir, "bin", "dk8s")
 	return dst, writeIfChanged(dst, data, 0o755)
 }
 

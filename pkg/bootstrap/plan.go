@@ -61,6 +61,12 @@ func Plan(cfg Config, rel *images.Release) ([]containers.Spec, error) {
 	if cfg.ClusterName == "" || cfg.Dir == "" || cfg.NodeName == "" || cfg.AdvertiseAddress == nil {
 		return nil, fmt.Errorf("a control plane needs a cluster name, a directory, a node name and an address")
 	}
+	if _, err := cfg.ServiceIP(); err != nil {
+		return nil, err
+	}
+	if _, err := nodePodSubnet(cfg.PodCIDR); err != nil {
+		return nil, err
+	}
 	for comp := range cfg.ExtraArgs {
 		if !slices.Contains(Components, comp) {
 			return nil, fmt.Errorf("extra args for unknown component %q: use one of %s", comp, strings.Join(Components, ", "))

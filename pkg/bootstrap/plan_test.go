@@ -115,7 +115,7 @@ func TestPlanIsStableAndExtraArgsTouchOneComponent(t *testing.T) {
 func TestPlanRejectsUnknownComponent(t *testing.T) {
 	lock, _ := images.ParseLock(dk8s.DefaultLock)
 	rel, _ := lock.Release("")
-	_, err := Plan(Config{ClusterName: "x", Dir: "/d", NodeName: "n", AdvertiseAddress: net.ParseIP("192.0.2.1"),
+	_, err := Plan(Config{ClusterName: "x", Dir: "/d", NodeName: "n", AdvertiseAddress: net.ParseIP("192.0.2.1"), ServiceCIDR: "10.96.0.0/12", PodCIDR: "10.244.0.0/16",
 		ExtraArgs: map[string]map[string]string{"kube-apiservr": {"v": "2"}}}, rel)
 	if err == nil || !strings.Contains(err.Error(), `unknown component "kube-apiservr"`) || !strings.Contains(err.Error(), "kube-apiserver") {
 		t.Errorf("got %v", err)

@@ -101,6 +101,14 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 	if err := missingImages(ctx, engine, specs); err != nil {
 		return err
 	}
+	var node *nodeTools
+	if cfg.Node {
+		// Everything the node needs from the host is found before anything
+		// is changed.
+		if node, err = findNodeTools(ctx, cfg, rel); err != nil {
+			return err
+		}
+	}
 	emit(Event{Step: "preflight", Message: "host checks passed", Done: true})
 
 	pcfg, err := cfg.PKIConfig()
@@ -143,8 +151,8 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 		}
 		emit(Event{Step: "healthy", Component: comp, Message: comp + " is healthy", Done: true})
 	}
-	if cfg.Node {
-		return startNode(ctx, engine, cfg, rel, timeout, emit)
+	if node != nil {
+		return startNode(ctx, engine, cfg, rel, node, timeout, emit)
 	}
 	return nil
 }

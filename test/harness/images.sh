@@ -19,6 +19,7 @@ if [ ! -x "$bins/kubectl" ]; then
   "$here/build-k8s.sh" "$kube" "$bins"
 fi
 cp "$bins/kubectl" "$cache/kubectl"
+cp "$bins/kubelet" "$cache/kubelet"   # the node's kubelet, given to dk8s start --kubelet-binary
 
 has() { curl -fs -o /dev/null -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' "http://127.0.0.1:$1/v2/$2/manifests/$3"; }
 

@@ -26,6 +26,9 @@ var controlPlane = []string{"dk8s-etcd", "dk8s-apiserver", "dk8s-controller-mana
 type cluster struct {
 	t   *testing.T
 	dir string
+	// node makes start bring up the node too; the control-plane tests run
+	// without it, to be quick and to the point.
+	node bool
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -62,7 +65,11 @@ func (c *cluster) run(args ...string) result {
 
 func (c *cluster) start(args ...string) result {
 	c.t.Helper()
-	r := c.run(append([]string{"start", "--timeout", "2m"}, args...)...)
+	base := []string{"start", "--timeout", "2m", "--control-plane-only"}
+	if c.node {
+		base = []string{"start", "--timeout", "3m", "--kubelet-binary", filepath.Join(filepath.Dir(testLock), "kubelet"), "--mirror", pathMirror}
+	}
+	r := c.run(append(base, args...)...)
 	if r.code != 0 {
 		c.t.Fatalf("dk8s start failed:\n%s", r)
 	}

@@ -42,7 +42,11 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	dk8sBin = filepath.Join(dir, "dk8s")
-	out, err := exec.Command("go", "build", "-o", dk8sBin, "github.com/dk8s/dk8s/cmd/dk8s").CombinedOutput()
+	// Static, as 'make build' makes it: the node's containers start it from
+	// an image with no libc.
+	build := exec.Command("go", "build", "-o", dk8sBin, "github.com/dk8s/dk8s/cmd/dk8s")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := build.CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "building dk8s: %v\n%s", err, out)
 		os.Exit(1)

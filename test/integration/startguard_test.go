@@ -41,7 +41,7 @@ func TestConcurrentStarts(t *testing.T) {
 		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
 			t.Fatal(err)
 		}
-		r := c.run("start")
+		r := c.run("start", "--control-plane-only")
 		if r.code == 0 || !strings.Contains(r.stderr, "another dk8s start is running") || !strings.Contains(r.stderr, "--wait") {
 			t.Errorf("want a refusal that says how to wait:\n%s", r)
 		}
@@ -50,8 +50,8 @@ func TestConcurrentStarts(t *testing.T) {
 	})
 
 	t.Run("two starts at once make one control plane", func(t *testing.T) {
-		a, aErr := startDK8s(t, "start", "--dir", c.dir, "--wait", "3m")
-		b, bErr := startDK8s(t, "start", "--dir", c.dir, "--wait", "3m")
+		a, aErr := startDK8s(t, "start", "--control-plane-only", "--dir", c.dir, "--wait", "3m")
+		b, bErr := startDK8s(t, "start", "--control-plane-only", "--dir", c.dir, "--wait", "3m")
 		errA, errB := a.Wait(), b.Wait()
 		if errA != nil || errB != nil {
 			t.Fatalf("both starts should succeed, one after the other: %v, %v\n--- a\n%s--- b\n%s", errA, errB, aErr, bErr)
@@ -138,7 +138,7 @@ func TestStartFailureShowsLogs(t *testing.T) {
 	harness(t)
 	c := newCluster(t)
 	// An apiserver pointed at an etcd that is not there never gets ready.
-	r := c.run("start", "--timeout", "15s", "--extra-args", "kube-apiserver:etcd-servers=https://127.0.0.1:1")
+	r := c.run("start", "--control-plane-only", "--timeout", "15s", "--extra-args", "kube-apiserver:etcd-servers=https://127.0.0.1:1")
 	for _, want := range []string{"✓ etcd is healthy", "kube-apiserver did not become healthy", "its last log lines:", "127.0.0.1:1", "next: 'dk8s logs kube-apiserver'"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("stderr should say %q:\n%s", want, r)

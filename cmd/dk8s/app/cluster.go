@@ -67,10 +67,16 @@ func newStart(g *globals) *cobra.Command {
 	f := &startFlags{}
 	cmd := &cobra.Command{
 		Use:   "start",
-		Short: "Run the control plane as Docker-supervised containers",
+		Short: "Run a single-node cluster as Docker-supervised containers",
 		Long: `Run etcd, kube-apiserver, kube-controller-manager and kube-scheduler as
 host-network containers with restart=always, so that the Docker daemon keeps
 them running through crashes and reboots; no dk8s process stays behind.
+
+Then make this host the cluster's node: dk8s's own containerd (CRI on, the
+lock's pause image as sandbox image) and kubelet run on the host, each
+supervised by Docker through a container in the host's namespaces, with a
+bridge CNI network, kube-proxy and CoreDNS from the lock's images. Pods'
+registry.k8s.io images come through --mirror. --control-plane-only skips this.
 
 dk8s makes the cluster's PKI and kubeconfigs in --dir (default /var/lib/dk8s),
 beside etcd's data; a rerun keeps them, recreates nothing that has not
@@ -191,8 +197,12 @@ func runStart(cmd *cobra.Command, g *globals, f *startFlags) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(g.streams.Err, "Control plane ready in %s. Talk to it with:\n  kubectl --kubeconfig %s get namespaces\n",
-		time.Since(start).Round(100*time.Millisecond), cfg.AdminKubeconfig())
+	what := "Single-node cluster"
+	if f.controlPlaneOnly {
+		what = "Control plane"
+	}
+	fmt.Fprintf(g.streams.Err, "%s ready in %s. Talk to it with:\n  kubectl --kubeconfig %s get nodes\n",
+		what, time.Since(start).Round(100*time.Millisecond), cfg.AdminKubeconfig())
 	return nil
 }
 

@@ -1,0 +1,187 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// kubectl runs the harness's kubectl against the cluster as its admin.
+func (c *cluster) kubectl(args ...string) (string, error) {
+	c.t.Helper()
+	cmd := exec.Command(filepath.Join(filepath.Dir(testLock), "kubectl"), append([]string{"--kubeconfig", filepath.Join(c.dir, "admin.conf")}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (c *cluster) mustKubectl(args ...string) string {
+	c.t.Helper()
+	out, err := c.kubectl(args...)
+	if err != nil {
+		c.t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// get fetches url from the host, retrying for up to d: what a user's curl
+// against a Service would see.
+func get(url string, d time.Duration) (string, error) {
+	var body string
+	var err error
+	waitFor(d, func() bool {
+		var resp *http.Response
+		cl := &http.Client{Timeout: 5 * time.Second}
+		if resp, err = cl.Get(url); err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = strings.TrimSpace(string(b))
+		if resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("HTTP %d: %s", resp.StatusCode, body)
+			return false
+		}
+		return true
+	})
+	return body, err
+}
+
+func TestNode(t *testing.T) {
+	engine, _ := harness(t)
+	c := newCluster(t)
+	c.node = true
+	// Runs before newCluster's own purge: purge, then look for leftovers.
+	t.Cleanup(func() {
+		c.purge()
+		assertNodeCleanedUp(t, c)
+	})
+
+	r := c.start()
+	host, _ := os.Hostname()
+	node := strings.ToLower(host)
+	for _, want := range []string{"containerd (CRI) is up", "node " + node + " is Ready", "kube-proxy and CoreDNS are running", "Single-node cluster ready"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("start should say %q:\n%s", want, r)
+		}
+	}
+	if out := c.mustKubectl("get", "nodes"); !strings.Contains(lineWith(out, node), " Ready ") {
+		t.Fatalf("kubectl get nodes:\n%s", out)
+	}
+	ps := c.waitHealthy(time.Minute)
+	for _, comp := range []string{"containerd ", "kubelet "} {
+		if line := lineWith(ps.stdout, comp); !strings.Contains(line, "healthy") {
+			t.Errorf("ps should list %s healthy:\n%s", comp, ps.stdout)
+		}
+	}
+
+	// A user's Deployment behind a Service, its image from registry.k8s.io
+	// resolved through the mirror.
+	c.mustKubectl("create", "deployment", "echo", "--image=registry.k8s.io/e2e-test-images/dk8s-echo:1.0", "--replicas=2", "--port=8080")
+	c.mustKubectl("expose", "deployment", "echo", "--port=80", "--target-port=8080")
+	c.mustKubectl("rollout", "status", "deployment/echo", "--timeout=3m")
+	ip := strings.TrimSpace(c.mustKubectl("get", "service", "echo", "-o", "jsonpath={.spec.clusterIP}"))
+	serves := func(when string) {
+		t.Helper()
+		// Only once kube-proxy has programmed the ClusterIP: before that a
+		// request would leave the machine by the default route.
+		if !waitFor(3*time.Minute, func() bool {
+			out, _ := exec.Command("iptables", "-t", "nat", "-S", "KUBE-SERVICES").Output()
+			return strings.Contains(string(out), ip+"/32")
+		}) {
+			logs, _ := c.kubectl("-n", "kube-system", "logs", "ds/kube-proxy", "--tail=30")
+			t.Fatalf("%s: kube-proxy never programmed the Service's ClusterIP %s:\n%s", when, ip, logs)
+		}
+		body, err := get("http://"+ip+"/", 2*time.Minute)
+		if err != nil || !strings.HasPrefix(body, "echo-") {
+			t.Fatalf("%s: the Service's ClusterIP %s should answer from the host with a pod's name, got %q (%v)", when, ip, body, err)
+		}
+	}
+	serves("after start")
+	if body, err := get("http://"+ip+"/lookup?name=kubernetes.default", time.Minute); err != nil || body != "10.96.0.1" {
+		t.Errorf("a pod should resolve kubernetes.default through CoreDNS to 10.96.0.1, got %q (%v)", body, err)
+	}
+
+	kill := func(name string) {
+		t.Helper()
+		ctr, err := engine.InspectContainer(context.Background(), name)
+		if err != nil || ctr.Pid == 0 {
+			t.Fatalf("%s: %v", name, err)
+		}
+		syscall.Kill(ctr.Pid, syscall.SIGKILL)
+		if !waitFor(time.Minute, func() bool {
+			again, err := engine.InspectContainer(context.Background(), name)
+			return err == nil && again.Running && again.Pid != ctr.Pid
+		}) {
+			t.Fatalf("%s did not come back after kill -9", name)
+		}
+	}
+	nodeReady := func(when string) {
+		t.Helper()
+		var out string
+		if !waitFor(3*time.Minute, func() bool {
+			out, _ = c.kubectl("get", "nodes", "--no-headers")
+			return strings.Contains(out, " Ready ")
+		}) {
+			t.Fatalf("%s: the node should be Ready again:\n%s", when, out)
+		}
+	}
+
+	t.Run("kill -9 of kubelet: back, node Ready", func(t *testing.T) {
+		kill("dk8s-kubelet")
+		nodeReady("after kill -9 of kubelet")
+		c.waitHealthy(2 * time.Minute)
+		serves("after kill -9 of kubelet")
+	})
+
+	t.Run("the runtime restarts: node Ready, Service answering", func(t *testing.T) {
+		kill("dk8s-containerd")
+		nodeReady("after the runtime restarted")
+		c.waitHealthy(2 * time.Minute)
+		serves("after the runtime restarted")
+	})
+
+	t.Run("the Docker daemon restarts: node Ready, Service answering, no dk8s command", func(t *testing.T) {
+		restartDockerd(t)
+		nodeReady("after dockerd restarted")
+		c.waitHealthy(3 * time.Minute)
+		serves("after dockerd restarted")
+	})
+
+	t.Run("a rerun changes nothing", func(t *testing.T) {
+		r := c.start()
+		if n := strings.Count(r.stderr, " unchanged"); n != 6 {
+			t.Errorf("all six containers should be unchanged, %d were:\n%s", n, r)
+		}
+	})
+}
+
+// assertNodeCleanedUp runs after the cluster's purge: nothing of the node
+// may stay on the host.
+func assertNodeCleanedUp(t *testing.T, c *cluster) {
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(mounts), "\n") {
+		if strings.Contains(l, c.dir) || strings.Contains(l, "/run/dk8s") {
+			t.Errorf("a mount is left: %s", l)
+		}
+	}
+	out, _ := exec.Command("iptables-save").Output()
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, "KUBE-") || strings.Contains(l, `\"dk8s\"`) || strings.Contains(l, "10.244.") {
+			t.Errorf("an iptables rule is left: %s", l)
+		}
+	}
+	if _, err := os.Stat("/sys/class/net/dk8s0"); err == nil {
+		t.Error("the dk8s0 bridge is left")
+	}
+	if out, _ := exec.Command("pgrep", "-f", "containerd-shim-runc-v2").Output(); len(out) > 0 {
+		t.Errorf("pod shims are left: %s", out)
+	}
+}
