@@ -26,9 +26,10 @@ var controlPlane = []string{"dk8s-etcd", "dk8s-apiserver", "dk8s-controller-mana
 type cluster struct {
 	t   *testing.T
 	dir string
-	// node makes start bring up the node too; the control-plane tests run
-	// without it, to be quick and to the point.
-	node bool
+	// node makes start bring up the node too, with nodeArgs; the
+	// control-plane tests run without it, to be quick and to the point.
+	node     bool
+	nodeArgs []string
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -67,7 +68,7 @@ func (c *cluster) start(args ...string) result {
 	c.t.Helper()
 	base := []string{"start", "--timeout", "2m", "--control-plane-only"}
 	if c.node {
-		base = []string{"start", "--timeout", "3m", "--kubelet-binary", filepath.Join(filepath.Dir(testLock), "kubelet"), "--mirror", pathMirror}
+		base = append([]string{"start", "--timeout", "3m", "--mirror", pathMirror}, c.nodeArgs...)
 	}
 	r := c.run(append(base, args...)...)
 	if r.code != 0 {

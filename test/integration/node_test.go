@@ -57,7 +57,9 @@ func get(url string, d time.Duration) (string, error) {
 func TestNode(t *testing.T) {
 	engine, _ := harness(t)
 	c := newCluster(t)
-	c.node = true
+	// kubelet comes as it would on a real host without one: downloaded from
+	// the lock's URL (a local server here) and checked against its pin.
+	c.node, c.nodeArgs = true, []string{"--lock", lockWithKubelet(t, kubeletServer(t).URL, kubeletSum(t))}
 	// Runs before newCluster's own purge: purge, then look for leftovers.
 	t.Cleanup(func() {
 		c.purge()
