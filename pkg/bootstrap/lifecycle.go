@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -95,6 +96,14 @@ func stopOrder() []string {
 // start` brings them back at once.
 func Stop(ctx context.Context, engine containers.Engine, cfg Config) ([]string, error) {
 	var stopped []string
+	if _, err := os.Stat(filepath.Join(unitDir, unitName("kubelet"))); err == nil && systemdIsInit() {
+		for _, comp := range []string{"kubelet", "containerd"} {
+			if err := systemctl("stop", unitName(comp)); err != nil {
+				return stopped, err
+			}
+			stopped = append(stopped, unitName(comp))
+		}
+	}
 	for _, comp := range stopOrder() {
 		name := containerName(comp)
 		_, err := own(ctx, engine, cfg, comp)
@@ -120,6 +129,14 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool
 		return nil, err
 	}
 	var removed []string
+	if _, err := os.Stat(filepath.Join(unitDir, unitName("containerd"))); err == nil && systemdIsInit() {
+		systemctl("stop", unitName("kubelet"))
+		if _, ctr, _, err := hostTools(); err == nil {
+			stopPods(ctr)
+		}
+		removeUnits()
+		removed = append(removed, unitName("kubelet"), unitName("containerd"))
+	}
 	// Reverse start order, then anything else of the cluster.
 	byName := map[string]bool{}
 	for _, c := range cs {

@@ -95,11 +95,10 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 	}
 	dns := append([]byte(nil), svc.To4()...)
 	dns[3] = 10
-	systemd := systemdIsInit()
 	files := nodeFiles{
-		filepath.Join(cfg.Dir, "containerd", "config.toml"): runtimeConfig(cfg, pause.Name, cniBin, systemd, len(containers.MissingCapabilities()) > 0),
+		filepath.Join(cfg.Dir, "containerd", "config.toml"): runtimeConfig(cfg, pause.Name, cniBin, systemdIsInit(), len(containers.MissingCapabilities()) > 0),
 		filepath.Join(cfg.Dir, "cni", "10-dk8s.conflist"):   cniConfig(podSubnet),
-		filepath.Join(cfg.Dir, "kubelet", "config.yaml"):    kubeletConfig(cfg, fmt.Sprint(net4(dns)), filepath.Join(cfg.PKIDir(), "ca.crt"), systemd, cgroupV1()),
+		filepath.Join(cfg.Dir, "kubelet", "config.yaml"):    kubeletConfig(cfg, fmt.Sprint(net4(dns)), filepath.Join(cfg.PKIDir(), "ca.crt"), systemdIsInit(), cgroupV1()),
 	}
 	if len(cfg.Mirrors) > 0 {
 		files[filepath.Join(cfg.Dir, "containerd", "certs.d", "registry.k8s.io", "hosts.toml")] = hostsToml(cfg.Mirrors)
@@ -118,11 +117,26 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 			"--root-dir=" + filepath.Join(cfg.Dir, "kubelet"), "--cert-dir=" + filepath.Join(cfg.Dir, "kubelet", "pki"),
 			"--hostname-override=" + cfg.NodeName, "--node-ip=" + cfg.AdvertiseAddress.String()})
 
-	action, err := apply(ctx, engine, specs[0])
-	if err != nil {
-		return fmt.Errorf("containerd: %w", err)
+	systemd := systemdIsInit()
+	runtimeCmd := []string{containerdBin, "--config", filepath.Join(cfg.Dir, "containerd", "config.toml")}
+	if systemd {
+		actions, err := applyUnits(map[string]string{
+			"containerd": SystemdUnit("containerd", runtimeCmd, []string{"docker.service"}),
+			"kubelet":    SystemdUnit("kubelet", specs[1].Args, []string{unitName("containerd")}),
+		})
+		if err != nil {
+			return err
+		}
+		for _, a := range actions {
+			emit(Event{Step: "unit", Message: a})
+		}
+	} else {
+		action, err := apply(ctx, engine, specs[0])
+		if err != nil {
+			return fmt.Errorf("containerd: %w", err)
+		}
+		emit(Event{Step: "container", Component: "containerd", Message: specs[0].Name + " " + action})
 	}
-	emit(Event{Step: "container", Component: "containerd", Message: specs[0].Name + " " + action})
 	if err := waitRuntime(ctx, ctr, timeout); err != nil {
 		return &ComponentError{Component: "containerd", Err: err, Logs: lastLogs(engine, specs[0].Name, 15), Hint: "'dk8s logs containerd'"}
 	}
@@ -137,10 +151,13 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 	}
 	emit(Event{Step: "healthy", Component: "containerd", Message: "containerd (CRI) is up, with the pause, kube-proxy and CoreDNS images", Done: true})
 
-	if action, err = apply(ctx, engine, specs[1]); err != nil {
-		return fmt.Errorf("kubelet: %w", err)
+	if !systemd {
+		action, err := apply(ctx, engine, specs[1])
+		if err != nil {
+			return fmt.Errorf("kubelet: %w", err)
+		}
+		emit(Event{Step: "container", Component: "kubelet", Message: specs[1].Name + " " + action})
 	}
-	emit(Event{Step: "container", Component: "kubelet", Message: specs[1].Name + " " + action})
 	if err := waitHTTP(ctx, "http://127.0.0.1:10248/healthz", timeout); err != nil {
 		return &ComponentError{Component: "kubelet", Err: err, Logs: lastLogs(engine, specs[1].Name, 15), Hint: "'dk8s logs kubelet'"}
 	}

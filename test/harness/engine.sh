@@ -8,6 +8,12 @@ need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v curl >/dev/null || need+=(curl)
+# The node: the pod runtime and CNI plugins dk8s start finds on the host, and
+# systemd's unit verifier for the units dk8s writes where systemd is PID 1.
+command -v containerd >/dev/null || need+=(containerd)
+[ -x /usr/lib/cni/bridge ] || [ -x /opt/cni/bin/bridge ] || need+=(containernetworking-plugins)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v iptables >/dev/null || need+=(iptables)
 if [ ${#need[@]} -gt 0 ]; then
   echo "harness: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

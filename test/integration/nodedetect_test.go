@@ -6,11 +6,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/dk8s/dk8s/pkg/bootstrap"
 	"github.com/dk8s/dk8s/pkg/images"
 )
 
@@ -98,4 +100,26 @@ func fakeKubelet(t *testing.T, version string) string {
 	path := filepath.Join(t.TempDir(), "kubelet")
 	os.WriteFile(path, []byte("#!/bin/sh\necho 'Kubernetes "+version+"'\n"), 0o755)
 	return path
+}
+
+// TestSystemdUnitsVerify checks the units dk8s installs where systemd is
+// PID 1 with systemd's own verifier (the harness installs it): this machine
+// has no systemd running, so that path is not run end to end here.
+func TestSystemdUnitsVerify(t *testing.T) {
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Fatal("systemd-analyze is missing: test/harness/engine.sh installs Debian's systemd package for it")
+	}
+	dir := t.TempDir()
+	for name, unit := range map[string]string{
+		"dk8s-containerd.service": bootstrap.SystemdUnit("containerd", []string{"/usr/bin/containerd", "--config", "/var/lib/dk8s/containerd/config.toml"}, []string{"docker.service"}),
+		"dk8s-kubelet.service":    bootstrap.SystemdUnit("kubelet", []string{filepath.Join(filepath.Dir(testLock), "kubelet"), "--config=/var/lib/dk8s/kubelet/config.yaml"}, []string{"dk8s-containerd.service"}),
+	} {
+		path := filepath.Join(dir, name)
+		os.WriteFile(path, []byte(unit), 0o644)
+		out, err := exec.Command(analyze, "verify", path).CombinedOutput()
+		if err != nil || strings.Contains(string(out), name+":") {
+			t.Errorf("systemd-analyze verify %s: %v\n%s", name, err, out)
+		}
+	}
 }
