@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dk8s/dk8s/pkg/containers"
@@ -173,11 +174,32 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool
 		if cfg.Dir == "" || cfg.Dir == "/" {
 			return removed, errors.New("refusing to purge an empty or root cluster directory")
 		}
-		if err := os.RemoveAll(cfg.Dir); err != nil {
+		if err := purgeDir(cfg.Dir); err != nil {
 			return removed, fmt.Errorf("purging %s: %w", cfg.Dir, err)
 		}
 	}
 	return removed, nil
+}
+
+// purgeDir deletes dir and everything in it; a dir that is itself a mount
+// point (a dedicated disk for the cluster) is emptied and left in place.
+func purgeDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, syscall.EBUSY) {
+		return err
+	}
+	return nil
 }
 
 // own returns component's container if it belongs to the control plane
