@@ -34,8 +34,9 @@ demo: build ## fill a local mirror from the harness, pull from it, start a contr
 	echo "== kubectl get nodes" && $$(dirname $$lock)/kubectl --kubeconfig /var/lib/dk8s/admin.conf get nodes -o wide && \
 	echo "(remove it all with: bin/dk8s reset --purge)"
 
-bench: build ## dk8s pull vs the shell loop, same mirror, same images
+bench: build ## dk8s pull vs the shell loop; start, restart, ps and memory; table in bench-results.txt
 	test/bench/pull.sh
+	lock=$$($(HARNESS)) && go run ./test/bench/cluster bin/dk8s $$lock $$(dirname $$lock)/kubelet $${RUNS:-3} | tee -a bench-results.txt
 
 clean:
 	rm -rf bin bench-results.txt
