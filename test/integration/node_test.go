@@ -107,6 +107,7 @@ func TestNode(t *testing.T) {
 		}
 	}
 	serves("after start")
+	c.writeMarker("before-node-faults")
 	if body, err := get("http://"+ip+"/lookup?name=kubernetes.default", time.Minute); err != nil || body != "10.96.0.1" {
 		t.Errorf("a pod should resolve kubernetes.default through CoreDNS to 10.96.0.1, got %q (%v)", body, err)
 	}
@@ -141,6 +142,7 @@ func TestNode(t *testing.T) {
 		nodeReady("after kill -9 of kubelet")
 		c.waitHealthy(2 * time.Minute)
 		serves("after kill -9 of kubelet")
+		c.assertMarker("before-node-faults")
 	})
 
 	t.Run("the runtime restarts: node Ready, Service answering", func(t *testing.T) {
@@ -148,6 +150,7 @@ func TestNode(t *testing.T) {
 		nodeReady("after the runtime restarted")
 		c.waitHealthy(2 * time.Minute)
 		serves("after the runtime restarted")
+		c.assertMarker("before-node-faults")
 	})
 
 	t.Run("the Docker daemon restarts: node Ready, Service answering, no dk8s command", func(t *testing.T) {
@@ -155,6 +158,7 @@ func TestNode(t *testing.T) {
 		nodeReady("after dockerd restarted")
 		c.waitHealthy(3 * time.Minute)
 		serves("after dockerd restarted")
+		c.assertMarker("before-node-faults")
 	})
 
 	t.Run("a rerun changes nothing", func(t *testing.T) {
