@@ -338,7 +338,7 @@ func newStop(g *globals) *cobra.Command {
 	f := &clusterFlags{}
 	cmd := &cobra.Command{
 		Use:   "stop",
-		Short: "Stop the control plane, keeping its containers, data and PKI",
+		Short: "Stop the cluster (kubelet and runtime first), keeping its containers, data and PKI",
 		Long: `Stop the control plane's containers, newest first. Everything is kept:
 'dk8s start' brings them back. As with any restart=always container, a
 restart of the Docker daemon starts them again too.`,
@@ -365,7 +365,7 @@ func newReset(g *globals) *cobra.Command {
 	var purge, yes bool
 	cmd := &cobra.Command{
 		Use:   "reset",
-		Short: "Remove the control plane's containers; keep etcd data and PKI unless --purge",
+		Short: "Remove the cluster's containers and pods; keep etcd data and PKI unless --purge",
 		Long: `Remove the control plane's containers. The cluster directory (etcd's data,
 the PKI, the kubeconfigs) stays, so 'dk8s start' brings the same cluster
 back. --purge also deletes that directory, and with it every object the
