@@ -199,6 +199,13 @@ func idleRSS() map[string]float64 {
 				kb, _ = strconv.ParseFloat(strings.Fields(v)[0], 64)
 			}
 		}
+		if name == "containerd" {
+			// Only dk8s's own runtime: Docker runs a containerd of its own.
+			cmdline, _ := os.ReadFile(filepath.Join(filepath.Dir(p), "cmdline"))
+			if !strings.Contains(string(cmdline), dir) {
+				continue
+			}
+		}
 		for _, n := range names {
 			if name == n {
 				out[n] += kb / 1024
