@@ -19,7 +19,7 @@ import (
 // returns the seconds from kubelet's start to /readyz; the runtime is up
 // and holds the images before the clock starts, as on a kubeadm host.
 // It needs the runtime configuration a full `dk8s start` left in dir.
-func staticPodsStart() float64 {
+func staticPodsStart(measure bool) (float64, map[string]float64) {
 	l, err := images.ReadLock(lock)
 	must(err)
 	rel, _ := l.Release("")
@@ -80,6 +80,11 @@ authorization: {mode: AlwaysAllow}
 	if n := strings.Count(ctr("tasks", "ls"), "RUNNING"); n < 8 {
 		panic(fmt.Sprintf("only %d static pod tasks run; the answer came from elsewhere:\n%s", n, ctr("tasks", "ls")))
 	}
+	var rss map[string]float64
+	if measure {
+		time.Sleep(30 * time.Second)
+		rss = idleRSS()
+	}
 
 	kubelet.Process.Kill()
 	kubelet.Wait()
@@ -97,7 +102,7 @@ authorization: {mode: AlwaysAllow}
 	unmountAll(work)
 	unmountAll("/run/dk8s")
 	os.RemoveAll(work)
-	return d
+	return d, rss
 }
 
 // staticPod renders a spec as the static pod kubeadm would write for it.
