@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/dk8s/dk8s/pkg/bootstrap"
+	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/images"
 )
 
@@ -114,14 +115,7 @@ func fresh() {
 // dockerRunFloor starts the control plane dk8s plans, with `docker run`
 // alone, and returns the seconds to /readyz.
 func dockerRunFloor() float64 {
-	l, err := images.ReadLock(lock)
-	must(err)
-	rel, _ := l.Release("")
-	cfg, err := bootstrap.DefaultConfig()
-	must(err)
-	cfg.Dir = dir
-	specs, err := bootstrap.Plan(cfg, rel)
-	must(err)
+	_, specs := planned()
 	t0 := time.Now()
 	for _, s := range specs {
 		args := []string{"run", "-d", "--name", s.Name, "--network", "host", "--restart", "always", "--entrypoint", s.Entrypoint[0]}
@@ -140,6 +134,21 @@ func dockerRunFloor() float64 {
 		run("docker", "rm", "-f", s.Name)
 	}
 	return d
+}
+
+// planned returns the lock's release and the containers dk8s plans for it
+// in the bench's directory.
+func planned() (*images.Release, []containers.Spec) {
+	l, err := images.ReadLock(lock)
+	must(err)
+	rel, err := l.Release("")
+	must(err)
+	cfg, err := bootstrap.DefaultConfig()
+	must(err)
+	cfg.Dir = dir
+	specs, err := bootstrap.Plan(cfg, rel)
+	must(err)
+	return rel, specs
 }
 
 func restartDockerd() time.Time {

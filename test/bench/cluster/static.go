@@ -11,7 +11,6 @@ import (
 
 	"github.com/dk8s/dk8s/pkg/bootstrap"
 	"github.com/dk8s/dk8s/pkg/containers"
-	"github.com/dk8s/dk8s/pkg/images"
 )
 
 // staticPodsStart starts the same four components the kubeadm way: static
@@ -20,14 +19,7 @@ import (
 // and holds the images before the clock starts, as on a kubeadm host.
 // It needs the runtime configuration a full `dk8s start` left in dir.
 func staticPodsStart(measure bool) (float64, map[string]float64) {
-	l, err := images.ReadLock(lock)
-	must(err)
-	rel, _ := l.Release("")
-	cfg, err := bootstrap.DefaultConfig()
-	must(err)
-	cfg.Dir = dir
-	specs, err := bootstrap.Plan(cfg, rel)
-	must(err)
+	rel, specs := planned()
 
 	work := filepath.Join(dir, "static-bench")
 	manifests := filepath.Join(work, "manifests")
