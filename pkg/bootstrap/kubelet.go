@@ -39,6 +39,19 @@ func findKubelet(ctx context.Context, cfg Config, rel *images.Release) (string, 
 	return src, version, err
 }
 
+// FetchKubelet brings the release's kubelet into dir/bin, as `dk8s pull`
+// does beside the images, when the lock pins its sha256 for this platform.
+// It reports false, with no error, when the lock pins none: start then needs
+// --kubelet-binary or a kubelet on the PATH.
+func FetchKubelet(ctx context.Context, dir string, rel *images.Release) (bool, error) {
+	for _, b := range rel.Binaries {
+		if b.Name == "kubelet" && b.SHA256[runtime.GOOS+"/"+runtime.GOARCH] != "" {
+			return true, downloadKubelet(ctx, rel, filepath.Join(dir, "bin", "kubelet"))
+		}
+	}
+	return false, nil
+}
+
 var kubeletVersionRE = regexp.MustCompile(`Kubernetes v1\.(\d+)\.(\d+)`)
 
 func checkKubeletVersion(path, want string) (string, error) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dk8s/dk8s/pkg/bootstrap"
 	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/images"
 	"github.com/dk8s/dk8s/pkg/mirror"
@@ -22,6 +23,7 @@ type pullFlags struct {
 	keepMirrorTags  bool
 	requireVerified bool
 	output          string
+	dir             string
 }
 
 func newPull(g *globals) *cobra.Command {
@@ -69,6 +71,7 @@ could not be brought in, naming it and what each mirror said.`,
 	fl.BoolVar(&f.keepMirrorTags, "keep-mirror-tags", false, "keep each mirror's name for the images beside the canonical names")
 	fl.BoolVar(&f.requireVerified, "require-verified", false, "fail for images the lock has no digest for, instead of warning")
 	fl.StringVarP(&f.output, "output", "o", "table", "summary format: table or json")
+	fl.StringVar(&f.dir, "dir", bootstrap.DefaultDir, "cluster `DIR` whose bin/ receives the kubelet binary, when the lock pins its sha256")
 	return cmd
 }
 
@@ -137,6 +140,13 @@ func runPull(cmd *cobra.Command, g *globals, f *pullFlags) error {
 			return ExitError{Code: 1}
 		}
 		return err
+	}
+	if pinned, err := bootstrap.FetchKubelet(ctx, f.dir, rel); err != nil {
+		return fmt.Errorf("kubelet: %w", err)
+	} else if pinned {
+		fmt.Fprintf(g.streams.Err, "kubelet %s: in %s/bin, sha256 verified\n", rel.Kubernetes, f.dir)
+	} else {
+		fmt.Fprintf(g.streams.Err, "kubelet %s: images.lock pins no sha256 for it, so it is not fetched; 'dk8s start' takes --kubelet-binary or a kubelet on the PATH\n", rel.Kubernetes)
 	}
 	unverified := 0
 	for _, r := range results {
