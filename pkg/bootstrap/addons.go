@@ -69,7 +69,7 @@ clusters:
 - name: default
   cluster:
     certificate-authority: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt
-    server: https://%s:6443
+    server: %s
 contexts:
 - name: default
   context: {cluster: default, namespace: default, user: default}
@@ -78,7 +78,7 @@ users:
 - name: default
   user:
     tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token
-`, cfg.AdvertiseAddress)
+`, cfg.APIServerURL())
 	steps := []error{
 		create(ctx, "the kube-proxy service account", core.ServiceAccounts(addonNS).Create, &corev1.ServiceAccount{ObjectMeta: meta("kube-proxy")}),
 		create(ctx, "kube-proxy's role binding", rbac.ClusterRoleBindings().Create, &rbacv1.ClusterRoleBinding{

@@ -23,14 +23,14 @@ func cleanupNode(cfg Config, purge bool) error {
 		return nil // never a node
 	}
 	for _, dir := range []string{filepath.Join(cfg.Dir, "kubelet"), runtimeState} {
-		if err := unmountUnder(dir); err != nil {
+		if err := UnmountUnder(dir); err != nil {
 			return err
 		}
 	}
 	if !purge {
 		return nil
 	}
-	if err := unmountUnder(cfg.Dir); err != nil {
+	if err := UnmountUnder(cfg.Dir); err != nil {
 		return err
 	}
 	var errs []string
@@ -58,11 +58,11 @@ func cleanupNode(cfg Config, purge bool) error {
 	return nil
 }
 
-// stopPods kills every pod container the runtime runs and deletes it, with
+// StopPods kills every pod container the runtime runs and deletes it, with
 // its root file system mounts, while the runtime still answers. Pods
 // outlive their runtime's container (their shims are not its children), so
 // removing the runtime alone would leave them running.
-func stopPods(ctr string) {
+func StopPods(ctr string) {
 	run := func(args ...string) string {
 		out, _ := exec.Command(ctr, append([]string{"--address", RuntimeSocket, "-n", "k8s.io"}, args...)...).Output()
 		return string(out)
@@ -80,8 +80,8 @@ func stopPods(ctr string) {
 	}
 }
 
-// unmountUnder detaches every mount at or below dir, deepest first.
-func unmountUnder(dir string) error {
+// UnmountUnder detaches every mount at or below dir, deepest first.
+func UnmountUnder(dir string) error {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return err

@@ -112,3 +112,9 @@ func (c Config) PKIConfig() (PKIConfig, error) {
 
 // AdminKubeconfig is the path of the cluster admin's kubeconfig.
 func (c Config) AdminKubeconfig() string { return filepath.Join(c.Dir, "admin.conf") }
+
+// APIServerURL is where the components and the kubeconfigs reach the
+// apiserver: the node's advertised address.
+func (c Config) APIServerURL() string {
+	return "https://" + net.JoinHostPort(c.AdvertiseAddress.String(), "6443")
+}

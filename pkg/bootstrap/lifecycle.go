@@ -133,7 +133,7 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool
 	if _, err := os.Stat(filepath.Join(unitDir, unitName("containerd"))); err == nil && systemdIsInit() {
 		systemctl("stop", unitName("kubelet"))
 		if _, ctr, _, err := hostTools(); err == nil {
-			stopPods(ctr)
+			StopPods(ctr)
 		}
 		removeUnits()
 		removed = append(removed, unitName("kubelet"), unitName("containerd"))
@@ -156,7 +156,7 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool
 	for _, name := range order {
 		if name == containerName("containerd") {
 			if _, ctr, _, err := hostTools(); err == nil {
-				stopPods(ctr)
+				StopPods(ctr)
 			}
 		}
 		if err := engine.StopContainer(ctx, name, 30*time.Second); err != nil && !containers.IsNotFound(err) {

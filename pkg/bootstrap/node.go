@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -93,12 +94,15 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 	if err != nil {
 		return err
 	}
-	dns := append([]byte(nil), svc.To4()...)
-	dns[3] = 10
+	dnsIP := append(net.IP(nil), svc.To4()...)
+	dnsIP[3] = 10 // the service range's .10, where kubeadm puts kube-dns
+	dns := dnsIP.String()
+	systemd := systemdIsInit()
+	runtimeConf := filepath.Join(cfg.Dir, "containerd", "config.toml")
 	files := nodeFiles{
-		filepath.Join(cfg.Dir, "containerd", "config.toml"): runtimeConfig(cfg, pause.Name, cniBin, systemdIsInit(), len(containers.MissingCapabilities()) > 0),
-		filepath.Join(cfg.Dir, "cni", "10-dk8s.conflist"):   cniConfig(podSubnet),
-		filepath.Join(cfg.Dir, "kubelet", "config.yaml"):    kubeletConfig(cfg, fmt.Sprint(net4(dns)), filepath.Join(cfg.PKIDir(), "ca.crt"), systemdIsInit(), cgroupV1()),
+		runtimeConf: runtimeConfig(cfg, pause.Name, cniBin, systemd, len(containers.MissingCapabilities()) > 0),
+		filepath.Join(cfg.Dir, "cni", "10-dk8s.conflist"): cniConfig(podSubnet),
+		filepath.Join(cfg.Dir, "kubelet", "config.yaml"):  kubeletConfig(cfg, dns, filepath.Join(cfg.PKIDir(), "ca.crt"), systemd, cgroupV1()),
 	}
 	if len(cfg.Mirrors) > 0 {
 		files[filepath.Join(cfg.Dir, "containerd", "certs.d", "registry.k8s.io", "hosts.toml")] = hostsToml(cfg.Mirrors)
@@ -112,13 +116,12 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 		return err
 	}
 	versions := map[string]string{"kubelet": kubeletVersion, "containerd": binaryVersion(containerdBin)}
-	specs := nodeSpecs(cfg, pause.Name, shim, files, versions, []string{containerdBin, "--config", filepath.Join(cfg.Dir, "containerd", "config.toml")},
+	runtimeCmd := []string{containerdBin, "--config", runtimeConf}
+	specs := nodeSpecs(cfg, pause.Name, shim, files, versions, runtimeCmd,
 		[]string{kubelet, "--config=" + filepath.Join(cfg.Dir, "kubelet", "config.yaml"), "--kubeconfig=" + filepath.Join(cfg.Dir, "kubelet.conf"),
 			"--root-dir=" + filepath.Join(cfg.Dir, "kubelet"), "--cert-dir=" + filepath.Join(cfg.Dir, "kubelet", "pki"),
 			"--hostname-override=" + cfg.NodeName, "--node-ip=" + cfg.AdvertiseAddress.String()})
 
-	systemd := systemdIsInit()
-	runtimeCmd := []string{containerdBin, "--config", filepath.Join(cfg.Dir, "containerd", "config.toml")}
 	if systemd {
 		actions, err := applyUnits(map[string]string{
 			"containerd": SystemdUnit("containerd", runtimeCmd, []string{"docker.service"}),
@@ -169,7 +172,7 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 		return &ComponentError{Component: "kubelet", Err: err, Logs: lastLogs(engine, specs[1].Name, 15), Hint: "'dk8s logs kubelet'; 'kubectl describe node " + cfg.NodeName + "'"}
 	}
 	emit(Event{Step: "healthy", Component: "kubelet", Message: "node " + cfg.NodeName + " is Ready", Done: true})
-	if err := ensureAddons(ctx, cs, cfg, rel, fmt.Sprint(net4(dns)), imageIDs); err != nil {
+	if err := ensureAddons(ctx, cs, cfg, rel, dns, imageIDs); err != nil {
 		return err
 	}
 	if err := waitAddons(ctx, cs, timeout); err != nil {
@@ -178,10 +181,6 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 	emit(Event{Step: "healthy", Component: "add-ons", Message: "kube-proxy and CoreDNS are running", Done: true})
 	return nil
 }
-
-type net4 []byte
-
-func (ip net4) String() string { return fmt.Sprintf("%d.%d.%d.%d", ip[0], ip[1], ip[2], ip[3]) }
 
 // nodeSpecs are the containers that supervise the host agents: each in the
 // host's namespaces, with the host's root bound at /host (rshared, so that

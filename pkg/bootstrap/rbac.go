@@ -4,13 +4,10 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"time"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // AdminGroup is the group of admin.conf's certificate. It is bound to
@@ -23,12 +20,7 @@ const AdminGroup = "dk8s:cluster-admins"
 // ensureAdminBinding binds AdminGroup to cluster-admin, through the
 // super-admin identity, if the binding is not there yet.
 func ensureAdminBinding(ctx context.Context, cfg Config) error {
-	rc, err := clientcmd.BuildConfigFromFlags("", filepath.Join(cfg.Dir, "super-admin.conf"))
-	if err != nil {
-		return err
-	}
-	rc.Timeout = 10 * time.Second
-	cs, err := kubernetes.NewForConfig(rc)
+	cs, err := clientFor(filepath.Join(cfg.Dir, "super-admin.conf"))
 	if err != nil {
 		return err
 	}

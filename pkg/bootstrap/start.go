@@ -119,7 +119,7 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 	if err != nil {
 		return err
 	}
-	if err := WriteKubeconfigs(p, cfg.Dir, cfg.ClusterName, "https://"+cfg.AdvertiseAddress.String()+":6443"); err != nil {
+	if err := WriteKubeconfigs(p, cfg.Dir, cfg.ClusterName, cfg.APIServerURL()); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "etcd"), 0o700); err != nil {

@@ -557,7 +557,7 @@ func newCerts(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := bootstrap.WriteKubeconfigs(p, cfg.Dir, cfg.ClusterName, "https://"+cfg.AdvertiseAddress.String()+":6443"); err != nil {
+			if err := bootstrap.WriteKubeconfigs(p, cfg.Dir, cfg.ClusterName, cfg.APIServerURL()); err != nil {
 				return err
 			}
 			fmt.Fprintf(g.streams.Err, "renewed %d certificates for another year; restart the components to load them: 'dk8s stop && dk8s start'\n", len(renewed))

@@ -80,19 +80,11 @@ authorization: {mode: AlwaysAllow}
 
 	kubelet.Process.Kill()
 	kubelet.Wait()
-	ids := strings.Fields(ctr("containers", "ls", "-q"))
-	for _, id := range ids {
-		ctr("tasks", "kill", "--signal", "SIGKILL", id)
-	}
-	time.Sleep(time.Second)
-	for _, id := range ids {
-		ctr("tasks", "delete", "--force", id)
-		ctr("containers", "delete", id)
-	}
+	bootstrap.StopPods("ctr")
 	runtime.Process.Signal(syscall.SIGTERM)
 	runtime.Wait()
-	unmountAll(work)
-	unmountAll("/run/dk8s")
+	must(bootstrap.UnmountUnder(work))
+	must(bootstrap.UnmountUnder("/run/dk8s"))
 	os.RemoveAll(work)
 	return d, rss
 }
@@ -113,18 +105,4 @@ func staticPod(s containers.Spec) string {
 		fmt.Fprintf(&b, "  - {name: v%d, hostPath: {path: %q}}\n", i, m.Source)
 	}
 	return b.String()
-}
-
-func unmountAll(under string) {
-	data, _ := os.ReadFile("/proc/self/mountinfo")
-	var points []string
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && strings.HasPrefix(f[4], under) {
-			points = append(points, f[4])
-		}
-	}
-	for i := len(points) - 1; i >= 0; i-- {
-		syscall.Unmount(points[i], syscall.MNT_DETACH)
-	}
 }
