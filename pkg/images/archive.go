@@ -6,22 +6,25 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/dk8s/dk8s/pkg/containers"
 )
 
 // archiveLockName is the archive entry that carries the lock. It comes
-// first, so Load knows what to expect before the images stream in; Docker's
-// own loader ignores it, so `docker load` takes the archive too.
+// first, so Load knows which release the archive claims to hold before the
+// images stream in; Docker's own loader ignores it, so `docker load` takes
+// the archive too.
 const archiveLockName = "dk8s-images.lock"
 
 // Save writes the images of rel, as Docker has them under their canonical
 // names, to w: a `docker save` archive led by a lock of that one release.
 // Every image must be present and match the lock; where the lock could only
 // identify it by a registry digest (which an archive does not keep), the
-// carried lock also records the config digest Docker holds, so that the
-// machine that loads it can still verify it.
+// carried lock also records the config digest Docker holds. The carried lock
+// is only what the archive claims to be: Load checks the images against the
+// lock of the machine that loads it.
 func Save(ctx context.Context, engine containers.Engine, rel *Release, platform string, w io.Writer) error {
 	platform, err := resolvePlatform(ctx, engine, platform)
 	if err != nil {
@@ -76,74 +79,182 @@ func Save(ctx context.Context, engine containers.Engine, rel *Release, platform 
 	return tw.Close()
 }
 
+// LoadOptions tune Load.
+type LoadOptions struct {
+	// Platform is "os/arch"; empty means the daemon's own.
+	Platform string
+	// Kubernetes is the version the archive must hold; empty means the one
+	// its own lock says it holds.
+	Kubernetes string
+	// RequireVerified refuses images that cannot be verified, as
+	// PullOptions.RequireVerified does.
+	RequireVerified bool
+}
+
+// Loaded is what Load made of an archive.
+type Loaded struct {
+	// Release is the release of the trusted lock the archive was checked
+	// against.
+	Release *Release
+	// Results has one Result per image of Release, in its order.
+	Results []Result
+	// Ignored lists the names the archive gave that belong to no image of
+	// Release: what they named was loaded under no name.
+	Ignored []string
+}
+
+// maxLockSize bounds the carried lock Load reads into memory.
+const maxLockSize = 1 << 20
+
 // Load loads an archive that Save wrote and checks every image in it
-// against the lock it carries, tagging aliases. It returns that lock and a
-// Result per image; an image that does not match loses the names the
-// archive gave it.
-func Load(ctx context.Context, engine containers.Engine, r io.Reader, platform string) (*Lock, []Result, error) {
-	platform, err := resolvePlatform(ctx, engine, platform)
+// against trusted, the lock dk8s trusts. The lock the archive carries is
+// only a claim: it says which Kubernetes version the archive holds, and the
+// images are checked against trusted's release of that version.
+//
+// Whoever can alter the archive can alter its lock and the names its
+// images load under, so nothing in it names an image directly: every image
+// loads under a quarantine name of its own, and only once its content is
+// checked does it get its canonical name and aliases. An image that does not
+// match the lock keeps no name at all, and an image already in the store is
+// never replaced by one that does not match. Load returns what it made of
+// the archive and a *PullError naming the images it could not bring in.
+func Load(ctx context.Context, engine containers.Engine, trusted *Lock, r io.Reader, opts LoadOptions) (loaded *Loaded, err error) {
+	v, err := engine.Version(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
+	}
+	a := &admitter{engine: engine, store: v.Store, requireVerified: opts.RequireVerified}
+	if a.platform = opts.Platform; a.platform == "" {
+		a.platform = v.OS + "/" + v.Arch
+	} else if _, err := containers.ParsePlatform(a.platform); err != nil {
+		return nil, err
 	}
 	tr := tar.NewReader(r)
-	hdr, err := tr.Next()
-	if err != nil || hdr.Name != archiveLockName {
-		return nil, nil, errors.New("not a dk8s image set: its first entry is not " + archiveLockName + " (make one with 'dk8s save')")
-	}
-	data, err := io.ReadAll(io.LimitReader(tr, 1<<20))
+	rel, err := claimedRelease(tr, trusted, opts.Kubernetes)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading the archive's lock: %w", err)
+		return nil, err
 	}
-	lock, err := ParseLock(data)
-	if err != nil {
-		return nil, nil, fmt.Errorf("the archive's lock: %w", err)
+	if a.q, err = newQuarantine(); err != nil {
+		return nil, err
 	}
-	pr, pw := io.Pipe()
-	go func() {
-		tw := tar.NewWriter(pw)
-		err := copyTar(tr, tw)
-		if err == nil {
-			err = tw.Close()
+	defer func() {
+		// Quarantine names go whatever happened, interrupted or not: by
+		// name, so content that has other names keeps them.
+		if cerr := a.q.clear(context.WithoutCancel(ctx), engine); cerr != nil {
+			err = errors.Join(err, cerr)
 		}
-		pw.CloseWithError(err)
 	}()
-	if err := engine.LoadImages(ctx, pr); err != nil {
-		pr.CloseWithError(err)
-		return nil, nil, err
+	if err := a.q.load(ctx, engine, tr); err != nil {
+		return nil, err
 	}
-	rel, _ := lock.Release("")
-	var results []Result
+	loaded = &Loaded{Release: rel, Ignored: a.q.outside(rel)}
 	var failed []Result
 	for _, img := range rel.Images {
-		res := Result{Image: img}
-		got, err := engine.InspectImage(ctx, img.Name)
-		switch {
-		case err != nil:
-			res.Err = fmt.Errorf("not in the archive: %w", err)
-		default:
-			res.Verification = Verify(img, got, platform)
-			if res.Verdict == Mismatch {
-				res.Err = fmt.Errorf("%w: %s", ErrContentMismatch, res.Detail)
-				for _, name := range append([]string{img.Name}, img.Aliases...) {
-					_ = engine.UntagImage(ctx, name)
-				}
-			} else {
-				for _, a := range img.Aliases {
-					if err := engine.TagImage(ctx, img.Name, a); err != nil {
-						res.Err = err
-					}
-				}
-			}
-		}
+		res := a.admit(ctx, img)
 		if res.Err != nil {
 			failed = append(failed, res)
 		}
-		results = append(results, res)
+		loaded.Results = append(loaded.Results, res)
 	}
 	if len(failed) > 0 {
-		return lock, results, &PullError{Failed: failed}
+		return loaded, &PullError{Failed: failed}
 	}
-	return lock, results, nil
+	return loaded, nil
+}
+
+// claimedRelease reads the lock Save put first in the archive and returns
+// trusted's release of the version that lock says the archive holds.
+func claimedRelease(tr *tar.Reader, trusted *Lock, version string) (*Release, error) {
+	carried, err := readCarriedLock(tr)
+	if err != nil {
+		return nil, err
+	}
+	return trustedRelease(trusted, carried, version)
+}
+
+// readCarriedLock reads the lock Save put first in the archive.
+func readCarriedLock(tr *tar.Reader) (*Lock, error) {
+	hdr, err := tr.Next()
+	if err != nil || hdr.Name != archiveLockName || hdr.Typeflag != tar.TypeReg {
+		return nil, errors.New("not a dk8s image set: its first entry is not " + archiveLockName + " (make one with 'dk8s save')")
+	}
+	data, err := readEntry(tr, hdr, maxLockSize)
+	if err != nil {
+		return nil, err
+	}
+	lock, err := ParseLock(data)
+	if err != nil {
+		return nil, fmt.Errorf("the archive's lock: %w", err)
+	}
+	return lock, nil
+}
+
+// trustedRelease is trusted's release of the version the archive's lock
+// says it holds; version, when set, is the one the user asked for.
+func trustedRelease(trusted, carried *Lock, version string) (*Release, error) {
+	claimed := carried.Default
+	if version != "" && strings.TrimPrefix(version, "v") != strings.TrimPrefix(claimed, "v") {
+		return nil, fmt.Errorf("the archive holds Kubernetes %s, not %s: load it without --kubernetes-version, or carry in an archive of %s", claimed, version, version)
+	}
+	rel, err := trusted.Release(claimed)
+	if err != nil {
+		return nil, fmt.Errorf("the archive says it holds Kubernetes %s, which the image lock dk8s trusts has no release of (it has %s); the archive's own lock is not trusted: load it with --lock naming a lock that has %s",
+			claimed, strings.Join(trusted.Versions(), ", "), claimed)
+	}
+	return rel, nil
+}
+
+// admitter gives the images Load brought in their names, once checked.
+type admitter struct {
+	engine          containers.Engine
+	q               *quarantine
+	platform, store string
+	requireVerified bool
+}
+
+func (a *admitter) admit(ctx context.Context, img Image) Result {
+	res := Result{Image: img}
+	qname, ok := a.q.nameOf(img)
+	if !ok {
+		res.Err = errors.New("not in the archive")
+		return res
+	}
+	got, err := a.engine.InspectImage(ctx, qname)
+	if err != nil {
+		res.Err = fmt.Errorf("the archive names it, but Docker loaded no image for it: %w", err)
+		return res
+	}
+	res.Verification = verifyLoaded(img, got, a.platform, a.store)
+	switch {
+	case res.Verdict == Mismatch:
+		res.Err = fmt.Errorf("%w: %s", ErrContentMismatch, res.Detail)
+		return res
+	case res.Verdict == Unverified && a.requireVerified:
+		res.Err = refuseUnverified(res.Verification)
+		return res
+	case res.Verdict == Unverified:
+		// One that could not be checked never displaces one that was.
+		if have, err := a.engine.InspectImage(ctx, img.Name); err == nil && have.ID != got.ID {
+			if hv := Verify(img, have, a.platform); hv.Verdict == Verified {
+				res.Skipped, res.Verification = true, hv
+				res.Err = tagNames(ctx, a.engine, img.Name, img.Aliases)
+				return res
+			}
+		}
+	}
+	// By ID, not by the quarantine name: what gets the names is exactly
+	// the content that was checked.
+	res.Err = tagNames(ctx, a.engine, got.ID, append([]string{img.Name}, img.Aliases...))
+	return res
+}
+
+func tagNames(ctx context.Context, engine containers.Engine, source string, names []string) error {
+	for _, name := range names {
+		if err := engine.TagImage(ctx, source, name); err != nil {
+			return fmt.Errorf("tagging %s as %s: %w", short(source), name, err)
+		}
+	}
+	return nil
 }
 
 func copyTar(tr *tar.Reader, tw *tar.Writer) error {

@@ -29,6 +29,10 @@ type PullOptions struct {
 	Events func(Event)
 	// Tries bounds the attempts per mirror for temporary errors; 0 means 3.
 	Tries uint
+	// RequireVerified refuses images the lock has no digest for: they get
+	// no canonical name and no alias, and their Result fails with
+	// ErrUnverified. By default they are tagged and reported unverified.
+	RequireVerified bool
 }
 
 // Result is what became of one image.
@@ -58,6 +62,16 @@ func (e *PullError) Error() string {
 // ErrContentMismatch marks a mirror that served other content than the lock
 // names under the right tag.
 var ErrContentMismatch = errors.New("content does not match images.lock")
+
+// ErrUnverified marks an image refused because it could not be verified and
+// verification was required (PullOptions.RequireVerified).
+var ErrUnverified = errors.New("unverified, so --require-verified refused it")
+
+// refuseUnverified is the error of an image refused for want of
+// verification; v says why it could not be verified.
+func refuseUnverified(v Verification) error {
+	return fmt.Errorf("%w (%s)", ErrUnverified, v.Detail)
+}
 
 // Pull brings every image of rel into the Docker image store under its
 // canonical name and aliases: from the first mirror that has it and serves
@@ -145,6 +159,14 @@ func (p *puller) pullOne(ctx context.Context, img Image) Result {
 	start := time.Now()
 	res := Result{Image: img}
 	p.emit(Event{Image: img.Name, Phase: PhaseChecking})
+	if !img.Known() && p.opts.RequireVerified {
+		// No mirror can change what the lock lacks: refuse before pulling,
+		// so nothing of it gets a name.
+		res.Verification = Verification{Unverified, "images.lock has no digest for it"}
+		res.Err, res.Elapsed = refuseUnverified(res.Verification), time.Since(start)
+		p.emit(Event{Image: img.Name, Phase: PhaseFailed, Err: res.Err, Verification: res.Verification})
+		return res
+	}
 	if have, err := p.engine.InspectImage(ctx, img.Name); err == nil {
 		v := Verify(img, have, p.platform)
 		if v.Verdict != Mismatch {
@@ -196,10 +218,13 @@ func (p *puller) fromMirror(ctx context.Context, img Image, m mirror.Mirror) (Ve
 		return Verification{}, fmt.Errorf("inspecting %s after its pull: %w", ref, err)
 	}
 	v := Verify(img, got, p.platform)
-	if v.Verdict == Mismatch {
+	if v.Verdict == Mismatch || (v.Verdict == Unverified && p.opts.RequireVerified) {
 		if !hadRef {
 			// Nothing of this content may stay under a name dk8s made.
 			_ = p.engine.UntagImage(context.WithoutCancel(ctx), ref)
+		}
+		if v.Verdict == Unverified {
+			return v, fmt.Errorf("%s: %w", ref, refuseUnverified(v))
 		}
 		return v, fmt.Errorf("%s: %w: %s", ref, ErrContentMismatch, v.Detail)
 	}
@@ -228,7 +253,7 @@ func (p *puller) tagAliases(ctx context.Context, img Image, source string) error
 
 func classify(err error) mirror.Class {
 	switch {
-	case errors.Is(err, ErrContentMismatch), containers.IsNotFound(err), containers.IsDenied(err):
+	case errors.Is(err, ErrContentMismatch), errors.Is(err, ErrUnverified), containers.IsNotFound(err), containers.IsDenied(err):
 		return mirror.Permanent
 	case containers.IsUnreachable(err):
 		return mirror.Unreachable

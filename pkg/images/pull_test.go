@@ -2,7 +2,9 @@ package images
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/dk8s/dk8s/pkg/containers"
@@ -17,6 +19,7 @@ type fakeStore struct {
 	names      map[string]containers.Image
 	registries map[string]containers.Image
 	untagged   []string
+	loadedTags []string
 }
 
 func (f *fakeStore) Version(context.Context) (containers.Version, error) {
@@ -40,8 +43,18 @@ func (f *fakeStore) PullImage(_ context.Context, ref string, _ containers.PullOp
 	return nil
 }
 
+// TagImage takes a name or, as Docker does, an image ID as source.
 func (f *fakeStore) TagImage(_ context.Context, source, target string) error {
-	f.names[target] = f.names[source]
+	img, ok := f.names[source]
+	for _, have := range f.names {
+		if !ok && have.ID == source {
+			img, ok = have, true
+		}
+	}
+	if !ok {
+		return fmt.Errorf("tagging %s: %w", source, containers.ErrNotFound)
+	}
+	f.names[target] = img
 	return nil
 }
 
@@ -92,5 +105,46 @@ func TestPullRefusesMismatchAndCleansItsOwnName(t *testing.T) {
 	}
 	if len(f.names) != 0 {
 		t.Errorf("no name should remain for refused content, got %v", f.names)
+	}
+}
+
+// With RequireVerified, an image the lock has no digest for is refused
+// before it gets any name: not the canonical one, not an alias, and not the
+// mirror's, which dk8s made.
+func TestPullRequireVerifiedRefusesBeforeTagging(t *testing.T) {
+	rel := &Release{Images: []Image{
+		{Component: "pause", Name: "registry.k8s.io/pause:3.10.2", Aliases: []string{"k8s.gcr.io/pause:3.10.2"}},
+		{Component: "etcd", Name: "registry.k8s.io/etcd:3.6.0-0",
+			Platforms: map[string]PlatformDigests{"linux/amd64": {Config: digest('e')}}},
+	}}
+	m, _ := mirror.Parse("mirror.local/k8s")
+	f := &fakeStore{
+		names: map[string]containers.Image{},
+		registries: map[string]containers.Image{
+			"mirror.local/k8s/pause:3.10.2": {ID: digest('c')},
+			"mirror.local/k8s/etcd:3.6.0-0": {ID: digest('e')},
+		},
+	}
+	results, err := Pull(context.Background(), f, rel, PullOptions{Mirrors: []mirror.Mirror{m}, RequireVerified: true})
+	var pe *PullError
+	if !errors.As(err, &pe) || len(pe.Failed) != 1 || pe.Failed[0].Image.Component != "pause" {
+		t.Fatalf("want pause alone refused, got %v", err)
+	}
+	pause := results[0]
+	if pause.Verdict != Unverified || !errors.Is(pause.Err, ErrUnverified) {
+		t.Errorf("pause: want unverified and refused, got %s, %v", pause.Verdict, pause.Err)
+	}
+	for _, want := range []string{"unverified", "--require-verified refused it", "images.lock has no digest for it"} {
+		if pause.Err == nil || !strings.Contains(pause.Err.Error(), want) {
+			t.Errorf("pause's error %v should say %q", pause.Err, want)
+		}
+	}
+	for _, ref := range []string{"registry.k8s.io/pause:3.10.2", "k8s.gcr.io/pause:3.10.2", "mirror.local/k8s/pause:3.10.2"} {
+		if _, ok := f.names[ref]; ok {
+			t.Errorf("%s should have no name after the refusal", ref)
+		}
+	}
+	if got := f.names["registry.k8s.io/etcd:3.6.0-0"]; got.ID != digest('e') || results[1].Verdict != Verified {
+		t.Errorf("etcd, verified, should be pulled: %+v, %+v", got, results[1])
 	}
 }

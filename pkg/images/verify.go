@@ -101,3 +101,30 @@ func orNone(s []string) string {
 	}
 	return strings.Join(s, ", ")
 }
+
+// verifyLoaded checks an image loaded from an archive against the lock's
+// entry for platform. Only the image ID counts: Docker derives it from the
+// content it loaded (on the classic store the config digest, on the
+// containerd one the manifest or index digest), while the registry digests
+// Verify also accepts do not survive an archive. So on the classic store an
+// image the lock knows only by registry digests cannot be checked: it is
+// unverified, never verified.
+func verifyLoaded(want Image, got containers.Image, platform, store string) Verification {
+	if !want.Known() {
+		return Verification{Unverified, "images.lock has no digest for it"}
+	}
+	pd := want.Platforms[platform]
+	if got.ID != "" {
+		if got.ID == pd.Config {
+			return Verification{Verified, "config digest " + short(got.ID)}
+		}
+		if store == "containerd" && (got.ID == want.Digest || got.ID == pd.Manifest) {
+			return Verification{Verified, "image digest " + short(got.ID)}
+		}
+	}
+	if store != "containerd" && pd.Config == "" && (want.Digest != "" || pd.Manifest != "") {
+		return Verification{Unverified, fmt.Sprintf("images.lock knows it for %s only by registry digests, which an archive does not keep; "+
+			"record its config digests with 'dk8s images lock --from REGISTRY' to verify it from an archive", platform)}
+	}
+	return Verification{Mismatch, fmt.Sprintf("the archive holds image %s, images.lock expects %s", short(got.ID), expected(want, platform))}
+}

@@ -92,7 +92,7 @@ func (r *Registry) Resolve(ctx context.Context, ref string, platforms []string) 
 		OS           string `json:"os"`
 		Architecture string `json:"architecture"`
 	}
-	if err := s.getJSON(ctx, "/blobs/"+body.Config.Digest, "", &cfg, nil); err != nil {
+	if err := s.blob(ctx, body.Config.Digest, &cfg); err != nil {
 		return Resolved{}, fmt.Errorf("reading the image config of %s: %w", ref, err)
 	}
 	if p := cfg.OS + "/" + cfg.Architecture; want(p) {
@@ -101,31 +101,78 @@ func (r *Registry) Resolve(ctx context.Context, ref string, platforms []string) 
 	return out, nil
 }
 
+// maxBodySize bounds the manifests, indexes and configs dk8s reads.
+const maxBodySize = 16 << 20
+
 type session struct {
 	r          *Registry
 	host, repo string
 	token      string
+	// withheld says why the login was not sent to the token service, when
+	// it was not.
+	withheld string
 }
 
+// manifest fetches the manifest or index ref (a tag or a digest) and
+// returns its digest: the sha256 of the exact bytes served, which must be
+// the digest asked for and the one the registry names, if it names one.
 func (s *session) manifest(ctx context.Context, ref string) (string, manifest, error) {
 	var m manifest
-	var digest string
 	accept := strings.Join([]string{mediaOCIIndex, mediaDockerList, mediaOCIManifest, mediaDockerSchema}, ", ")
-	err := s.getJSON(ctx, "/manifests/"+ref, accept, &m, func(h http.Header, body []byte) {
-		digest = h.Get("Docker-Content-Digest")
-		if digest == "" {
-			digest = fmt.Sprintf("sha256:%x", sha256.Sum256(body))
-		}
-	})
-	return digest, m, err
+	h, body, err := s.get(ctx, "/manifests/"+ref, accept)
+	if err != nil {
+		return "", m, err
+	}
+	what := s.repo + ":" + ref
+	if isDigest(ref) {
+		what = s.repo + "@" + ref
+	}
+	digest, err := s.contentDigest(what, ref, h.Get("Docker-Content-Digest"), body)
+	if err != nil {
+		return "", m, err
+	}
+	if err := json.Unmarshal(body, &m); err != nil {
+		return "", m, fmt.Errorf("registry %s: the manifest of %s: %w", s.host, what, err)
+	}
+	return digest, m, nil
 }
 
-func (s *session) getJSON(ctx context.Context, path, accept string, into any, seen func(http.Header, []byte)) error {
+// blob reads the JSON blob dgst into into, checking its content.
+func (s *session) blob(ctx context.Context, dgst string, into any) error {
+	h, body, err := s.get(ctx, "/blobs/"+dgst, "")
+	if err != nil {
+		return err
+	}
+	if _, err := s.contentDigest(s.repo+"@"+dgst, dgst, h.Get("Docker-Content-Digest"), body); err != nil {
+		return err
+	}
+	return json.Unmarshal(body, into)
+}
+
+// contentDigest hashes body, what a registry served for what, and refuses
+// it unless it hashes to the digest it was asked by (when asked is one) and
+// to the one the registry's header names (when it names one): a digest dk8s
+// records is always one it computed.
+func (s *session) contentDigest(what, asked, header string, body []byte) (string, error) {
+	sum := fmt.Sprintf("sha256:%x", sha256.Sum256(body))
+	if isDigest(asked) && asked != sum {
+		return "", fmt.Errorf("registry %s served content for %s that hashes to %s, not to the digest asked for: refusing it (the registry, or something between it and dk8s, altered it)", s.host, what, sum)
+	}
+	if header != "" && header != sum {
+		return "", fmt.Errorf("registry %s says %s is %s (its Docker-Content-Digest), but what it served hashes to %s: refusing both (the registry, or something between it and dk8s, altered it)", s.host, what, header, sum)
+	}
+	return sum, nil
+}
+
+func isDigest(ref string) bool { return strings.HasPrefix(ref, "sha256:") }
+
+// get fetches path of the repository, answering a Bearer challenge once.
+func (s *session) get(ctx context.Context, path, accept string) (http.Header, []byte, error) {
 	u := fmt.Sprintf("%s://%s/v2/%s%s", scheme(s.host), s.host, s.repo, path)
 	for attempt := 0; ; attempt++ {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		if accept != "" {
 			req.Header.Set("Accept", accept)
@@ -133,29 +180,31 @@ func (s *session) getJSON(ctx context.Context, path, accept string, into any, se
 		s.authorize(req)
 		resp, err := s.client().Do(req)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+		// One byte past the limit tells a body that is too large from one
+		// that fits exactly: a body cut short is never taken for whole.
+		body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodySize+1))
 		resp.Body.Close()
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		if resp.StatusCode == http.StatusUnauthorized && attempt == 0 {
+		switch {
+		case resp.StatusCode == http.StatusUnauthorized && attempt == 0:
 			if err := s.login(ctx, resp.Header.Get("WWW-Authenticate")); err != nil {
-				return err
+				return nil, nil, err
 			}
 			continue
+		case (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) && s.withheld != "":
+			return nil, nil, fmt.Errorf("registry %s refused the anonymous token of %s (HTTP %d): %s", s.host, strings.TrimPrefix(path, "/"), resp.StatusCode, s.withheld)
+		case resp.StatusCode == http.StatusNotFound:
+			return nil, nil, fmt.Errorf("%s not found (HTTP 404)", strings.TrimPrefix(path, "/"))
+		case resp.StatusCode != http.StatusOK:
+			return nil, nil, fmt.Errorf("GET %s: HTTP %d: %.200s", u, resp.StatusCode, body)
+		case len(body) > maxBodySize:
+			return nil, nil, fmt.Errorf("registry %s: %s is larger than 16 MiB, more than dk8s reads: refusing it", s.host, strings.TrimPrefix(path, "/"))
 		}
-		if resp.StatusCode == http.StatusNotFound {
-			return fmt.Errorf("%s not found (HTTP 404)", strings.TrimPrefix(path, "/"))
-		}
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET %s: HTTP %d: %.200s", u, resp.StatusCode, body)
-		}
-		if seen != nil {
-			seen(resp.Header, body)
-		}
-		return json.Unmarshal(body, into)
+		return resp.Header, body, nil
 	}
 }
 
@@ -170,7 +219,8 @@ func (s *session) authorize(req *http.Request) {
 }
 
 // login answers a Bearer challenge with a token from the registry's token
-// service, anonymously or with the configured credentials.
+// service: with the configured credentials where that service is the
+// registry's own (see withholdLogin), anonymously otherwise.
 func (s *session) login(ctx context.Context, challenge string) error {
 	scheme, params, _ := strings.Cut(challenge, " ")
 	if !strings.EqualFold(scheme, "Bearer") {
@@ -181,23 +231,34 @@ func (s *session) login(ctx context.Context, challenge string) error {
 		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
 		p[k] = strings.Trim(v, `"`)
 	}
-	q := url.Values{}
+	realm, err := url.Parse(p["realm"])
+	if err != nil || realm.Host == "" || (realm.Scheme != "https" && realm.Scheme != "http") {
+		return fmt.Errorf("registry %s: bad token realm %q in its challenge", s.host, p["realm"])
+	}
+	q := realm.Query()
 	q.Set("service", p["service"])
 	scope := p["scope"]
 	if scope == "" {
 		scope = "repository:" + s.repo + ":pull"
 	}
 	q.Set("scope", scope)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p["realm"]+"?"+q.Encode(), nil)
+	realm.RawQuery = q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, realm.String(), nil)
 	if err != nil {
 		return fmt.Errorf("registry %s: bad token realm %q: %w", s.host, p["realm"], err)
 	}
 	if user, pass := s.creds(); user != "" {
-		req.SetBasicAuth(user, pass)
+		switch why := s.withholdLogin(realm); why {
+		case "":
+			req.SetBasicAuth(user, pass)
+		default:
+			s.withheld = fmt.Sprintf("its token service %s %s, so the login for %s was not sent to it; "+
+				"resolve on a registry that needs no login, or whose token service is on its own host over TLS", realm.Host, why, s.host)
+		}
 	}
 	resp, err := s.client().Do(req)
 	if err != nil {
-		return fmt.Errorf("getting a token from %s: %w", p["realm"], err)
+		return fmt.Errorf("getting a token from %s: %w", realm.Host, err)
 	}
 	defer resp.Body.Close()
 	var tok struct {
@@ -205,16 +266,45 @@ func (s *session) login(ctx context.Context, challenge string) error {
 		AccessToken string `json:"access_token"`
 	}
 	if resp.StatusCode != http.StatusOK {
+		if s.withheld != "" {
+			return fmt.Errorf("registry %s refused an anonymous token (HTTP %d): %s", s.host, resp.StatusCode, s.withheld)
+		}
 		return fmt.Errorf("registry %s refused a token (HTTP %d): for a private registry, 'docker login %s' first", s.host, resp.StatusCode, s.host)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil {
-		return fmt.Errorf("reading a token from %s: %w", p["realm"], err)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&tok); err != nil {
+		return fmt.Errorf("reading a token from %s: %w", realm.Host, err)
 	}
 	s.token = tok.Token
 	if s.token == "" {
 		s.token = tok.AccessToken
 	}
 	return nil
+}
+
+// withholdLogin says why the registry's login may not go to the token
+// service at realm, or "" when it may: only to the registry's own host name,
+// and over TLS unless the registry itself is spoken to in plain HTTP (on
+// loopback). The port may differ: token services commonly listen on a port
+// of their own beside the registry (a registry on :5000, its auth server on
+// :5001), the host name is what TLS vouches for, and whoever holds that name
+// is sent the login on the registry's port anyway. Another host name, even
+// one in the same domain, is another party.
+func (s *session) withholdLogin(realm *url.URL) string {
+	switch {
+	case !strings.EqualFold(realm.Hostname(), hostname(s.host)):
+		return "is on another host"
+	case realm.Scheme != "https" && scheme(s.host) != "http":
+		return "is not on TLS"
+	}
+	return ""
+}
+
+// hostname is host without its port.
+func hostname(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		return h
+	}
+	return strings.Trim(host, "[]")
 }
 
 func (s *session) creds() (string, string) {

@@ -69,7 +69,7 @@ could not be brought in, naming it and what each mirror said.`,
 	fl.StringVar(&f.platform, "platform", "", "`OS/ARCH` to pull (default: the Docker daemon's)")
 	fl.IntVar(&f.parallel, "parallel", 3, "images to pull at once")
 	fl.BoolVar(&f.keepMirrorTags, "keep-mirror-tags", false, "keep each mirror's name for the images beside the canonical names")
-	fl.BoolVar(&f.requireVerified, "require-verified", false, "fail for images the lock has no digest for, instead of warning")
+	fl.BoolVar(&f.requireVerified, "require-verified", false, "refuse images the lock has no digest for: they get no name and the pull fails, instead of a warning")
 	fl.StringVarP(&f.output, "output", "o", "table", "summary format: table or json")
 	fl.StringVar(&f.dir, "dir", bootstrap.DefaultDir, "cluster `DIR` whose bin/ receives the kubelet binary, when the lock pins its sha256")
 	return cmd
@@ -120,10 +120,11 @@ func runPull(cmd *cobra.Command, g *globals, f *pullFlags) error {
 	fmt.Fprintf(g.streams.Err, "Pulling %d images of Kubernetes %s from %s\n", len(rel.Images), rel.Kubernetes, strings.Join(names, ", then "))
 	start := time.Now()
 	results, err := pullShown(ctx, g, engine, rel, images.PullOptions{
-		Mirrors:        mirrors,
-		Platform:       f.platform,
-		Parallel:       f.parallel,
-		KeepMirrorTags: f.keepMirrorTags,
+		Mirrors:         mirrors,
+		Platform:        f.platform,
+		Parallel:        f.parallel,
+		KeepMirrorTags:  f.keepMirrorTags,
+		RequireVerified: f.requireVerified,
 	})
 	if ctx.Err() != nil {
 		return err
@@ -156,11 +157,7 @@ func runPull(cmd *cobra.Command, g *globals, f *pullFlags) error {
 	}
 	fmt.Fprintf(g.streams.Err, "Done in %s.", time.Since(start).Round(100*time.Millisecond))
 	if unverified > 0 {
-		fmt.Fprintf(g.streams.Err, " %d images are unverified: images.lock has no digest for them (record them with 'dk8s images lock --from upstream' where upstream is reachable).", unverified)
-		if f.requireVerified {
-			fmt.Fprintln(g.streams.Err)
-			return fmt.Errorf("%d images unverified and --require-verified is set", unverified)
-		}
+		fmt.Fprintf(g.streams.Err, " %d images are unverified: images.lock has no digest for them (record them with 'dk8s images lock --from upstream' where upstream is reachable; --require-verified refuses them).", unverified)
 	}
 	fmt.Fprintln(g.streams.Err)
 	return nil
@@ -182,6 +179,9 @@ func printPullSummary(g *globals, output string, results []images.Result) error 
 		switch {
 		case r.Err != nil:
 			x.Status, x.Error, x.Verified = "failed", r.Err.Error(), "-"
+			if errors.Is(r.Err, images.ErrUnverified) {
+				x.Verified = r.Verdict.String()
+			}
 		case r.Skipped:
 			x.Status, x.Mirror = "present", "-"
 		}
@@ -200,7 +200,11 @@ func printPullSummary(g *globals, output string, results []images.Result) error 
 func describeFailures(pe *images.PullError) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d of the images could not be brought in:\n", len(pe.Failed))
+	unverified := 0
 	for _, r := range pe.Failed {
+		if errors.Is(r.Err, images.ErrUnverified) {
+			unverified++
+		}
 		fmt.Fprintf(&b, "  %s\n", r.Image.Name)
 		var ex *mirror.ExhaustedError
 		if errors.As(r.Err, &ex) {
@@ -211,6 +215,14 @@ func describeFailures(pe *images.PullError) string {
 			fmt.Fprintf(&b, "    %v\n", r.Err)
 		}
 	}
-	b.WriteString("Add a mirror that has them (--mirror a,b,...), or carry them in with 'dk8s save' and 'dk8s load'.")
+	if unverified < len(pe.Failed) {
+		b.WriteString("Add a mirror that has them (--mirror a,b,...), or carry them in with 'dk8s save' and 'dk8s load'.")
+	}
+	if unverified > 0 {
+		if unverified < len(pe.Failed) {
+			b.WriteString("\n")
+		}
+		b.WriteString("For the unverified ones, record their digests with 'dk8s images lock --from upstream' where upstream is reachable, or pull without --require-verified.")
+	}
 	return b.String()
 }

@@ -1,0 +1,346 @@
+package images
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"testing"
+
+	"github.com/dk8s/dk8s/pkg/containers"
+)
+
+// LoadImages loads a `docker save` archive as Docker's classic store does:
+// each manifest.json entry becomes the image its config file names (its ID
+// the config's digest), under every name in its RepoTags.
+func (f *fakeStore) LoadImages(_ context.Context, r io.Reader) error {
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("loading images: %w", err)
+		}
+		if path.Clean("/"+hdr.Name) != "/manifest.json" {
+			continue
+		}
+		var entries []struct {
+			Config   string
+			RepoTags []string
+		}
+		if err := json.NewDecoder(tr).Decode(&entries); err != nil {
+			return err
+		}
+		for _, e := range entries {
+			for _, tag := range e.RepoTags {
+				f.loadedTags = append(f.loadedTags, tag)
+				f.names[tag] = containers.Image{ID: "sha256:" + strings.TrimSuffix(e.Config, ".json")}
+			}
+		}
+	}
+}
+
+// archiveEntry is one image of a test archive: the digest of its config
+// and the names the archive's manifest.json gives it.
+type archiveEntry struct {
+	config string
+	tags   []string
+}
+
+// makeArchive writes an archive as 'dk8s save' does: the carried lock, then
+// what `docker save` writes (config files, manifest.json).
+func makeArchive(t *testing.T, carried *Lock, images ...archiveEntry) *bytes.Buffer {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	add := func(name string, data []byte) {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(data)
+	}
+	lock, err := carried.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	add(archiveLockName, lock)
+	var manifest []map[string]any
+	for _, img := range images {
+		cfg := strings.TrimPrefix(img.config, "sha256:") + ".json"
+		add(cfg, []byte("{}"))
+		manifest = append(manifest, map[string]any{"Config": cfg, "RepoTags": img.tags, "Layers": []string{}})
+	}
+	data, _ := json.Marshal(manifest)
+	add("manifest.json", data)
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return &buf
+}
+
+const (
+	apiserver = "registry.k8s.io/kube-apiserver:v1.37.2"
+	pause     = "registry.k8s.io/pause:3.10.2"
+)
+
+// trustedLock is the lock dk8s trusts: kube-apiserver's content is 'a',
+// pause's 'c'.
+func trustedLock() *Lock {
+	return &Lock{APIVersion: lockAPIVersion, Kind: lockKind, Default: "v1.37.2", Releases: []Release{{
+		Kubernetes: "v1.37.2",
+		Images: []Image{
+			{Component: "kube-apiserver", Name: apiserver, Aliases: []string{"k8s.gcr.io/kube-apiserver:v1.37.2"},
+				Platforms: map[string]PlatformDigests{"linux/amd64": {Config: digest('a')}}},
+			{Component: "pause", Name: pause, Aliases: []string{"k8s.gcr.io/pause:3.10.2"},
+				Platforms: map[string]PlatformDigests{"linux/amd64": {Config: digest('c')}}},
+		},
+	}}}
+}
+
+// An archive whose carried lock was rewritten to vouch for other content
+// under kube-apiserver's name is refused, and the good image the machine
+// had keeps its name.
+func TestLoadRefusesTamperedArchive(t *testing.T) {
+	tampered := trustedLock()
+	tampered.Releases[0].Images[0].Platforms = map[string]PlatformDigests{"linux/amd64": {Config: digest('c')}}
+	ar := makeArchive(t, tampered, archiveEntry{digest('c'), []string{pause, apiserver}})
+	f := &fakeStore{names: map[string]containers.Image{apiserver: {ID: digest('a')}}}
+
+	loaded, err := Load(context.Background(), f, trustedLock(), ar, LoadOptions{})
+	results := loaded.Results
+	if err == nil || !strings.Contains(err.Error(), apiserver) || !strings.Contains(err.Error(), "does not match images.lock") {
+		t.Fatalf("want kube-apiserver refused as not matching, got %v", err)
+	}
+	if got := f.names[apiserver]; got.ID != digest('a') {
+		t.Errorf("%s should keep its good content, got %s", apiserver, got.ID)
+	}
+	if _, ok := f.names["k8s.gcr.io/kube-apiserver:v1.37.2"]; ok {
+		t.Errorf("the alias should not name the refused content")
+	}
+	for _, tag := range f.loadedTags {
+		if !strings.HasPrefix(tag, quarantineHost+"/") {
+			t.Errorf("the daemon loaded %s: every name it loads should be a quarantine name", tag)
+		}
+	}
+	for name := range f.names {
+		if strings.HasPrefix(name, quarantineHost+"/") {
+			t.Errorf("quarantine name %s is left", name)
+		}
+	}
+	if len(results) != 2 || results[0].Verdict != Mismatch || results[1].Verdict != Verified || f.names[pause].ID != digest('c') {
+		t.Errorf("want kube-apiserver refused and pause loaded, got %+v", results)
+	}
+}
+
+// noQuarantineLeft fails the test for any quarantine name left in f.
+func noQuarantineLeft(t *testing.T, f *fakeStore) {
+	t.Helper()
+	for name := range f.names {
+		if strings.HasPrefix(name, quarantineHost+"/") {
+			t.Errorf("quarantine name %s is left", name)
+		}
+	}
+}
+
+func TestLoadNeedsTheClaimedReleaseInTheTrustedLock(t *testing.T) {
+	claim := trustedLock()
+	claim.Default, claim.Releases[0].Kubernetes = "v1.99.0", "v1.99.0"
+	f := &fakeStore{names: map[string]containers.Image{}}
+	_, err := Load(context.Background(), f, trustedLock(), makeArchive(t, claim, archiveEntry{digest('a'), []string{apiserver}}), LoadOptions{})
+	for _, want := range []string{"the archive says it holds Kubernetes v1.99.0", "it has v1.37.2", "--lock"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v should say %q", err, want)
+		}
+	}
+	if len(f.names) != 0 || len(f.loadedTags) != 0 {
+		t.Errorf("nothing should be loaded, got %v", f.names)
+	}
+}
+
+// An image the trusted lock knows only by registry digests cannot be
+// checked from an archive: it loads as pull treats unverified images, and
+// RequireVerified refuses it before it gets any name.
+func TestLoadUnverified(t *testing.T) {
+	trusted := trustedLock()
+	trusted.Releases[0].Images[0].Platforms = nil
+	trusted.Releases[0].Images[0].Digest = digest('1')
+	archive := func() *bytes.Buffer {
+		return makeArchive(t, trustedLock(), archiveEntry{digest('a'), []string{apiserver}}, archiveEntry{digest('c'), []string{pause}})
+	}
+
+	f := &fakeStore{names: map[string]containers.Image{}}
+	loaded, err := Load(context.Background(), f, trusted, archive(), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := loaded.Results[0]
+	if api.Verdict != Unverified || !strings.Contains(api.Detail, "dk8s images lock --from") {
+		t.Errorf("want unverified, saying how to record config digests: %s (%s)", api.Verdict, api.Detail)
+	}
+	if f.names[apiserver].ID != digest('a') || f.names["k8s.gcr.io/kube-apiserver:v1.37.2"].ID != digest('a') {
+		t.Errorf("an unverified image gets its names, as pull gives them: %v", f.names)
+	}
+	noQuarantineLeft(t, f)
+
+	f = &fakeStore{names: map[string]containers.Image{}}
+	loaded, err = Load(context.Background(), f, trusted, archive(), LoadOptions{RequireVerified: true})
+	if err == nil || !strings.Contains(err.Error(), "unverified, so --require-verified refused it") {
+		t.Fatalf("want kube-apiserver refused, got %v", err)
+	}
+	if api := loaded.Results[0]; api.Verdict != Unverified || !errors.Is(api.Err, ErrUnverified) {
+		t.Errorf("want unverified and refused, got %s, %v", api.Verdict, api.Err)
+	}
+	for _, ref := range []string{apiserver, "k8s.gcr.io/kube-apiserver:v1.37.2"} {
+		if _, ok := f.names[ref]; ok {
+			t.Errorf("%s should not be named after the refusal", ref)
+		}
+	}
+	if f.names[pause].ID != digest('c') {
+		t.Errorf("pause, verified, should be loaded")
+	}
+	noQuarantineLeft(t, f)
+}
+
+// Names the archive gives outside the trusted set name nothing, however
+// the archive spells the key that carries them.
+func TestLoadIgnoresNamesOutsideTheSet(t *testing.T) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	lock, _ := trustedLock().Marshal()
+	manifest := `[{"Config":"` + strings.Repeat("a", 64) + `.json","RepoTags":["` + apiserver + `"],"repotags":["evil.example/kube-apiserver:v1.37.2"]},
+		{"Config":"` + strings.Repeat("c", 64) + `.json","RepoTags":["` + pause + `"]}]`
+	for _, e := range []struct{ name, data string }{
+		{archiveLockName, string(lock)},
+		{"repositories", `{"registry.k8s.io/kube-scheduler":{"v1.37.2":"` + strings.Repeat("f", 64) + `"}}`},
+		{"./manifest.json", manifest},
+	} {
+		tw.WriteHeader(&tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.data)), Typeflag: tar.TypeReg})
+		tw.Write([]byte(e.data))
+	}
+	tw.Close()
+	f := &fakeStore{names: map[string]containers.Image{}}
+	loaded, err := Load(context.Background(), f, trustedLock(), &buf, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(loaded.Ignored) != 1 || loaded.Ignored[0] != "evil.example/kube-apiserver:v1.37.2" {
+		t.Errorf("ignored %v, want the evil.example name", loaded.Ignored)
+	}
+	for _, tag := range f.loadedTags {
+		if !strings.HasPrefix(tag, quarantineHost+"/") {
+			t.Errorf("the daemon loaded %s: every name it loads should be a quarantine name", tag)
+		}
+	}
+	if f.names[apiserver].ID != digest('a') || f.names[pause].ID != digest('c') || len(f.names) != 4 {
+		t.Errorf("want the two images under their names and aliases only, got %v", f.names)
+	}
+}
+
+// rawArchive is an archive with the carried lock and the entries given.
+func rawArchive(t *testing.T, entries ...*tar.Header) *bytes.Buffer {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	lock, _ := trustedLock().Marshal()
+	tw.WriteHeader(&tar.Header{Name: archiveLockName, Mode: 0o644, Size: int64(len(lock)), Typeflag: tar.TypeReg})
+	tw.Write(lock)
+	for _, hdr := range entries {
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(bytes.Repeat([]byte(" "), int(hdr.Size)))
+	}
+	tw.Close()
+	return &buf
+}
+
+func TestLoadRefusesMalformedArchives(t *testing.T) {
+	cases := map[string]struct {
+		archive *bytes.Buffer
+		want    string
+	}{
+		"huge lock": {func() *bytes.Buffer {
+			var buf bytes.Buffer
+			tw := tar.NewWriter(&buf)
+			tw.WriteHeader(&tar.Header{Name: archiveLockName, Mode: 0o644, Size: maxLockSize + 1, Typeflag: tar.TypeReg})
+			tw.Write(make([]byte, maxLockSize+1))
+			tw.Close()
+			return &buf
+		}(), "dk8s-images.lock is 1048577 bytes, more than the 1048576 dk8s reads"},
+		"huge manifest.json": {rawArchive(t, &tar.Header{Name: "manifest.json", Mode: 0o644, Size: maxIndexSize + 1, Typeflag: tar.TypeReg}), "manifest.json is 4194305 bytes"},
+		"no manifest.json":   {rawArchive(t, &tar.Header{Name: "repositories", Mode: 0o644, Size: 2, Typeflag: tar.TypeReg}), "has no manifest.json"},
+		"manifest.json a link": {rawArchive(t, &tar.Header{Name: "manifest.json", Linkname: "evil.json", Typeflag: tar.TypeSymlink}),
+			"manifest.json is not a plain file"},
+		"manifest.json under a link": {rawArchive(t,
+			&tar.Header{Name: "x", Linkname: ".", Typeflag: tar.TypeSymlink},
+			&tar.Header{Name: "x/manifest.json", Mode: 0o644, Size: 2, Typeflag: tar.TypeReg}),
+			"x/manifest.json lies under a link"},
+	}
+	for name, c := range cases {
+		f := &fakeStore{names: map[string]containers.Image{}}
+		_, err := Load(context.Background(), f, trustedLock(), c.archive, LoadOptions{})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want an error containing %q", name, err, c.want)
+		}
+		if len(f.names) != 0 {
+			t.Errorf("%s: nothing should be named, got %v", name, f.names)
+		}
+	}
+}
+
+// An image that could not be checked never displaces a verified one.
+func TestLoadKeepsVerifiedOverUnverified(t *testing.T) {
+	trusted := trustedLock()
+	trusted.Releases[0].Images[0].Platforms = nil
+	trusted.Releases[0].Images[0].Digest = digest('1')
+	pulled := containers.Image{ID: digest('a'), RepoDigests: []string{"mirror.local/kube-apiserver@" + digest('1')}}
+	f := &fakeStore{names: map[string]containers.Image{apiserver: pulled}}
+	ar := makeArchive(t, trustedLock(), archiveEntry{digest('b'), []string{apiserver}}, archiveEntry{digest('c'), []string{pause}})
+	loaded, err := Load(context.Background(), f, trusted, ar, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.names[apiserver].ID != digest('a') || f.names["k8s.gcr.io/kube-apiserver:v1.37.2"].ID != digest('a') {
+		t.Errorf("the verified image should keep its names: %v", f.names)
+	}
+	if r := loaded.Results[0]; !r.Skipped || r.Verdict != Verified {
+		t.Errorf("want the present image reported, verified: %+v", r)
+	}
+}
+
+// Docker's classic store saves a layer two images share once, and links the
+// second image's copy to the first: such an archive loads.
+func TestLoadTakesDockerSaveLayerLinks(t *testing.T) {
+	manifest := `[{"Config":"` + strings.Repeat("a", 64) + `.json","RepoTags":["` + apiserver + `"],"Layers":["l1/layer.tar"]},
+		{"Config":"` + strings.Repeat("c", 64) + `.json","RepoTags":["` + pause + `"],"Layers":["l2/layer.tar"]}]`
+	ar := rawArchive(t,
+		&tar.Header{Name: "l1/", Mode: 0o755, Typeflag: tar.TypeDir},
+		&tar.Header{Name: "l1/layer.tar", Mode: 0o644, Size: 1024, Typeflag: tar.TypeReg},
+		&tar.Header{Name: "l2/", Mode: 0o755, Typeflag: tar.TypeDir},
+		&tar.Header{Name: "l2/layer.tar", Linkname: "../l1/layer.tar", Typeflag: tar.TypeSymlink},
+	)
+	// rawArchive ends the tar; put manifest.json before its end.
+	var buf bytes.Buffer
+	tr, tw := tar.NewReader(ar), tar.NewWriter(&buf)
+	if err := copyTar(tr, tw); err != nil {
+		t.Fatal(err)
+	}
+	tw.WriteHeader(&tar.Header{Name: "manifest.json", Mode: 0o644, Size: int64(len(manifest)), Typeflag: tar.TypeReg})
+	tw.Write([]byte(manifest))
+	tw.Close()
+
+	f := &fakeStore{names: map[string]containers.Image{}}
+	if _, err := Load(context.Background(), f, trustedLock(), &buf, LoadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if f.names[apiserver].ID != digest('a') || f.names[pause].ID != digest('c') {
+		t.Errorf("both images should load: %v", f.names)
+	}
+}
