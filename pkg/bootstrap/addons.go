@@ -120,19 +120,26 @@ users:
 			return err
 		}
 	}
-	// The images are loaded into the runtime under their canonical names,
-	// so a re-pulled image keeps its name: an annotation with its ID rolls
-	// the add-on's pods when (and only when) the content changed.
-	patch := func(id string) []byte {
-		return []byte(fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"io.dk8s/image-id":%q}}}}}`, id))
-	}
-	if _, err := apps.DaemonSets(addonNS).Patch(ctx, "kube-proxy", types.StrategicMergePatchType, patch(imageIDs[proxyImg.Name]), metav1.PatchOptions{}); err != nil {
+	// The add-ons run the release's images: an upgrade (another
+	// --kubernetes-version) rolls them after the node, as kubeadm does. The
+	// images are loaded into the runtime under their canonical names, so a
+	// re-pulled image keeps its name: an annotation with its ID rolls the
+	// add-on's pods when (and only when) the content changed. Nothing else
+	// of an add-on a user changed is touched.
+	if _, err := apps.DaemonSets(addonNS).Patch(ctx, "kube-proxy", types.StrategicMergePatchType, addonPatch("kube-proxy", proxyImg.Name, imageIDs[proxyImg.Name]), metav1.PatchOptions{}); err != nil {
 		return fmt.Errorf("updating kube-proxy: %w", err)
 	}
-	if _, err := apps.Deployments(addonNS).Patch(ctx, "coredns", types.StrategicMergePatchType, patch(imageIDs[dnsImg.Name]), metav1.PatchOptions{}); err != nil {
+	if _, err := apps.Deployments(addonNS).Patch(ctx, "coredns", types.StrategicMergePatchType, addonPatch("coredns", dnsImg.Name, imageIDs[dnsImg.Name]), metav1.PatchOptions{}); err != nil {
 		return fmt.Errorf("updating CoreDNS: %w", err)
 	}
 	return nil
+}
+
+// addonPatch sets an add-on's container image and the image-ID annotation
+// of its pods: a strategic merge patch, so the container is matched by name
+// and the rest of the spec is left as it is.
+func addonPatch(container, image, id string) []byte {
+	return []byte(fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"io.dk8s/image-id":%q}},"spec":{"containers":[{"name":%q,"image":%q}]}}}}`, id, container, image))
 }
 
 const corefile = `.:53 {

@@ -52,6 +52,10 @@ func cleanupNode(cfg Config, purge bool) error {
 	if err := removeChains(cfg.PodCIDR); err != nil {
 		errs = append(errs, err.Error())
 	}
+	if err := removeServiceRoute(); err != nil {
+		errs = append(errs, err.Error())
+	}
+	removeCgroups(RuntimeCgroup)
 	if len(errs) > 0 {
 		return fmt.Errorf("cleaning up the node: %s", strings.Join(errs, "; "))
 	}

@@ -13,25 +13,18 @@ import (
 // on the host: outside every container, so that removing them loses nothing.
 const DefaultDir = "/var/lib/dk8s"
 
-// DefaultConfig is a single-node control plane on this host: its name, its
-// address on the default route, the usual service and pod ranges.
-func DefaultConfig() (Config, error) {
-	host, err := os.Hostname()
-	if err != nil {
-		return Config{}, fmt.Errorf("reading the host name: %w", err)
-	}
-	addr, err := DefaultAddress()
-	if err != nil {
-		return Config{}, err
-	}
-	return Config{
-		ClusterName:      "dk8s",
-		Dir:              DefaultDir,
-		NodeName:         strings.ToLower(host),
-		AdvertiseAddress: addr,
-		ServiceCIDR:      "10.96.0.0/12",
-		PodCIDR:          "10.244.0.0/16",
-	}, nil
+// The address ranges a cluster gets unless told otherwise: kubeadm's.
+const (
+	DefaultServiceCIDR = "10.96.0.0/12"
+	DefaultPodCIDR     = "10.244.0.0/16"
+)
+
+// DefaultConfig is a single-node cluster kept in DefaultDir. It looks
+// nothing up: what is not given is found by Resolve, and only when a
+// command needs it (ps, stop and reset need neither the host name nor a
+// route).
+func DefaultConfig() Config {
+	return Config{ClusterName: "dk8s", Dir: DefaultDir}
 }
 
 // DefaultAddress is the IPv4 address of the interface that holds the
@@ -93,19 +86,33 @@ func (c Config) ServiceIP() (net.IP, error) {
 // PKIDir is where the cluster's certificates live.
 func (c Config) PKIDir() string { return filepath.Join(c.Dir, "pki") }
 
-// PKIConfig is what the certificates of this configuration must name.
+// PKIConfig is what the certificates of this configuration must name: the
+// node name, the advertise address and the host's other addresses, but not
+// the addresses of the cluster's own ranges (the pod bridge's appears once
+// pods run, and would make every rerun reissue the certificates).
 func (c Config) PKIConfig() (PKIConfig, error) {
 	svc, err := c.ServiceIP()
 	if err != nil {
 		return PKIConfig{}, err
 	}
-	addrs := HostAddresses()
-	found := false
-	for _, a := range addrs {
-		found = found || a.Equal(c.AdvertiseAddress)
+	if c.AdvertiseAddress == nil {
+		return PKIConfig{}, fmt.Errorf("no advertise address: pass --advertise-address")
 	}
-	if !found {
-		addrs = append(addrs, c.AdvertiseAddress)
+	var ranges []*net.IPNet
+	for _, cidr := range []string{c.ServiceCIDR, c.PodCIDR} {
+		if _, n, err := net.ParseCIDR(cidr); err == nil {
+			ranges = append(ranges, n)
+		}
+	}
+	addrs := []net.IP{c.AdvertiseAddress}
+	for _, a := range HostAddresses() {
+		keep := !a.Equal(c.AdvertiseAddress)
+		for _, n := range ranges {
+			keep = keep && !n.Contains(a)
+		}
+		if keep {
+			addrs = append(addrs, a)
+		}
 	}
 	return PKIConfig{NodeName: c.NodeName, Addresses: addrs, ServiceIP: svc}, nil
 }

@@ -14,18 +14,30 @@ import (
 const HostRoot = "/host"
 
 // ExecOnHost is what runs inside such a container: it enters the host's
-// root (bound at root) and replaces itself with argv there, so the agent
-// sees the host's files, binaries and mounts as if started by an init
-// system, while Docker supervises it.
-func ExecOnHost(root string, argv []string) error {
+// root (bound at opts.Root), prepares what opts asks for there, and
+// replaces itself with argv, so the agent sees the host's files, binaries
+// and mounts as if started by an init system, while Docker supervises it.
+func ExecOnHost(opts HostExecOptions, argv []string) error {
 	if len(argv) == 0 {
 		return errors.New("nothing to run")
 	}
-	if err := syscall.Chroot(root); err != nil {
-		return fmt.Errorf("entering the host's root %s: %w", root, err)
+	if opts.Root != "" && opts.Root != "/" {
+		if err := syscall.Chroot(opts.Root); err != nil {
+			return fmt.Errorf("entering the host's root %s: %w", opts.Root, err)
+		}
 	}
 	if err := os.Chdir("/"); err != nil {
 		return err
+	}
+	if opts.ServiceCIDR != "" {
+		if err := EnsureServiceRoute(opts.ServiceCIDR); err != nil {
+			return err
+		}
+	}
+	if opts.Cgroup != "" {
+		if err := MoveToCgroup(opts.Cgroup); err != nil {
+			return err
+		}
 	}
 	path, err := exec.LookPath(argv[0])
 	if err != nil {

@@ -125,6 +125,17 @@ func Stop(ctx context.Context, engine containers.Engine, cfg Config) ([]string, 
 // Reset removes the control plane's containers. The cluster directory (the
 // etcd data, the PKI and the kubeconfigs) stays unless purge is set.
 func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool) ([]string, error) {
+	if err := checkOtherDir(ctx, engine, cfg); err != nil {
+		return nil, err
+	}
+	// The ranges the clean-up looks for; a marker it cannot read is
+	// refused below only when purging.
+	_ = cfg.resolveKept()
+	if purge {
+		if err := CheckPurge(cfg); err != nil {
+			return nil, err
+		}
+	}
 	cs, err := engine.ListContainers(ctx, map[string]string{containers.LabelCluster: cfg.ClusterName, containers.LabelDir: cfg.Dir})
 	if err != nil {
 		return nil, err
@@ -171,14 +182,58 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool
 		return removed, err
 	}
 	if purge {
-		if cfg.Dir == "" || cfg.Dir == "/" {
-			return removed, errors.New("refusing to purge an empty or root cluster directory")
-		}
 		if err := purgeDir(cfg.Dir); err != nil {
 			return removed, fmt.Errorf("purging %s: %w", cfg.Dir, err)
 		}
 	}
 	return removed, nil
+}
+
+// CheckPurge says whether `reset --purge` may delete cfg.Dir: only an
+// absolute directory that dk8s marked as this cluster's when it made it (or
+// one that no longer exists, when there is nothing to delete).
+func CheckPurge(cfg Config) error {
+	if !filepath.IsAbs(cfg.Dir) || filepath.Clean(cfg.Dir) != cfg.Dir || cfg.Dir == "/" {
+		return fmt.Errorf("refusing to purge %q: the cluster directory must be an absolute, clean path other than /", cfg.Dir)
+	}
+	if _, err := os.Lstat(cfg.Dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	s, err := ReadSettings(cfg.Dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		why := "it holds no " + MarkerFile + ", so dk8s did not make it"
+		if madeByDK8s(cfg.Dir) {
+			why = "it was made by an older dk8s that did not mark its directories ('dk8s start' once marks it)"
+		}
+		return fmt.Errorf("refusing to purge %s: %s. Nothing was changed. If it holds nothing you need, delete it by hand: rm -rf %s", cfg.Dir, why, cfg.Dir)
+	case err != nil:
+		return fmt.Errorf("refusing to purge %s: %w. Nothing was changed", cfg.Dir, err)
+	case s.Name != cfg.ClusterName:
+		return fmt.Errorf("refusing to purge %s: it holds the cluster %q, not %q (pass --name %s). Nothing was changed", cfg.Dir, s.Name, cfg.ClusterName, s.Name)
+	}
+	return nil
+}
+
+// checkOtherDir refuses to act for cfg.Dir while this host's dk8s
+// containers belong to a cluster kept in another directory: the node's
+// network, runtime state and iptables chains are the host's, shared by
+// whichever cluster runs.
+func checkOtherDir(ctx context.Context, engine containers.Engine, cfg Config) error {
+	for _, comp := range append(append([]string(nil), Components...), NodeComponents...) {
+		c, err := engine.InspectContainer(ctx, containerName(comp))
+		if containers.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if dir := c.Labels[containers.LabelDir]; dir != "" && dir != cfg.Dir {
+			return fmt.Errorf("this host runs the cluster kept in %s (%s), not %s; nothing was changed: 'dk8s reset --dir %s' first, or delete %s by hand if it is a leftover",
+				dir, c.Name, cfg.Dir, dir, cfg.Dir)
+		}
+	}
+	return nil
 }
 
 // purgeDir deletes dir and everything in it; a dir that is itself a mount

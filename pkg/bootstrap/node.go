@@ -124,7 +124,7 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 
 	if systemd {
 		actions, err := applyUnits(map[string]string{
-			"containerd": SystemdUnit("containerd", runtimeCmd, []string{"docker.service"}),
+			"containerd": SystemdUnit("containerd", append([]string{shim, "host-exec", "--root", "/", "--service-cidr", cfg.ServiceCIDR, "--"}, runtimeCmd...), []string{"docker.service"}),
 			"kubelet":    SystemdUnit("kubelet", specs[1].Args, []string{unitName("containerd")}),
 		})
 		if err != nil {
@@ -189,10 +189,14 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 // pause image of the lock, present on every dk8s host.
 func nodeSpecs(cfg Config, image, shim string, files nodeFiles, versions map[string]string, runtimeCmd, kubeletCmd []string) []containers.Spec {
 	mk := func(comp string, cmd []string, configPrefix string) containers.Spec {
+		entry := []string{HostRoot + shim, "host-exec"}
+		if comp == "containerd" {
+			entry = append(entry, runtimePrep(cfg)...)
+		}
 		return containers.Spec{
 			Name:       containerName(comp),
 			Image:      image,
-			Entrypoint: []string{HostRoot + shim, "host-exec", "--"},
+			Entrypoint: append(entry, "--"),
 			Args:       cmd,
 			Labels: map[string]string{
 				containers.LabelComponent: comp,
@@ -212,6 +216,14 @@ func nodeSpecs(cfg Config, image, shim string, files nodeFiles, versions map[str
 		mk("containerd", runtimeCmd, filepath.Join(cfg.Dir, "containerd")),
 		mk("kubelet", kubeletCmd, filepath.Join(cfg.Dir, "kubelet")),
 	}
+}
+
+// runtimePrep are host-exec's flags for the runtime: the service range kept
+// on the host before any pod can send to it, and the runtime in a cgroup of
+// its own, so that pods outlive a crash or restart of its container (under
+// systemd, KillMode=process and Delegate=yes do that).
+func runtimePrep(cfg Config) []string {
+	return []string{"--service-cidr", cfg.ServiceCIDR, "--cgroup", RuntimeCgroup}
 }
 
 // binaryVersion is the version a host binary reports, e.g. containerd's.

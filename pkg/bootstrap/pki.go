@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 )
@@ -106,7 +107,11 @@ func EnsurePKI(dir string, cfg PKIConfig) (*PKI, []string, error) {
 	var made []string
 	for _, spec := range Specs(cfg) {
 		if p.exists(spec.Name) {
-			continue
+			if spec.IsCA() || p.namesAll(spec) {
+				continue
+			}
+			// The cluster's names changed (a new address, a node name
+			// given): the certificate is issued again for them, with its key.
 		}
 		if err := p.issue(spec, time.Now()); err != nil {
 			return nil, made, fmt.Errorf("making %s: %w", spec.Name, err)
@@ -140,6 +145,27 @@ func (p *PKI) exists(name string) bool {
 	_, errC := os.Stat(p.Path(name, ".crt"))
 	_, errK := os.Stat(p.Path(name, ".key"))
 	return errC == nil && errK == nil
+}
+
+// namesAll tells whether the certificate of spec names every DNS name and
+// address the spec asks for. More names are accepted: an address the host
+// no longer has is harmless, and dropping it would reissue for nothing.
+func (p *PKI) namesAll(spec CertSpec) bool {
+	c, err := p.Cert(spec.Name)
+	if err != nil {
+		return false
+	}
+	for _, want := range spec.DNSNames {
+		if !slices.Contains(c.DNSNames, want) {
+			return false
+		}
+	}
+	for _, want := range spec.IPs {
+		if !slices.ContainsFunc(c.IPAddresses, want.Equal) {
+			return false
+		}
+	}
+	return c.Subject.CommonName == spec.CommonName
 }
 
 // Renew re-issues every certificate that is not a CA, with the same CA and

@@ -27,6 +27,9 @@ type Config struct {
 	// NodeName and AdvertiseAddress identify this host to the cluster.
 	NodeName         string
 	AdvertiseAddress net.IP
+	// AdvertiseGiven says the address was given (a flag, the config file,
+	// the cluster's marker) rather than found on the default route.
+	AdvertiseGiven bool
 	// ServiceCIDR and PodCIDR are the cluster's address ranges.
 	ServiceCIDR string
 	PodCIDR     string
@@ -88,7 +91,7 @@ func Plan(cfg Config, rel *images.Release) ([]containers.Spec, error) {
 		for k, v := range cfg.ExtraArgs[comp] {
 			f[k] = v
 		}
-		mounts := []containers.Mount{{Source: cfg.Dir, Target: confMount, ReadOnly: true}}
+		mounts := fileMounts(cfg.Dir, f)
 		if comp == "etcd" {
 			mounts = append(mounts, containers.Mount{Source: filepath.Join(cfg.Dir, "etcd"), Target: etcdData})
 		}
@@ -115,6 +118,26 @@ func Plan(cfg Config, rel *images.Release) ([]containers.Spec, error) {
 		}.WithHash())
 	}
 	return specs, nil
+}
+
+// fileMounts binds into a component exactly the files of the cluster
+// directory its flags name, each read-only, as kubeadm gives each static pod
+// only its own: the scheduler sees its kubeconfig and nothing else, etcd
+// its own certificates, and no component but the controller-manager the
+// cluster CA's key. Derived from the flags, so an --extra-args that names
+// another file of the directory gets that file too, and nothing more.
+func fileMounts(dir string, flags map[string]string) []containers.Mount {
+	var mounts []containers.Mount
+	seen := map[string]bool{}
+	for _, name := range sortedKeys(flags) {
+		rel, ok := strings.CutPrefix(flags[name], confMount+"/")
+		if !ok || seen[rel] {
+			continue
+		}
+		seen[rel] = true
+		mounts = append(mounts, containers.Mount{Source: filepath.Join(dir, filepath.FromSlash(rel)), Target: flags[name], ReadOnly: true})
+	}
+	return mounts
 }
 
 func pki(name string) string { return confMount + "/pki/" + name }

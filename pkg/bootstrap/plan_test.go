@@ -51,8 +51,13 @@ func TestPlanShape(t *testing.T) {
 		if !strings.HasPrefix(s.Image, "registry.k8s.io/") {
 			t.Errorf("%s: image %s should be the canonical name", s.Name, s.Image)
 		}
-		if m := s.Mounts[0]; m.Source != "/var/lib/dk8s" || !m.ReadOnly {
-			t.Errorf("%s: the PKI and kubeconfigs should be mounted read-only, got %+v", s.Name, m)
+		for _, m := range s.Mounts {
+			if m.Source == "/var/lib/dk8s" || m.Source == "/var/lib/dk8s/pki" {
+				t.Errorf("%s: the whole cluster directory or PKI is mounted: %+v", s.Name, m)
+			}
+			if m.Target != "/var/lib/etcd" && !m.ReadOnly {
+				t.Errorf("%s: %s should be mounted read-only", s.Name, m.Source)
+			}
 		}
 	}
 	if got := strings.Join(names, " "); got != "dk8s-etcd dk8s-apiserver dk8s-controller-manager dk8s-scheduler" {
@@ -84,8 +89,45 @@ func TestPlanFlagsAreKubeadms(t *testing.T) {
 		}
 	}
 	etcd := s["dk8s-etcd"]
-	if m := etcd.Mounts[1]; m.Source != "/var/lib/dk8s/etcd" || m.Target != "/var/lib/etcd" || m.ReadOnly {
+	if m := etcd.Mounts[len(etcd.Mounts)-1]; m.Source != "/var/lib/dk8s/etcd" || m.Target != "/var/lib/etcd" || m.ReadOnly {
 		t.Errorf("etcd's data should live in the host's /var/lib/dk8s/etcd, read-write: %+v", m)
+	}
+}
+
+// Each component sees only the files its flags name, read-only: the
+// cluster's secrets (the CA keys, the service-account key, the admin
+// kubeconfigs) only where kubeadm puts them.
+func TestPlanMountsOnlyOwnFiles(t *testing.T) {
+	s := byName(testPlan(t, map[string]map[string]string{"kube-scheduler": {"config": "/etc/dk8s/scheduler-config.yaml"}}))
+	mounted := func(name string) []string {
+		var out []string
+		for _, m := range s[name].Mounts {
+			if m.Target != "/var/lib/etcd" {
+				out = append(out, strings.TrimPrefix(m.Source, "/var/lib/dk8s/"))
+				if m.Target != "/etc/dk8s/"+strings.TrimPrefix(m.Source, "/var/lib/dk8s/") {
+					t.Errorf("%s: %s mounted at %s", name, m.Source, m.Target)
+				}
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	want := map[string][]string{
+		"dk8s-etcd":               {"pki/etcd/ca.crt", "pki/etcd/peer.crt", "pki/etcd/peer.key", "pki/etcd/server.crt", "pki/etcd/server.key"},
+		"dk8s-scheduler":          {"scheduler-config.yaml", "scheduler.conf"},
+		"dk8s-controller-manager": {"controller-manager.conf", "pki/ca.crt", "pki/ca.key", "pki/front-proxy-ca.crt", "pki/sa.key"},
+	}
+	for name, files := range want {
+		if got := mounted(name); !slices.Equal(got, files) {
+			t.Errorf("%s mounts %v, want %v", name, got, files)
+		}
+	}
+	for _, secret := range []string{"pki/ca.key", "pki/etcd/ca.key", "pki/front-proxy-ca.key", "super-admin.conf", "admin.conf"} {
+		for name := range s {
+			if slices.Contains(mounted(name), secret) && name != "dk8s-controller-manager" {
+				t.Errorf("%s can read %s", name, secret)
+			}
+		}
 	}
 }
 

@@ -83,11 +83,16 @@ func Preflight(ctx context.Context, engine containers.Engine, cfg Config) ([]Fin
 			}
 		}
 	}
+	if cfg.Node {
+		out = append(out, nodePorts(ctx, engine, cfg, holders)...)
+	}
 	if free, path, err := freeDisk(cfg.Dir); err == nil && free < minFreeDisk {
 		out = append(out, Finding{"disk", fmt.Sprintf("%s has %d MiB free", path, free>>20), "Free at least 1 GiB there, or choose another --dir", true})
 	}
 	if data, err := os.ReadFile("/proc/swaps"); err == nil && len(strings.Split(strings.TrimSpace(string(data)), "\n")) > 1 {
-		out = append(out, Finding{"swap", "swap is on", "kubelet refuses to run with swap by default: 'swapoff -a' (and remove it from /etc/fstab)", false})
+		// kubelet refuses to run with swap: a node would fail after the
+		// control plane is up, so it is a failure before anything starts.
+		out = append(out, Finding{"swap", "swap is on", "kubelet refuses to run with swap by default: 'swapoff -a' (and remove it from /etc/fstab), or start with --control-plane-only", cfg.Node})
 	}
 	if data, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); err == nil && strings.TrimSpace(string(data)) != "1" {
 		out = append(out, Finding{"ip_forward", "IPv4 forwarding is off", "Pods need it: 'sysctl -w net.ipv4.ip_forward=1'", false})
@@ -96,6 +101,34 @@ func Preflight(ctx context.Context, engine containers.Engine, cfg Config) ([]Fin
 		out = append(out, Finding{"br_netfilter", "the br_netfilter module is not loaded", "Services need it: 'modprobe br_netfilter'", false})
 	}
 	return out, nil
+}
+
+// NodePorts are the host ports a node's agents listen on: kubelet's API
+// and health, kube-proxy's metrics and health.
+var NodePorts = map[string][]int{
+	"kubelet":    {10250, 10248},
+	"kube-proxy": {10249, 10256},
+}
+
+// nodePorts checks the node's ports before anything starts, unless this
+// cluster's node already runs here (its kubelet and kube-proxy hold them).
+func nodePorts(ctx context.Context, engine containers.Engine, cfg Config, holders map[int]string) []Finding {
+	if c, err := engine.InspectContainer(ctx, containerName("kubelet")); err == nil && c.Running && c.Labels[containers.LabelDir] == cfg.Dir {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(unitDir, unitName("kubelet"))); err == nil && systemdIsInit() {
+		return nil // its unit runs it; start restarts it if its unit changed
+	}
+	var out []Finding
+	for _, comp := range []string{"kubelet", "kube-proxy"} {
+		for _, port := range NodePorts[comp] {
+			if who, busy := holders[port]; busy {
+				out = append(out, Finding{"port " + strconv.Itoa(port), fmt.Sprintf("this node's %s needs it, and %s is listening on it", comp, who),
+					"Stop that process (a kubelet or kube-proxy of another cluster?) and run dk8s start again, or start with --control-plane-only", true})
+			}
+		}
+	}
+	return out
 }
 
 func containerName(component string) string {

@@ -70,9 +70,19 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 			opts.Events(e)
 		}
 	}
+	if err := cfg.Resolve(); err != nil {
+		return err
+	}
 	specs, err := Plan(cfg, rel)
 	if err != nil {
 		return err
+	}
+	// The directory is checked before dk8s writes a thing in it: a --dir
+	// naming a directory of other files (/etc) is refused untouched.
+	if _, err := os.Stat(cfg.Dir); err == nil {
+		if _, err := claimDir(cfg.Dir, cfg.ClusterName); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return err
@@ -82,6 +92,9 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 		return err
 	}
 	defer unlock()
+	if _, err := claimDir(cfg.Dir, cfg.ClusterName); err != nil {
+		return err // made by another start while this one waited
+	}
 
 	findings, err := Preflight(ctx, engine, cfg)
 	if err != nil {
@@ -101,6 +114,10 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 	if err := missingImages(ctx, engine, specs); err != nil {
 		return err
 	}
+	from, err := checkUpgrade(ctx, engine, cfg, rel)
+	if err != nil {
+		return err
+	}
 	var node *nodeTools
 	if cfg.Node {
 		// Everything the node needs from the host is found before anything
@@ -110,6 +127,20 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 		}
 	}
 	emit(Event{Step: "preflight", Message: "host checks passed", Done: true})
+	if from != "" && from != rel.Kubernetes {
+		emit(Event{Step: "upgrade", Message: fmt.Sprintf("upgrading from Kubernetes %s to %s: etcd, the apiserver, the controller-manager, the scheduler, kubelet, then the add-ons", from, rel.Kubernetes)})
+	}
+	settings := settingsOf(cfg)
+	settings.KubernetesVersion = from
+	if err := writeSettings(cfg.Dir, settings); err != nil {
+		return err
+	}
+	// Recorded once everything is up: an upgrade stopped halfway is checked
+	// from the version the cluster ran before it.
+	finished := func() error {
+		settings.KubernetesVersion = rel.Kubernetes
+		return writeSettings(cfg.Dir, settings)
+	}
 
 	pcfg, err := cfg.PKIConfig()
 	if err != nil {
@@ -137,6 +168,11 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 		if err != nil {
 			return fmt.Errorf("%s: %w", comp, err)
 		}
+		if action == "unchanged" {
+			if action, err = reloadFiles(ctx, engine, spec); err != nil {
+				return fmt.Errorf("%s: %w", comp, err)
+			}
+		}
 		emit(Event{Step: "container", Component: comp, Message: spec.Name + " " + action})
 		if err := WaitHealthy(ctx, p, comp, timeout); err != nil {
 			if ctx.Err() != nil {
@@ -152,9 +188,11 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 		emit(Event{Step: "healthy", Component: comp, Message: comp + " is healthy", Done: true})
 	}
 	if node != nil {
-		return startNode(ctx, engine, cfg, rel, node, timeout, emit)
+		if err := startNode(ctx, engine, cfg, rel, node, timeout, emit); err != nil {
+			return err
+		}
 	}
-	return nil
+	return finished()
 }
 
 var hints = map[string]string{
@@ -203,6 +241,28 @@ func apply(ctx context.Context, engine containers.Engine, spec containers.Spec) 
 		return "", err
 	}
 	return "replaced (" + why + ")", engine.StartContainer(ctx, spec.Name)
+}
+
+// reloadFiles restarts a running container when a file bound into it
+// changed since it started (a certificate reissued or renewed): a bound
+// file is the inode it was when the container started, so only a restart
+// shows it the new one.
+func reloadFiles(ctx context.Context, engine containers.Engine, spec containers.Spec) (string, error) {
+	cur, err := engine.InspectContainer(ctx, spec.Name)
+	if err != nil || cur.StartedAt.IsZero() {
+		return "unchanged", err
+	}
+	for _, m := range spec.Mounts {
+		st, err := os.Stat(m.Source)
+		if err != nil || st.IsDir() || !st.ModTime().After(cur.StartedAt) {
+			continue
+		}
+		if err := engine.StopContainer(ctx, spec.Name, 30*time.Second); err != nil {
+			return "", err
+		}
+		return "restarted (" + filepath.Base(m.Source) + " changed)", engine.StartContainer(ctx, spec.Name)
+	}
+	return "unchanged", nil
 }
 
 // sameImage tells whether the container runs the content its image name

@@ -42,12 +42,17 @@ func (c *clusterFlags) connect(cmd *cobra.Command, g *globals) (bootstrap.Config
 	return cfg, engine, err
 }
 
+// config is the cluster the flags name. It looks nothing up on the host:
+// commands that need the node name or the address resolve them
+// (bootstrap.Config.Resolve), so a host without a default route can still
+// run ps, stop and reset.
 func (c *clusterFlags) config() (bootstrap.Config, error) {
-	cfg, err := bootstrap.DefaultConfig()
+	cfg := bootstrap.DefaultConfig()
+	dir, err := bootstrap.AbsDir(c.dir)
 	if err != nil {
 		return cfg, err
 	}
-	cfg.Dir, cfg.ClusterName = c.dir, c.name
+	cfg.Dir, cfg.ClusterName = dir, c.name
 	return cfg, nil
 }
 
@@ -93,8 +98,8 @@ Nothing is changed until the host checks pass.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.nodeName, "node-name", "", "this node's `NAME` (default: the host name)")
 	fl.StringVar(&f.advertise, "advertise-address", "", "`IP` the apiserver advertises (default: the default route's)")
-	fl.StringVar(&f.serviceCIDR, "service-cidr", "10.96.0.0/12", "service address `RANGE`")
-	fl.StringVar(&f.podCIDR, "pod-cidr", "10.244.0.0/16", "pod address `RANGE`")
+	fl.StringVar(&f.serviceCIDR, "service-cidr", bootstrap.DefaultServiceCIDR, "service address `RANGE` (kept on the host: never routed out)")
+	fl.StringVar(&f.podCIDR, "pod-cidr", bootstrap.DefaultPodCIDR, "pod address `RANGE`")
 	fl.StringArrayVar(&f.extraArgs, "extra-args", nil, "add or override a component flag: `COMPONENT:FLAG=VALUE` (repeatable)")
 	fl.StringVar(&f.configFile, "config", "", "YAML `FILE` with nodeName, advertiseAddress, serviceCIDR, podCIDR and extraArgs (per component, flag: value); flags win over it")
 	fl.BoolVar(&f.pull, "pull", false, "pull missing images first (see 'dk8s pull')")
@@ -131,10 +136,13 @@ func runStart(cmd *cobra.Command, g *globals, f *startFlags) error {
 			return fmt.Errorf("--advertise-address %q is not an IP address", f.advertise)
 		}
 	}
-	if cmd.Flags().Changed("service-cidr") || cfg.ServiceCIDR == "" {
+	cfg.AdvertiseGiven = cfg.AdvertiseAddress != nil
+	// Unset ranges come from the cluster's marker on a rerun, else the
+	// defaults (bootstrap.Config.Resolve).
+	if cmd.Flags().Changed("service-cidr") {
 		cfg.ServiceCIDR = f.serviceCIDR
 	}
-	if cmd.Flags().Changed("pod-cidr") || cfg.PodCIDR == "" {
+	if cmd.Flags().Changed("pod-cidr") {
 		cfg.PodCIDR = f.podCIDR
 	}
 	cfg.Node, cfg.KubeletBinary = !f.controlPlaneOnly, f.kubeletBinary
@@ -235,20 +243,31 @@ func readStartConfig(path string, cfg *bootstrap.Config) error {
 			return fmt.Errorf("%s: advertiseAddress %q is not an IP address", path, sc.AdvertiseAddress)
 		}
 	}
-	cfg.ServiceCIDR, cfg.PodCIDR, cfg.ExtraArgs = sc.ServiceCIDR, sc.PodCIDR, sc.ExtraArgs
+	if sc.ServiceCIDR != "" {
+		cfg.ServiceCIDR = sc.ServiceCIDR
+	}
+	if sc.PodCIDR != "" {
+		cfg.PodCIDR = sc.PodCIDR
+	}
+	cfg.ExtraArgs = sc.ExtraArgs
 	return nil
 }
 
 func newHostExec() *cobra.Command {
-	return &cobra.Command{
-		Use:    "host-exec -- COMMAND [ARG...]",
+	opts := bootstrap.HostExecOptions{}
+	cmd := &cobra.Command{
+		Use:    "host-exec [--service-cidr RANGE] [--cgroup NAME] -- COMMAND [ARG...]",
 		Short:  "Enter the host's root at /host and run COMMAND there (run by dk8s's node containers)",
 		Hidden: true,
 		Args:   cobra.MinimumNArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return bootstrap.ExecOnHost(bootstrap.HostRoot, args)
+			return bootstrap.ExecOnHost(opts, args)
 		},
 	}
+	cmd.Flags().StringVar(&opts.Root, "root", bootstrap.HostRoot, "the host's root file system")
+	cmd.Flags().StringVar(&opts.ServiceCIDR, "service-cidr", "", "route this range to the host's service device first")
+	cmd.Flags().StringVar(&opts.Cgroup, "cgroup", "", "move into this cgroup first")
+	return cmd
 }
 
 func parseExtraArgs(list []string) (map[string]map[string]string, error) {
@@ -376,6 +395,12 @@ cluster held: it asks first, or takes --yes.`,
 			cfg, err := f.config()
 			if err != nil {
 				return err
+			}
+			if purge {
+				// Refused before anything is asked or removed.
+				if err := bootstrap.CheckPurge(cfg); err != nil {
+					return err
+				}
 			}
 			if purge && !yes {
 				ok, err := confirm(g, fmt.Sprintf("This deletes %s: the cluster's etcd data (every object), its PKI and kubeconfigs. Type 'yes' to go on: ", cfg.Dir))
@@ -527,11 +552,12 @@ func newCerts(g *globals) *cobra.Command {
 		Short: "Show when each certificate of the cluster expires",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, pcfg, p, err := certsOf(f)
+			cfg, err := f.config()
 			if err != nil {
 				return err
 			}
-			exp, err := p.Expiries(pcfg)
+			p := &bootstrap.PKI{Dir: cfg.PKIDir()}
+			exp, err := p.Expiries(bootstrap.PKIConfig{}) // names only: no address needed
 			if err != nil {
 				return fmt.Errorf("reading the PKI in %s: %w (start the cluster first)", cfg.PKIDir(), err)
 			}
@@ -569,9 +595,15 @@ func newCerts(g *globals) *cobra.Command {
 	return cmd
 }
 
+// certsOf is the cluster's PKI and what its certificates must name: the
+// settings the cluster was made with, kept in its directory, not today's
+// host name and route.
 func certsOf(f *clusterFlags) (bootstrap.Config, bootstrap.PKIConfig, *bootstrap.PKI, error) {
 	cfg, err := f.config()
 	if err != nil {
+		return cfg, bootstrap.PKIConfig{}, nil, err
+	}
+	if err := cfg.Resolve(); err != nil {
 		return cfg, bootstrap.PKIConfig{}, nil, err
 	}
 	pcfg, err := cfg.PKIConfig()

@@ -143,9 +143,9 @@ func planned() (*images.Release, []containers.Spec) {
 	must(err)
 	rel, err := l.Release("")
 	must(err)
-	cfg, err := bootstrap.DefaultConfig()
-	must(err)
+	cfg := bootstrap.DefaultConfig()
 	cfg.Dir = dir
+	must(cfg.Resolve())
 	specs, err := bootstrap.Plan(cfg, rel)
 	must(err)
 	return rel, specs
