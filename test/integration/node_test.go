@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -108,6 +110,72 @@ func TestNode(t *testing.T) {
 	}
 	serves("after start")
 	c.writeMarker("before-node-faults")
+
+	t.Run("purge refuses a directory dk8s did not make, with a cluster up", func(t *testing.T) {
+		stranger := t.TempDir()
+		os.WriteFile(filepath.Join(stranger, "notes.txt"), []byte("mine"), 0o600)
+		for _, dir := range []string{stranger, "//", "/.", "/etc"} {
+			r := dk8s(t, nil, "reset", "--purge", "--yes", "--dir", dir)
+			if r.code == 0 || !strings.Contains(r.stderr, "nothing was changed") && !strings.Contains(r.stderr, "Nothing was changed") && !strings.Contains(r.stderr, "root of the file system") {
+				t.Errorf("reset --purge --dir %s should be refused:\n%s", dir, r)
+			}
+		}
+		if data, err := os.ReadFile(filepath.Join(stranger, "notes.txt")); err != nil || string(data) != "mine" {
+			t.Errorf("the stranger's file should be intact: %q %v", data, err)
+		}
+		c.waitHealthy(time.Minute)
+	})
+
+	// The pods' containers, by ID, with their restart counts: what must not
+	// change when the runtime or kubelet crashes or restarts.
+	pods := func() string {
+		t.Helper()
+		return c.mustKubectl("get", "pods", "-A", "--sort-by=.metadata.name", "-o",
+			`jsonpath={range .items[*]}{.metadata.name}{range .status.containerStatuses[*]}{" "}{.containerID}{" restarts="}{.restartCount}{end}{"\n"}{end}`)
+	}
+	samePods := func(when, before string) {
+		t.Helper()
+		if after := pods(); after != before {
+			t.Errorf("%s: the pods' containers changed (they must outlive it):\nbefore:\n%s\nafter:\n%s", when, before, after)
+		}
+	}
+
+	t.Run("the service range stays on the host with kube-proxy stopped", func(t *testing.T) {
+		routed := func(ip string) {
+			t.Helper()
+			out, err := exec.Command("ip", "route", "get", ip).CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "dev dk8s-svc") {
+				t.Fatalf("%s must be routed to the host's dk8s-svc device, not out of the host: %s (%v)", ip, out, err)
+			}
+		}
+		routed("10.96.0.1")
+		c.mustKubectl("-n", "kube-system", "patch", "daemonset", "kube-proxy", "-p", `{"spec":{"template":{"spec":{"nodeSelector":{"dk8s.io/test":"no-such-node"}}}}}`)
+		if !waitFor(2*time.Minute, func() bool {
+			out, _ := c.kubectl("-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-proxy", "--no-headers")
+			return strings.TrimSpace(out) == "" || strings.Contains(out, "No resources")
+		}) {
+			t.Fatal("kube-proxy did not stop")
+		}
+		c.mustKubectl("create", "service", "clusterip", "unprogrammed", "--tcp=80:8080")
+		defer c.kubectl("delete", "service", "unprogrammed")
+		nip := strings.TrimSpace(c.mustKubectl("get", "service", "unprogrammed", "-o", "jsonpath={.spec.clusterIP}"))
+		if out, _ := exec.Command("iptables", "-t", "nat", "-S", "KUBE-SERVICES").Output(); strings.Contains(string(out), nip+"/32") {
+			t.Fatalf("%s is programmed although kube-proxy is stopped", nip)
+		}
+		routed(nip) // checked before a packet is sent: nothing may leave the host
+		txBefore := txPackets(t, "dk8s-svc")
+		conn, err := (&net.Dialer{Timeout: 2 * time.Second}).Dial("tcp", nip+":80")
+		if err == nil {
+			conn.Close()
+			t.Fatalf("an unprogrammed ClusterIP %s answered", nip)
+		}
+		if txPackets(t, "dk8s-svc") <= txBefore {
+			t.Errorf("the connection to %s should have ended on the host's dk8s-svc device", nip)
+		}
+		c.mustKubectl("-n", "kube-system", "patch", "daemonset", "kube-proxy", "--type=json", "-p", `[{"op":"remove","path":"/spec/template/spec/nodeSelector"}]`)
+		c.mustKubectl("-n", "kube-system", "rollout", "status", "daemonset/kube-proxy", "--timeout=3m")
+		serves("after kube-proxy came back")
+	})
 	if body, err := get("http://"+ip+"/lookup?name=kubernetes.default", time.Minute); err != nil || body != "10.96.0.1" {
 		t.Errorf("a pod should resolve kubernetes.default through CoreDNS to 10.96.0.1, got %q (%v)", body, err)
 	}
@@ -137,27 +205,49 @@ func TestNode(t *testing.T) {
 		}
 	}
 
-	t.Run("kill -9 of kubelet: back, node Ready", func(t *testing.T) {
+	t.Run("kill -9 of kubelet: back, node Ready, pods kept", func(t *testing.T) {
+		before := pods()
 		kill("dk8s-kubelet")
 		nodeReady("after kill -9 of kubelet")
 		c.waitHealthy(2 * time.Minute)
 		serves("after kill -9 of kubelet")
+		samePods("kill -9 of kubelet", before)
 		c.assertMarker("before-node-faults")
 	})
 
-	t.Run("the runtime restarts: node Ready, Service answering", func(t *testing.T) {
+	t.Run("kill -9 of the runtime: back, node Ready, pods kept", func(t *testing.T) {
+		before := pods()
 		kill("dk8s-containerd")
 		nodeReady("after the runtime restarted")
 		c.waitHealthy(2 * time.Minute)
 		serves("after the runtime restarted")
+		samePods("kill -9 of the runtime", before)
 		c.assertMarker("before-node-faults")
 	})
 
-	t.Run("the Docker daemon restarts: node Ready, Service answering, no dk8s command", func(t *testing.T) {
+	t.Run("docker restart of the runtime and of kubelet: pods kept", func(t *testing.T) {
+		before := pods()
+		for _, name := range []string{"dk8s-containerd", "dk8s-kubelet"} {
+			if err := engine.StopContainer(context.Background(), name, 30*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if err := engine.StartContainer(context.Background(), name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		nodeReady("after docker restart of the runtime and kubelet")
+		c.waitHealthy(2 * time.Minute)
+		serves("after docker restart of the runtime and kubelet")
+		samePods("docker restart of the runtime and kubelet", before)
+	})
+
+	t.Run("the Docker daemon restarts: node Ready, Service answering, pods kept, no dk8s command", func(t *testing.T) {
+		before := pods()
 		restartDockerd(t)
 		nodeReady("after dockerd restarted")
 		c.waitHealthy(3 * time.Minute)
 		serves("after dockerd restarted")
+		samePods("a Docker daemon restart", before)
 		c.assertMarker("before-node-faults")
 	})
 
@@ -187,7 +277,26 @@ func assertNodeCleanedUp(t *testing.T, c *cluster) {
 	if _, err := os.Stat("/sys/class/net/dk8s0"); err == nil {
 		t.Error("the dk8s0 bridge is left")
 	}
-	if out, _ := exec.Command("pgrep", "-f", "containerd-shim-runc-v2").Output(); len(out) > 0 {
+	// dk8s's runtime's shims only: Docker's own containerd runs the same
+	// shim binary for Docker's containers, with its own socket.
+	if out, _ := exec.Command("pgrep", "-af", "containerd-shim.*-address /run/dk8s/containerd/").Output(); len(out) > 0 {
 		t.Errorf("pod shims are left: %s", out)
 	}
+	if _, err := os.Stat("/sys/class/net/dk8s-svc"); err == nil {
+		t.Error("the dk8s-svc device (the service range's route) is left")
+	}
+	if dirs, _ := filepath.Glob("/sys/fs/cgroup/*/dk8s"); len(dirs) > 0 {
+		t.Errorf("the runtime's cgroups are left: %v", dirs)
+	}
+}
+
+// txPackets reads how many packets the host sent on a device.
+func txPackets(t *testing.T, dev string) int {
+	t.Helper()
+	data, err := os.ReadFile("/sys/class/net/" + dev + "/statistics/tx_packets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	return n
 }
