@@ -106,20 +106,26 @@ func claimDir(dir, cluster string) (*Settings, error) {
 	case !errors.Is(err, os.ErrNotExist):
 		return nil, err
 	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
+	if empty, err := holdsNothingElse(dir); err != nil || empty || madeByDK8s(dir) {
 		return nil, err
 	}
-	for _, e := range entries {
-		if e.Name() == ".lock" || (e.Name() == "bin" && onlyOurBinaries(filepath.Join(dir, "bin"))) {
-			continue // start's lock, and the kubelet 'dk8s pull' fetched
-		}
-		if madeByDK8s(dir) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("%s is not empty and was not made by dk8s (no %s in it): choose a new or empty --dir, such as /var/lib/dk8s", dir, MarkerFile)
+	return nil, fmt.Errorf("%s is not empty and was not made by dk8s (no %s in it): choose a new or empty --dir, such as /var/lib/dk8s", dir, MarkerFile)
+}
+
+// holdsNothingElse tells whether dir holds nothing but what dk8s leaves
+// before it marks a directory: start's lock (a start refused by its host
+// checks leaves it), and the kubelet 'dk8s pull' fetched.
+func holdsNothingElse(dir string) (bool, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false, err
 	}
-	return nil, nil
+	for _, e := range entries {
+		if e.Name() != ".lock" && (e.Name() != "bin" || !onlyOurBinaries(filepath.Join(dir, "bin"))) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // onlyOurBinaries tells whether dir holds nothing but binaries dk8s puts

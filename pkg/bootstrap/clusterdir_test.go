@@ -156,3 +156,17 @@ func TestEnsurePKIReissuesForNewNames(t *testing.T) {
 		t.Error("reissuing replaced the key")
 	}
 }
+
+// A directory holding only what a refused start leaves (its lock) may be
+// purged: nothing in it can be lost.
+func TestCheckPurgeTakesWhatARefusedStartLeft(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, ".lock"), nil, 0o600)
+	if err := CheckPurge(Config{ClusterName: "dk8s", Dir: dir}); err != nil {
+		t.Errorf("got %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "other"), nil, 0o600)
+	if err := CheckPurge(Config{ClusterName: "dk8s", Dir: dir}); err == nil {
+		t.Error("a file dk8s did not write must keep the directory")
+	}
+}

@@ -200,6 +200,11 @@ func CheckPurge(cfg Config) error {
 		return nil
 	}
 	s, err := ReadSettings(cfg.Dir)
+	if errors.Is(err, os.ErrNotExist) {
+		if empty, _ := holdsNothingElse(cfg.Dir); empty {
+			return nil // nothing in it can be lost
+		}
+	}
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		why := "it holds no " + MarkerFile + ", so dk8s did not make it"

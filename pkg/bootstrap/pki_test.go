@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -84,22 +85,42 @@ func TestPKIKeysAreRootOnly(t *testing.T) {
 	if _, _, err := EnsurePKI(dir, testCfg); err != nil {
 		t.Fatal(err)
 	}
-	keys := 0
-	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		info, _ := d.Info()
+	var keys []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
 		switch {
 		case d.IsDir() && path != dir && info.Mode().Perm() != 0o700:
 			t.Errorf("%s is %v, want 0700", path, info.Mode().Perm())
 		case strings.HasSuffix(path, ".key"):
-			keys++
+			rel, _ := filepath.Rel(dir, path)
+			keys = append(keys, rel)
 			if info.Mode().Perm() != 0o600 {
 				t.Errorf("%s is %v, want 0600", path, info.Mode().Perm())
 			}
 		}
 		return nil
 	})
-	if keys != len(Specs(testCfg))+1 {
-		t.Errorf("found %d keys", keys)
+	if err != nil {
+		t.Fatalf("walking the PKI: %v", err)
+	}
+	// Every key must have been seen, or a missing or empty directory would
+	// pass with nothing checked.
+	var want []string
+	for f := range pkiFiles(testCfg) {
+		if strings.HasSuffix(f, ".key") {
+			want = append(want, f)
+		}
+	}
+	slices.Sort(keys)
+	slices.Sort(want)
+	if !slices.Equal(keys, want) {
+		t.Errorf("keys checked: %v\nwant every key of Specs and sa.key: %v", keys, want)
 	}
 }
 
@@ -116,6 +137,8 @@ func TestPKIRerunKeepsEverything(t *testing.T) {
 	if len(made) != 0 {
 		t.Errorf("a rerun made %v", made)
 	}
+	// snapshot fails unless both hold every file of the PKI, so this
+	// compares each of them.
 	for f, data := range snapshot(t, dir) {
 		if !bytes.Equal(before[f], data) {
 			t.Errorf("a rerun changed %s", f)
@@ -154,16 +177,53 @@ func TestRenewKeepsCAsAndKeys(t *testing.T) {
 	}
 }
 
+// pkiFiles is every file EnsurePKI makes, relative to its directory: a
+// certificate and a key per spec, and the service-account key pair.
+func pkiFiles(cfg PKIConfig) map[string]bool {
+	files := map[string]bool{"sa.key": true, "sa.pub": true}
+	for _, spec := range Specs(cfg) {
+		files[filepath.FromSlash(spec.Name)+".crt"] = true
+		files[filepath.FromSlash(spec.Name)+".key"] = true
+	}
+	return files
+}
+
+// snapshot reads every file under dir, and fails unless it holds exactly
+// the PKI's files: a walk of a missing or empty directory must not pass.
 func snapshot(t *testing.T, dir string) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
-	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if !d.IsDir() {
-			rel, _ := filepath.Rel(dir, path)
-			out[rel], _ = os.ReadFile(path)
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
 		}
-		return nil
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			return err
+		}
+		out[rel], err = os.ReadFile(path)
+		return err
 	})
+	if err != nil {
+		t.Fatalf("reading the PKI in %s: %v", dir, err)
+	}
+	var missing, extra []string
+	want := pkiFiles(testCfg)
+	for f := range want {
+		if _, ok := out[f]; !ok {
+			missing = append(missing, f)
+		}
+	}
+	for f := range out {
+		if !want[f] {
+			extra = append(extra, f)
+		}
+	}
+	if len(missing) > 0 || len(extra) > 0 {
+		slices.Sort(missing)
+		slices.Sort(extra)
+		t.Fatalf("%s should hold exactly the PKI's files: missing %v, unexpected %v", dir, missing, extra)
+	}
 	return out
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -111,25 +112,29 @@ func (c *cluster) writeMarker(value string) {
 	}
 }
 
-// marker reads the marker, retrying while the apiserver settles.
-func (c *cluster) marker() (string, error) {
+// marker reads the marker, retrying while the apiserver settles; found is
+// false when the apiserver answers that there is none. An apiserver that
+// does not answer within 30s fails the test: that is no "not found".
+func (c *cluster) marker() (value string, found bool) {
+	c.t.Helper()
 	var cm *corev1.ConfigMap
 	var err error
-	waitFor(30*time.Second, func() bool {
+	if !waitFor(30*time.Second, func() bool {
 		cm, err = c.client().CoreV1().ConfigMaps(markerNS).Get(context.Background(), "dk8s-marker", metav1.GetOptions{})
-		return err == nil || strings.Contains(err.Error(), "not found")
-	})
-	if err != nil {
-		return "", err
+		return err == nil || apierrors.IsNotFound(err)
+	}) {
+		c.t.Fatalf("the apiserver did not answer a read of the marker within 30s: %v", err)
 	}
-	return cm.Data["value"], nil
+	if err != nil {
+		return "", false
+	}
+	return cm.Data["value"], true
 }
 
 func (c *cluster) assertMarker(want string) {
 	c.t.Helper()
-	got, err := c.marker()
-	if err != nil || got != want {
-		c.t.Fatalf("the marker written before should read %q, got %q (%v): etcd data was lost", want, got, err)
+	if got, found := c.marker(); !found || got != want {
+		c.t.Fatalf("the marker written before should read %q, got %q (found %v): etcd data was lost", want, got, found)
 	}
 }
 
@@ -261,10 +266,12 @@ func TestControlPlane(t *testing.T) {
 			if err := syscall.Kill(ctr.Pid, syscall.SIGKILL); err != nil {
 				t.Fatalf("kill -9 %s (pid %d): %v", n, ctr.Pid, err)
 			}
-			waitFor(30*time.Second, func() bool {
+			if !waitFor(30*time.Second, func() bool {
 				again, err := engine.InspectContainer(context.Background(), n)
 				return err == nil && again.Pid != ctr.Pid && again.Running
-			})
+			}) {
+				t.Fatalf("%s was not running again with a new process within 30s of kill -9 (pid %d): Docker's restart policy did not bring it back", n, ctr.Pid)
+			}
 			c.waitHealthy(2 * time.Minute)
 			if again, _ := engine.InspectContainer(context.Background(), n); again.RestartCount <= ctr.RestartCount {
 				t.Errorf("%s restart count %d, was %d", n, again.RestartCount, ctr.RestartCount)
@@ -329,12 +336,7 @@ func TestControlPlane(t *testing.T) {
 	})
 
 	t.Run("keys are root's alone", func(t *testing.T) {
-		filepath.Walk(c.dir, func(path string, info os.FileInfo, err error) error {
-			if err == nil && (strings.HasSuffix(path, ".key") || strings.HasSuffix(path, ".conf")) && info.Mode().Perm() != 0o600 {
-				t.Errorf("%s is %v, want 0600", path, info.Mode().Perm())
-			}
-			return nil
-		})
+		assertKeysRootOnly(t, c.dir)
 	})
 
 	t.Run("reset --purge asks, then removes the data", func(t *testing.T) {
@@ -352,8 +354,8 @@ func TestControlPlane(t *testing.T) {
 			t.Fatalf("%s should be gone: %v", c.dir, err)
 		}
 		c.start()
-		if v, err := c.marker(); err == nil || v != "" {
-			t.Errorf("after a purge the cluster should be new, but the marker reads %q (%v)", v, err)
+		if v, found := c.marker(); found {
+			t.Errorf("after a purge the cluster should be new, but the marker reads %q", v)
 		}
 	})
 }

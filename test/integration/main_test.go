@@ -203,7 +203,9 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// waitFor polls cond every 20ms until it holds or d passes.
+// waitFor polls cond every 20ms until it holds or d passes, and tells
+// which. A caller checks the result and fails the test saying what did not
+// happen in time, unless it reports the last attempt's error itself.
 func waitFor(d time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {

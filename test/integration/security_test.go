@@ -2,7 +2,9 @@ package integration
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -124,24 +126,49 @@ func TestSecurity(t *testing.T) {
 
 	t.Run("the health endpoints answer anonymously, the API does not", func(t *testing.T) {
 		cl := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-		for url, want := range map[string]int{
-			"https://127.0.0.1:6443/readyz":           200,
-			"https://127.0.0.1:6443/livez":            200,
-			"https://127.0.0.1:6443/api/v1/secrets":   401,
-			"https://127.0.0.1:10257/healthz":         200,
-			"https://127.0.0.1:10257/metrics":         403,
-			"https://127.0.0.1:10259/healthz":         200,
-			"https://127.0.0.1:10259/metrics":         403,
-			"https://" + advertise(t) + ":10250/pods": 401,
+		// Each code is exact: 401 and 403 tell different configurations
+		// apart, and accepting either would pass a broken one.
+		for _, c := range []struct {
+			url  string
+			want int
+			why  string
+		}{
+			// The apiserver runs with anonymous-auth=true and RBAC, as
+			// kubeadm leaves it: a request without credentials becomes
+			// system:anonymous, whom system:public-info-viewer lets read
+			// the health and version endpoints, and nothing else. So the
+			// API answers 403; a 401 would mean anonymous auth went off
+			// (health checks without credentials would break), a 200 that
+			// authorization lets anyone in.
+			{"https://127.0.0.1:6443/readyz", 200, "public-info-viewer lets system:anonymous read the health endpoints"},
+			{"https://127.0.0.1:6443/livez", 200, "public-info-viewer lets system:anonymous read the health endpoints"},
+			{"https://127.0.0.1:6443/api", 403, "RBAC grants system:anonymous no discovery (system:discovery is for system:authenticated)"},
+			{"https://127.0.0.1:6443/api/v1/secrets", 403, "RBAC grants system:anonymous nothing on the API"},
+			// The controller-manager and scheduler delegate to the
+			// apiserver, which takes a request without credentials as
+			// system:anonymous. The health paths are always allowed; for
+			// /metrics they ask RBAC, which denies system:anonymous: 403. A
+			// 200 would mean their metrics are open to anyone.
+			{"https://127.0.0.1:10257/healthz", 200, "the health paths need no authorization"},
+			{"https://127.0.0.1:10257/metrics", 403, "RBAC denies system:anonymous /metrics"},
+			{"https://127.0.0.1:10259/healthz", 200, "the health paths need no authorization"},
+			{"https://127.0.0.1:10259/metrics", 403, "RBAC denies system:anonymous /metrics"},
+			// kubelet has authentication.anonymous.enabled=false
+			// (kubeletConfig): a request without a client certificate or
+			// token is rejected as unauthenticated, 401, before any
+			// authorization. With anonymous access on, it would become
+			// system:anonymous and the Webhook authorizer would answer 403
+			// instead; with authorization AlwaysAllow, 200.
+			{"https://" + advertise(t) + ":10250/pods", 401, "kubelet's anonymous authentication is off"},
 		} {
-			resp, err := cl.Get(url)
+			resp, err := cl.Get(c.url)
 			if err != nil {
-				t.Errorf("%s: %v", url, err)
+				t.Errorf("%s: %v", c.url, err)
 				continue
 			}
 			resp.Body.Close()
-			if resp.StatusCode != want && !(want == 401 && resp.StatusCode == 403) {
-				t.Errorf("anonymous GET %s = %d, want %d", url, resp.StatusCode, want)
+			if resp.StatusCode != c.want {
+				t.Errorf("anonymous GET %s = %d, want %d: %s", c.url, resp.StatusCode, c.want, c.why)
 			}
 		}
 	})
@@ -156,25 +183,7 @@ func TestSecurity(t *testing.T) {
 	})
 
 	t.Run("private keys and kubeconfigs are root's, 0600", func(t *testing.T) {
-		n := 0
-		filepath.Walk(c.dir, func(path string, info os.FileInfo, err error) error {
-			// Pods' files and images are theirs, not dk8s's.
-			if err == nil && info.IsDir() && (path == filepath.Join(c.dir, "containerd") || path == filepath.Join(c.dir, "kubelet", "pods")) {
-				return filepath.SkipDir
-			}
-			if err != nil || !(strings.HasSuffix(path, ".key") || strings.HasSuffix(path, ".conf")) {
-				return nil
-			}
-			n++
-			st := info.Sys().(*syscall.Stat_t)
-			if info.Mode().Perm() != 0o600 || st.Uid != 0 {
-				t.Errorf("%s is %v owned by uid %d, want 0600 root", path, info.Mode().Perm(), st.Uid)
-			}
-			return nil
-		})
-		if n < 20 {
-			t.Errorf("found only %d keys and kubeconfigs", n)
-		}
+		assertKeysRootOnly(t, c.dir)
 	})
 }
 
@@ -185,4 +194,63 @@ func advertise(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return ip.String()
+}
+
+// clusterSecrets are the files dk8s writes into a cluster directory that
+// hold a private key: every key of the PKI, the service-account key, and
+// every kubeconfig (each embeds its identity's key).
+func clusterSecrets() []string {
+	files := []string{filepath.Join("pki", "sa.key")}
+	for _, spec := range bootstrap.Specs(bootstrap.PKIConfig{}) {
+		files = append(files, filepath.Join("pki", filepath.FromSlash(spec.Name)+".key"))
+	}
+	for _, name := range bootstrap.Kubeconfigs {
+		files = append(files, name+".conf")
+	}
+	return files
+}
+
+// assertKeysRootOnly checks that every .key and .conf file under dir, out
+// of the trees that pods and images own, is root's and 0600. The walk fails
+// on errors, and must have checked each of clusterSecrets: a missing or
+// empty directory does not pass.
+func assertKeysRootOnly(t *testing.T, dir string) {
+	t.Helper()
+	seen := map[string]bool{}
+	err := filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
+		if err != nil {
+			// A running cluster makes and removes files as the walk goes
+			// (etcd's WAL, kubelet's state): one gone between the listing
+			// and its stat is no failure; clusterSecrets below still must
+			// all be seen, and the directory itself must exist.
+			if path != dir && errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		// Pods' files and images are theirs, not dk8s's.
+		if info.IsDir() && (path == filepath.Join(dir, "containerd") || path == filepath.Join(dir, "kubelet", "pods")) {
+			return filepath.SkipDir
+		}
+		if info.IsDir() || !(strings.HasSuffix(path, ".key") || strings.HasSuffix(path, ".conf")) {
+			return nil
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			return err
+		}
+		seen[rel] = true
+		if st := info.Sys().(*syscall.Stat_t); info.Mode().Perm() != 0o600 || st.Uid != 0 {
+			t.Errorf("%s is %v owned by uid %d, want 0600 root", path, info.Mode().Perm(), st.Uid)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("walking %s: %v", dir, err)
+	}
+	for _, f := range clusterSecrets() {
+		if !seen[f] {
+			t.Errorf("%s was not checked: %s has no such file", f, dir)
+		}
+	}
 }

@@ -79,8 +79,10 @@ func TestConcurrentStarts(t *testing.T) {
 		if r := dk8s(t, nil, "stop", "--dir", other); r.code == 0 || !strings.Contains(r.stderr, "pass --dir "+c.dir) {
 			t.Errorf("stop of another directory should refuse:\n%s", r)
 		}
-		if r := dk8s(t, nil, "reset", "--dir", other); r.code != 0 || strings.Contains(r.stderr, "removed") {
-			t.Errorf("reset of another directory should remove nothing:\n%s", r)
+		// Refused, not a no-op: its clean-up of the node (mounts under the
+		// runtime's state) would reach this cluster's.
+		if r := dk8s(t, nil, "reset", "--dir", other); r.code == 0 || strings.Contains(r.stderr, "removed") || !strings.Contains(r.stderr, "runs the cluster kept in "+c.dir) {
+			t.Errorf("reset of another directory should be refused and remove nothing:\n%s", r)
 		}
 		if after := ids(t, engine); !equalMaps(before, after) {
 			t.Errorf("containers changed: %v -> %v", before, after)

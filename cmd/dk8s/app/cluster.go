@@ -542,7 +542,12 @@ func mergeKubeconfig(admin string) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
 		return "", err
 	}
-	return target, clientcmd.WriteToFile(*dst, target)
+	if err := clientcmd.WriteToFile(*dst, target); err != nil {
+		return "", err
+	}
+	// It now holds the admin's private key: readable by its owner only,
+	// whatever mode the file had.
+	return target, os.Chmod(target, 0o600)
 }
 
 func newCerts(g *globals) *cobra.Command {
