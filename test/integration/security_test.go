@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -87,6 +88,39 @@ func TestSecurity(t *testing.T) {
 	c := newCluster(t)
 	c.node, c.nodeArgs = true, []string{"--kubelet-binary", filepath.Join(filepath.Dir(testLock), "kubelet")}
 	c.start()
+
+	// Each control-plane container sees only its own files: the cluster's
+	// secrets where kubeadm puts them and nowhere else.
+	secrets := map[string][]string{ // file -> the containers that may read it
+		"pki/ca.key":              {"dk8s-controller-manager"},
+		"pki/sa.key":              {"dk8s-apiserver", "dk8s-controller-manager"},
+		"pki/etcd/ca.key":         nil,
+		"pki/front-proxy-ca.key":  nil,
+		"super-admin.conf":        nil,
+		"admin.conf":              nil,
+		"pki/etcd/server.key":     {"dk8s-etcd"},
+		"controller-manager.conf": {"dk8s-controller-manager"},
+	}
+	for _, name := range controlPlane {
+		out, err := exec.Command("docker", "inspect", "-f", `{{range .Mounts}}{{.Source}}|{{.RW}} {{end}}`, name).Output()
+		if err != nil {
+			t.Fatalf("inspecting %s: %v", name, err)
+		}
+		for _, m := range strings.Fields(string(out)) {
+			src, rw, _ := strings.Cut(m, "|")
+			if src == c.dir || src == filepath.Join(c.dir, "pki") {
+				t.Errorf("%s has the whole %s mounted", name, src)
+			}
+			if rw == "true" && src != filepath.Join(c.dir, "etcd") {
+				t.Errorf("%s can write %s", name, src)
+			}
+			for file, allowed := range secrets {
+				if src == filepath.Join(c.dir, file) && !slices.Contains(allowed, name) {
+					t.Errorf("%s can read %s", name, file)
+				}
+			}
+		}
+	}
 
 	ls := listeners(t)
 	var report strings.Builder
