@@ -36,6 +36,16 @@ type LogsOptions struct {
 
 // CreateContainer implements Engine.
 func (d *Docker) CreateContainer(ctx context.Context, s Spec) (string, error) {
+	var missing []string
+	if s.Privileged {
+		missing = MissingCapabilities()
+	}
+	return createContainer(ctx, d.c, s, missing)
+}
+
+// createContainer creates s through c for a process whose bounding set
+// lacks the capabilities missing.
+func createContainer(ctx context.Context, c containerCreator, s Spec, missing []string) (string, error) {
 	cfg := &container.Config{
 		Image:      s.Image,
 		Entrypoint: s.Entrypoint,
@@ -43,6 +53,16 @@ func (d *Docker) CreateContainer(ctx context.Context, s Spec) (string, error) {
 		Env:        s.Env,
 		Labels:     s.Labels,
 	}
+	res, err := createDroppingKnownCaps(ctx, c, client.ContainerCreateOptions{Config: cfg, HostConfig: hostConfig(s, missing), Name: s.Name})
+	if err != nil {
+		return "", fmt.Errorf("creating container %s: %w", s.Name, wrapErr(err))
+	}
+	return res.ID, nil
+}
+
+// hostConfig is the host side of s, for a process whose bounding set lacks
+// the capabilities missing.
+func hostConfig(s Spec, missing []string) *container.HostConfig {
 	host := &container.HostConfig{}
 	if s.HostNetwork {
 		host.NetworkMode = "host"
@@ -68,7 +88,7 @@ func (d *Docker) CreateContainer(ctx context.Context, s Spec) (string, error) {
 		host.PidMode, host.IpcMode, host.UTSMode, host.CgroupnsMode = "host", container.IPCModeHost, "host", container.CgroupnsModeHost
 	}
 	if s.Privileged {
-		if missing := MissingCapabilities(); len(missing) == 0 {
+		if len(missing) == 0 {
 			host.Privileged = true
 		} else {
 			host.CapAdd, host.CapDrop = []string{"ALL"}, missing
@@ -76,11 +96,7 @@ func (d *Docker) CreateContainer(ctx context.Context, s Spec) (string, error) {
 			host.Resources.DeviceCgroupRules = []string{"a *:* rwm"}
 		}
 	}
-	res, err := d.c.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: host, Name: s.Name})
-	if err != nil {
-		return "", fmt.Errorf("creating container %s: %w", s.Name, wrapErr(err))
-	}
-	return res.ID, nil
+	return host
 }
 
 // StartContainer implements Engine.
