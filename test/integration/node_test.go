@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -133,10 +134,39 @@ func TestNode(t *testing.T) {
 		return c.mustKubectl("get", "pods", "-A", "--sort-by=.metadata.name", "-o",
 			`jsonpath={range .items[*]}{.metadata.name}{range .status.containerStatuses[*]}{" "}{.containerID}{" restarts="}{.restartCount}{end}{"\n"}{end}`)
 	}
-	samePods := func(when, before string) {
+	// What the runtime itself runs, task by task with its process: a pod
+	// killed with the runtime shows here at once, before kubelet notices.
+	tasks := func() string {
 		t.Helper()
-		if after := pods(); after != before {
-			t.Errorf("%s: the pods' containers changed (they must outlive it):\nbefore:\n%s\nafter:\n%s", when, before, after)
+		var out []byte
+		if !waitFor(time.Minute, func() bool {
+			var err error
+			out, err = exec.Command("ctr", "--address", "/run/dk8s/containerd/containerd.sock", "-n", "k8s.io", "tasks", "ls").Output()
+			return err == nil
+		}) {
+			t.Fatal("the runtime did not answer within a minute")
+		}
+		var running []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(l); len(f) == 3 && f[2] == "RUNNING" {
+				running = append(running, f[0]+" pid "+f[1])
+			}
+		}
+		sort.Strings(running)
+		if len(running) < 4 {
+			t.Fatalf("the runtime should run the pods' tasks (echo x2, kube-proxy, CoreDNS and their sandboxes):\n%s", out)
+		}
+		return strings.Join(running, "\n")
+	}
+	type podsAndTasks struct{ pods, tasks string }
+	snapshot := func() podsAndTasks { return podsAndTasks{pods(), tasks()} }
+	samePods := func(when string, before podsAndTasks) {
+		t.Helper()
+		if after := tasks(); after != before.tasks {
+			t.Errorf("%s: the runtime's tasks changed (pods must outlive it):\nbefore:\n%s\nafter:\n%s", when, before.tasks, after)
+		}
+		if after := pods(); after != before.pods {
+			t.Errorf("%s: the pods' containers changed (they must outlive it):\nbefore:\n%s\nafter:\n%s", when, before.pods, after)
 		}
 	}
 
@@ -206,7 +236,7 @@ func TestNode(t *testing.T) {
 	}
 
 	t.Run("kill -9 of kubelet: back, node Ready, pods kept", func(t *testing.T) {
-		before := pods()
+		before := snapshot()
 		kill("dk8s-kubelet")
 		nodeReady("after kill -9 of kubelet")
 		c.waitHealthy(2 * time.Minute)
@@ -216,7 +246,7 @@ func TestNode(t *testing.T) {
 	})
 
 	t.Run("kill -9 of the runtime: back, node Ready, pods kept", func(t *testing.T) {
-		before := pods()
+		before := snapshot()
 		kill("dk8s-containerd")
 		nodeReady("after the runtime restarted")
 		c.waitHealthy(2 * time.Minute)
@@ -226,7 +256,7 @@ func TestNode(t *testing.T) {
 	})
 
 	t.Run("docker restart of the runtime and of kubelet: pods kept", func(t *testing.T) {
-		before := pods()
+		before := snapshot()
 		for _, name := range []string{"dk8s-containerd", "dk8s-kubelet"} {
 			if err := engine.StopContainer(context.Background(), name, 30*time.Second); err != nil {
 				t.Fatal(err)
@@ -242,7 +272,7 @@ func TestNode(t *testing.T) {
 	})
 
 	t.Run("the Docker daemon restarts: node Ready, Service answering, pods kept, no dk8s command", func(t *testing.T) {
-		before := pods()
+		before := snapshot()
 		restartDockerd(t)
 		nodeReady("after dockerd restarted")
 		c.waitHealthy(3 * time.Minute)
