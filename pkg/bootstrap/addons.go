@@ -247,7 +247,13 @@ func waitAddons(ctx context.Context, cs kubeClient, timeout time.Duration) error
 	for {
 		ds, err1 := cs.AppsV1().DaemonSets(addonNS).Get(ctx, "kube-proxy", metav1.GetOptions{})
 		dep, err2 := cs.AppsV1().Deployments(addonNS).Get(ctx, "coredns", metav1.GetOptions{})
-		if err1 == nil && err2 == nil && ds.Status.NumberReady >= 1 && dep.Status.ReadyReplicas >= 1 {
+		// Rolled out, not merely running: after an upgrade the old pods are
+		// ready too until they are replaced.
+		if err1 == nil && err2 == nil &&
+			ds.Status.ObservedGeneration >= ds.Generation && ds.Status.DesiredNumberScheduled >= 1 &&
+			ds.Status.UpdatedNumberScheduled == ds.Status.DesiredNumberScheduled && ds.Status.NumberReady == ds.Status.DesiredNumberScheduled &&
+			dep.Status.ObservedGeneration >= dep.Generation && dep.Spec.Replicas != nil &&
+			dep.Status.UpdatedReplicas == *dep.Spec.Replicas && dep.Status.ReadyReplicas >= 1 && dep.Status.Replicas == dep.Status.UpdatedReplicas {
 			return nil
 		}
 		select {

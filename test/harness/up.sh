@@ -14,6 +14,9 @@ mkdir -p "$cache"
 "$here/registries.sh" "$cache"
 (cd "$root" && go build -o "$cache/dk8s" ./cmd/dk8s)
 "$here/images.sh" "$cache" "$cache/dk8s" "$root/images.lock"
+# An older release beside the default, for the upgrade tests.
+default=$("$cache/dk8s" images --lock "$root/images.lock" -o name | sed -n 's#^registry.k8s.io/kube-apiserver:##p')
+"$here/older.sh" "$cache" "${DK8S_HARNESS_OLDER:-v1.36.3}" "$default"
 # The harness's images are built here, so their digests are not upstream's:
 # tests verify against a lock made from what the flat mirror serves.
 "$cache/dk8s" images lock --lock "$root/images.lock" --from 127.0.0.1:5001/google_containers \

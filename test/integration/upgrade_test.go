@@ -123,7 +123,13 @@ func TestUpgrade(t *testing.T) {
 		t.Errorf("kube-proxy should be rolled to %s, runs %s", newVersion, img)
 	}
 	c.mustKubectl("-n", "kube-system", "rollout", "status", "daemonset/kube-proxy", "--timeout=3m")
-	if imgs := c.mustKubectl("-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-proxy", "-o", "jsonpath={.items[*].spec.containers[0].image}"); strings.Contains(imgs, olderVersion) {
+	// start returned once the add-ons had rolled: no pod of the older
+	// kube-proxy is left (one terminating may still be listed briefly).
+	var imgs string
+	if !waitFor(time.Minute, func() bool {
+		imgs = c.mustKubectl("-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-proxy", "-o", "jsonpath={.items[*].spec.containers[0].image}")
+		return !strings.Contains(imgs, olderVersion)
+	}) {
 		t.Errorf("a kube-proxy pod still runs %s: %s", olderVersion, imgs)
 	}
 
