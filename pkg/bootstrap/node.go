@@ -134,11 +134,11 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 			emit(Event{Step: "unit", Message: a})
 		}
 	} else {
-		action, err := apply(ctx, engine, specs[0])
+		ens, err := containers.Ensure(ctx, engine, specs[0])
 		if err != nil {
 			return fmt.Errorf("containerd: %w", err)
 		}
-		emit(Event{Step: "container", Component: "containerd", Message: specs[0].Name + " " + action})
+		emit(Event{Step: "container", Component: "containerd", Message: specs[0].Name + " " + ens.String()})
 	}
 	if err := waitRuntime(ctx, ctr, timeout); err != nil {
 		return &ComponentError{Component: "containerd", Err: err, Logs: lastLogs(engine, specs[0].Name, 15), Hint: "'dk8s logs containerd'"}
@@ -155,11 +155,11 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 	emit(Event{Step: "healthy", Component: "containerd", Message: "containerd (CRI) is up, with the pause, kube-proxy and CoreDNS images", Done: true})
 
 	if !systemd {
-		action, err := apply(ctx, engine, specs[1])
+		ens, err := containers.Ensure(ctx, engine, specs[1])
 		if err != nil {
 			return fmt.Errorf("kubelet: %w", err)
 		}
-		emit(Event{Step: "container", Component: "kubelet", Message: specs[1].Name + " " + action})
+		emit(Event{Step: "container", Component: "kubelet", Message: specs[1].Name + " " + ens.String()})
 	}
 	if err := waitHTTP(ctx, "http://127.0.0.1:10248/healthz", timeout); err != nil {
 		return &ComponentError{Component: "kubelet", Err: err, Logs: lastLogs(engine, specs[1].Name, 15), Hint: "'dk8s logs kubelet'"}

@@ -164,11 +164,12 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 	}
 	for i, spec := range specs {
 		comp := Components[i]
-		action, err := apply(ctx, engine, spec)
+		ens, err := containers.Ensure(ctx, engine, spec)
 		if err != nil {
 			return fmt.Errorf("%s: %w", comp, err)
 		}
-		if action == "unchanged" {
+		action := ens.String()
+		if ens.Action == containers.Unchanged {
 			if action, err = reloadFiles(ctx, engine, spec); err != nil {
 				return fmt.Errorf("%s: %w", comp, err)
 			}
@@ -202,47 +203,6 @@ var hints = map[string]string{
 	"kube-scheduler":          "'dk8s logs kube-scheduler'; it reaches the apiserver with scheduler.conf",
 }
 
-// apply makes the running container match spec: nothing when it does, a
-// start when it is merely stopped, a replacement when its spec changed.
-func apply(ctx context.Context, engine containers.Engine, spec containers.Spec) (string, error) {
-	cur, err := engine.InspectContainer(ctx, spec.Name)
-	switch {
-	case containers.IsNotFound(err):
-		if _, err := engine.CreateContainer(ctx, spec); err != nil {
-			return "", err
-		}
-		return "created", engine.StartContainer(ctx, spec.Name)
-	case err != nil:
-		return "", err
-	case cur.Labels[containers.LabelComponent] == "":
-		return "", fmt.Errorf("a container named %s exists that dk8s did not make; rename or remove it ('docker rm %s') and run start again", spec.Name, spec.Name)
-	case cur.Labels[containers.LabelDir] != spec.Labels[containers.LabelDir]:
-		// One host runs one control plane: the ports are fixed.
-		return "", fmt.Errorf("%s runs the control plane kept in %s; this host runs one at a time: 'dk8s reset --dir %s' first (its data stays)",
-			spec.Name, cur.Labels[containers.LabelDir], cur.Labels[containers.LabelDir])
-	}
-	why := "its configuration changed"
-	if cur.Labels[containers.LabelSpecHash] == spec.Labels[containers.LabelSpecHash] {
-		if sameImage(ctx, engine, cur, spec.Image) {
-			if cur.Running || cur.State == "restarting" {
-				return "unchanged", nil
-			}
-			return "started", engine.StartContainer(ctx, spec.Name)
-		}
-		why = "its image " + spec.Image + " changed"
-	}
-	if err := engine.StopContainer(ctx, spec.Name, 30*time.Second); err != nil && !containers.IsNotFound(err) {
-		return "", err
-	}
-	if err := engine.RemoveContainer(ctx, spec.Name); err != nil && !containers.IsNotFound(err) {
-		return "", err
-	}
-	if _, err := engine.CreateContainer(ctx, spec); err != nil {
-		return "", err
-	}
-	return "replaced (" + why + ")", engine.StartContainer(ctx, spec.Name)
-}
-
 // reloadFiles restarts a running container when a file bound into it
 // changed since it started (a certificate reissued or renewed): a bound
 // file is the inode it was when the container started, so only a restart
@@ -263,13 +223,6 @@ func reloadFiles(ctx context.Context, engine containers.Engine, spec containers.
 		return "restarted (" + filepath.Base(m.Source) + " changed)", engine.StartContainer(ctx, spec.Name)
 	}
 	return "unchanged", nil
-}
-
-// sameImage tells whether the container runs the content its image name
-// names now: a re-pull can change it under the same name.
-func sameImage(ctx context.Context, engine containers.Engine, cur containers.Container, image string) bool {
-	img, err := engine.InspectImage(ctx, image)
-	return err != nil || cur.ImageID == "" || img.ID == cur.ImageID
 }
 
 func missingImages(ctx context.Context, engine containers.Engine, specs []containers.Spec) error {
