@@ -89,9 +89,6 @@ func Pull(ctx context.Context, engine containers.Engine, rel *Release, opts Pull
 	}
 	fb := &mirror.Fallback{Mirrors: opts.Mirrors, Classify: classify, Tries: opts.Tries}
 	p := &puller{engine: engine, opts: opts, platform: platform, fb: fb}
-	fb.OnRetry = func(m mirror.Mirror, err error, wait time.Duration) {
-		p.emit(Event{Phase: PhaseRetry, Mirror: m.Name, Err: err, Wait: wait})
-	}
 	parallel := opts.Parallel
 	if parallel <= 0 {
 		parallel = 3
@@ -178,14 +175,17 @@ func (p *puller) pullOne(ctx context.Context, img Image) Result {
 		}
 		p.emit(Event{Image: img.Name, Phase: PhaseReplacing, Verification: v})
 	}
-	m, tried, err := p.fb.Do(ctx, func(ctx context.Context, m mirror.Mirror) error {
+	retry := func(m mirror.Mirror, err error, wait time.Duration) {
+		p.emit(Event{Image: img.Name, Phase: PhaseRetry, Mirror: m.Name, Err: err, Wait: wait})
+	}
+	m, tried, err := p.fb.DoNotify(ctx, func(ctx context.Context, m mirror.Mirror) error {
 		v, err := p.fromMirror(ctx, img, m)
 		res.Verification = v
 		if err != nil && classify(err) == mirror.Permanent && ctx.Err() == nil {
 			p.emit(Event{Image: img.Name, Mirror: m.Name, Phase: PhaseFallback, Err: err, Verification: v})
 		}
 		return err
-	})
+	}, retry)
 	res.Tried, res.Elapsed = tried, time.Since(start)
 	if err != nil {
 		res.Err = err

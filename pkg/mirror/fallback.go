@@ -86,13 +86,19 @@ var ErrDown = errors.New("skipped: unreachable earlier in this run")
 // returns that mirror and the failures before it. It stops at once when ctx
 // ends, returning ctx's error.
 func (f *Fallback) Do(ctx context.Context, attempt Attempt) (Mirror, []Tried, error) {
+	return f.DoNotify(ctx, attempt, f.OnRetry)
+}
+
+// DoNotify is Do with its own retry hook in place of OnRetry, for a caller
+// that runs several pieces of work at once and must say which one retries.
+func (f *Fallback) DoNotify(ctx context.Context, attempt Attempt, onRetry func(m Mirror, err error, wait time.Duration)) (Mirror, []Tried, error) {
 	var tried []Tried
 	for _, m := range f.Mirrors {
 		if f.isDown(m) {
 			tried = append(tried, Tried{m, ErrDown})
 			continue
 		}
-		err := f.try(ctx, m, attempt)
+		err := f.try(ctx, m, attempt, onRetry)
 		if err == nil {
 			return m, tried, nil
 		}
@@ -104,7 +110,7 @@ func (f *Fallback) Do(ctx context.Context, attempt Attempt) (Mirror, []Tried, er
 	return Mirror{}, tried, &ExhaustedError{Tried: tried}
 }
 
-func (f *Fallback) try(ctx context.Context, m Mirror, attempt Attempt) error {
+func (f *Fallback) try(ctx context.Context, m Mirror, attempt Attempt, onRetry func(Mirror, error, time.Duration)) error {
 	var last Class
 	op := func() (struct{}, error) {
 		err := attempt(ctx, m)
@@ -122,8 +128,8 @@ func (f *Fallback) try(ctx context.Context, m Mirror, attempt Attempt) error {
 		tries = 3
 	}
 	opts := []backoff.RetryOption{backoff.WithMaxTries(tries), backoff.WithBackOff(f.backOff())}
-	if f.OnRetry != nil {
-		opts = append(opts, backoff.WithNotify(func(err error, d time.Duration) { f.OnRetry(m, err, d) }))
+	if onRetry != nil {
+		opts = append(opts, backoff.WithNotify(func(err error, d time.Duration) { onRetry(m, err, d) }))
 	}
 	_, err := backoff.Retry(ctx, op, opts...)
 	if err == nil {

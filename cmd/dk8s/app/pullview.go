@@ -45,11 +45,14 @@ func newPullView(w io.Writer, rel *images.Release) *pullView {
 func (v *pullView) event(e images.Event) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	r := v.rows[e.Image]
-	if r == nil { // retries of the mirror fallback carry no image
-		if e.Phase == images.PhaseRetry && !v.tty {
-			fmt.Fprintf(v.w, "  %s: retrying in %s: %v\n", e.Mirror, e.Wait.Round(100*time.Millisecond), e.Err)
+	if e.Phase == images.PhaseRetry {
+		if !v.tty {
+			fmt.Fprintf(v.w, "  %s from %s: retrying in %s: %v\n", e.Image, e.Mirror, e.Wait.Round(100*time.Millisecond), e.Err)
 		}
+		return
+	}
+	r := v.rows[e.Image]
+	if r == nil {
 		return
 	}
 	if e.Phase == images.PhaseBytes {
