@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/dk8s/dk8s/internal/atomicfile"
 )
 
 // MarkerFile names the file that marks a directory as a dk8s cluster
@@ -87,7 +89,8 @@ func writeSettings(dir string, s Settings) error {
 	}
 	head := "# Written by dk8s: this directory holds a dk8s cluster (etcd data, PKI,\n" +
 		"# kubeconfigs). 'dk8s reset --purge' deletes only directories marked so.\n"
-	return writeIfChanged(filepath.Join(dir, MarkerFile), append([]byte(head), data...), 0o600)
+	_, err = atomicfile.WriteIfChanged(filepath.Join(dir, MarkerFile), append([]byte(head), data...), 0o600)
+	return err
 }
 
 // claimDir makes sure dir is this cluster's directory before start writes
