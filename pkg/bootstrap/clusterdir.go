@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/dk8s/dk8s/internal/atomicfile"
+	"github.com/dk8s/dk8s/pkg/pki"
 )
 
 // MarkerFile names the file that marks a directory as a dk8s cluster
@@ -151,7 +152,7 @@ func onlyOurBinaries(dir string) bool {
 // madeByDK8s tells a cluster directory of a dk8s from before markers: its
 // cluster CA is dk8s's.
 func madeByDK8s(dir string) bool {
-	c, err := (&PKI{Dir: filepath.Join(dir, "pki")}).Cert("ca")
+	c, err := (&pki.PKI{Dir: filepath.Join(dir, "pki")}).Cert("ca")
 	return err == nil && c.Subject.CommonName == "dk8s-ca"
 }
 
