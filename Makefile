@@ -14,7 +14,7 @@ lint:
 	go vet ./...
 
 unit: ## tests of pure code and narrow fakes; no daemon
-	go test -count=1 ./pkg/... ./cmd/... .
+	go test -count=1 ./pkg/... ./internal/... ./cmd/... .
 
 harness: ## Docker engine, registries and the image set built from source (cached)
 	$(HARNESS) >/dev/null

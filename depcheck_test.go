@@ -7,7 +7,8 @@ import (
 )
 
 // TestLayering keeps pkg/ a library a node agent can import: no CLI
-// framework in it, and the moby client behind pkg/containers alone.
+// framework in it, the moby client behind pkg/containers alone, and pkg/pki
+// free of any cluster's specifics.
 func TestLayering(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./pkg/...").CombinedOutput()
 	if err != nil {
@@ -21,6 +22,9 @@ func TestLayering(t *testing.T) {
 			}
 			if strings.HasPrefix(imp, "github.com/moby/moby/") && !strings.HasSuffix(pkg, "/pkg/containers") {
 				t.Errorf("%s imports %s: only pkg/containers talks to the Engine client", pkg, imp)
+			}
+			if strings.HasSuffix(pkg, "/pkg/pki") && strings.HasPrefix(imp, "github.com/dk8s/dk8s/pkg/") {
+				t.Errorf("%s imports %s: the PKI's mechanics know no cluster; the list of certificates is the caller's", pkg, imp)
 			}
 		}
 	}

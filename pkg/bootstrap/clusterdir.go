@@ -9,6 +9,9 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/dk8s/dk8s/internal/atomicfile"
+	"github.com/dk8s/dk8s/pkg/pki"
 )
 
 // MarkerFile names the file that marks a directory as a dk8s cluster
@@ -87,7 +90,8 @@ func writeSettings(dir string, s Settings) error {
 	}
 	head := "# Written by dk8s: this directory holds a dk8s cluster (etcd data, PKI,\n" +
 		"# kubeconfigs). 'dk8s reset --purge' deletes only directories marked so.\n"
-	return writeIfChanged(filepath.Join(dir, MarkerFile), append([]byte(head), data...), 0o600)
+	_, err = atomicfile.WriteIfChanged(filepath.Join(dir, MarkerFile), append([]byte(head), data...), 0o600)
+	return err
 }
 
 // claimDir makes sure dir is this cluster's directory before start writes
@@ -148,7 +152,7 @@ func onlyOurBinaries(dir string) bool {
 // madeByDK8s tells a cluster directory of a dk8s from before markers: its
 // cluster CA is dk8s's.
 func madeByDK8s(dir string) bool {
-	c, err := (&PKI{Dir: filepath.Join(dir, "pki")}).Cert("ca")
+	c, err := (&pki.PKI{Dir: filepath.Join(dir, "pki")}).Cert("ca")
 	return err == nil && c.Subject.CommonName == "dk8s-ca"
 }
 

@@ -11,6 +11,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/dk8s/dk8s/pkg/pki"
 )
 
 // Endpoint is where a component answers for its health.
@@ -36,7 +38,7 @@ var Endpoints = map[string]Endpoint{
 }
 
 // Probe asks component for its health once, within timeout.
-func Probe(ctx context.Context, p *PKI, component string, timeout time.Duration) error {
+func Probe(ctx context.Context, p *pki.PKI, component string, timeout time.Duration) error {
 	ep, ok := Endpoints[component]
 	if !ok {
 		return fmt.Errorf("no health endpoint for %s", component)
@@ -94,7 +96,7 @@ func Probe(ctx context.Context, p *PKI, component string, timeout time.Duration)
 
 // WaitHealthy probes component every half second until it answers healthy,
 // ctx ends, or timeout passes; it returns the last probe's error.
-func WaitHealthy(ctx context.Context, p *PKI, component string, timeout time.Duration) error {
+func WaitHealthy(ctx context.Context, p *pki.PKI, component string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	t := time.NewTicker(500 * time.Millisecond)

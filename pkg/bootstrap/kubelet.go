@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/dk8s/dk8s/internal/atomicfile"
 	"github.com/dk8s/dk8s/pkg/images"
 )
 
@@ -114,7 +115,7 @@ func downloadKubelet(ctx context.Context, rel *images.Release, dst string) error
 	if sum != want {
 		return fmt.Errorf("kubelet from %s has sha256 %s, but images.lock pins %s: refusing it", url, sum, want)
 	}
-	return writeFile(dst, data, 0o755)
+	return atomicfile.Write(dst, data, 0o755)
 }
 
 // kubeletConfig renders the KubeletConfiguration: client certificates

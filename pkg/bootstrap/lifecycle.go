@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dk8s/dk8s/pkg/containers"
+	"github.com/dk8s/dk8s/pkg/pki"
 )
 
 // ComponentStatus is one line of `dk8s ps`.
@@ -34,7 +35,7 @@ type ComponentStatus struct {
 // Status reports every component of the control plane, probing their
 // health in parallel with a short timeout each.
 func Status(ctx context.Context, engine containers.Engine, cfg Config) ([]ComponentStatus, error) {
-	p := &PKI{Dir: cfg.PKIDir()}
+	p := &pki.PKI{Dir: cfg.PKIDir()}
 	comps := append([]string(nil), Components...)
 	for _, comp := range NodeComponents {
 		// The node's rows show once it is a node.

@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/dk8s/dk8s/internal/atomicfile"
 	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/images"
 )
@@ -108,7 +109,7 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 		files[filepath.Join(cfg.Dir, "containerd", "certs.d", "registry.k8s.io", "hosts.toml")] = hostsToml(cfg.Mirrors)
 	}
 	for p, content := range files {
-		if err := writeIfChanged(p, []byte(content), 0o644); err != nil {
+		if _, err := atomicfile.WriteIfChanged(p, []byte(content), 0o644); err != nil {
 			return err
 		}
 	}
@@ -246,7 +247,8 @@ func install(src, dst string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return dst, writeIfChanged(dst, data, 0o755)
+	_, err = atomicfile.WriteIfChanged(dst, data, 0o755)
+	return dst, err
 }
 
 // ensureSharedRoot makes / a shared mount, as systemd does at boot, so that

@@ -140,7 +140,7 @@ func fileMounts(dir string, flags map[string]string) []containers.Mount {
 	return mounts
 }
 
-func pki(name string) string { return confMount + "/pki/" + name }
+func pkiPath(name string) string { return confMount + "/pki/" + name }
 
 func kubeconfigPath(name string) string { return confMount + "/" + name + ".conf" }
 
@@ -157,12 +157,12 @@ func etcdFlags(cfg Config) map[string]string {
 		"listen-metrics-urls":         "http://127.0.0.1:2381",
 		"client-cert-auth":            "true",
 		"peer-client-cert-auth":       "true",
-		"cert-file":                   pki("etcd/server.crt"),
-		"key-file":                    pki("etcd/server.key"),
-		"trusted-ca-file":             pki("etcd/ca.crt"),
-		"peer-cert-file":              pki("etcd/peer.crt"),
-		"peer-key-file":               pki("etcd/peer.key"),
-		"peer-trusted-ca-file":        pki("etcd/ca.crt"),
+		"cert-file":                   pkiPath("etcd/server.crt"),
+		"key-file":                    pkiPath("etcd/server.key"),
+		"trusted-ca-file":             pkiPath("etcd/ca.crt"),
+		"peer-cert-file":              pkiPath("etcd/peer.crt"),
+		"peer-key-file":               pkiPath("etcd/peer.key"),
+		"peer-trusted-ca-file":        pkiPath("etcd/ca.crt"),
 		"snapshot-count":              "10000",
 	}
 }
@@ -173,30 +173,30 @@ func apiserverFlags(cfg Config) map[string]string {
 		"allow-privileged":                   "true",
 		"anonymous-auth":                     "true", // as kubeadm leaves it: RBAC lets anonymous reach only /livez, /readyz, /healthz, /version
 		"authorization-mode":                 "Node,RBAC",
-		"client-ca-file":                     pki("ca.crt"),
+		"client-ca-file":                     pkiPath("ca.crt"),
 		"enable-admission-plugins":           "NodeRestriction",
 		"enable-bootstrap-token-auth":        "true",
-		"etcd-cafile":                        pki("etcd/ca.crt"),
-		"etcd-certfile":                      pki("apiserver-etcd-client.crt"),
-		"etcd-keyfile":                       pki("apiserver-etcd-client.key"),
+		"etcd-cafile":                        pkiPath("etcd/ca.crt"),
+		"etcd-certfile":                      pkiPath("apiserver-etcd-client.crt"),
+		"etcd-keyfile":                       pkiPath("apiserver-etcd-client.key"),
 		"etcd-servers":                       "https://127.0.0.1:2379",
-		"kubelet-client-certificate":         pki("apiserver-kubelet-client.crt"),
-		"kubelet-client-key":                 pki("apiserver-kubelet-client.key"),
+		"kubelet-client-certificate":         pkiPath("apiserver-kubelet-client.crt"),
+		"kubelet-client-key":                 pkiPath("apiserver-kubelet-client.key"),
 		"kubelet-preferred-address-types":    "InternalIP,ExternalIP,Hostname",
-		"proxy-client-cert-file":             pki("front-proxy-client.crt"),
-		"proxy-client-key-file":              pki("front-proxy-client.key"),
+		"proxy-client-cert-file":             pkiPath("front-proxy-client.crt"),
+		"proxy-client-key-file":              pkiPath("front-proxy-client.key"),
 		"requestheader-allowed-names":        "front-proxy-client",
-		"requestheader-client-ca-file":       pki("front-proxy-ca.crt"),
+		"requestheader-client-ca-file":       pkiPath("front-proxy-ca.crt"),
 		"requestheader-extra-headers-prefix": "X-Remote-Extra-",
 		"requestheader-group-headers":        "X-Remote-Group",
 		"requestheader-username-headers":     "X-Remote-User",
 		"secure-port":                        "6443",
 		"service-account-issuer":             "https://kubernetes.default.svc.cluster.local",
-		"service-account-key-file":           pki("sa.pub"),
-		"service-account-signing-key-file":   pki("sa.key"),
+		"service-account-key-file":           pkiPath("sa.pub"),
+		"service-account-signing-key-file":   pkiPath("sa.key"),
 		"service-cluster-ip-range":           cfg.ServiceCIDR,
-		"tls-cert-file":                      pki("apiserver.crt"),
-		"tls-private-key-file":               pki("apiserver.key"),
+		"tls-cert-file":                      pkiPath("apiserver.crt"),
+		"tls-private-key-file":               pkiPath("apiserver.key"),
 	}
 }
 
@@ -206,17 +206,17 @@ func controllerManagerFlags(cfg Config) map[string]string {
 		"authentication-kubeconfig":        kubeconfigPath("controller-manager"),
 		"authorization-kubeconfig":         kubeconfigPath("controller-manager"),
 		"bind-address":                     "127.0.0.1",
-		"client-ca-file":                   pki("ca.crt"),
+		"client-ca-file":                   pkiPath("ca.crt"),
 		"cluster-cidr":                     cfg.PodCIDR,
 		"cluster-name":                     cfg.ClusterName,
-		"cluster-signing-cert-file":        pki("ca.crt"), // signs kubelet CSRs, so certificate rotation works
-		"cluster-signing-key-file":         pki("ca.key"),
+		"cluster-signing-cert-file":        pkiPath("ca.crt"), // signs kubelet CSRs, so certificate rotation works
+		"cluster-signing-key-file":         pkiPath("ca.key"),
 		"controllers":                      "*,bootstrapsigner,tokencleaner",
 		"kubeconfig":                       kubeconfigPath("controller-manager"),
 		"leader-elect":                     "true",
-		"requestheader-client-ca-file":     pki("front-proxy-ca.crt"),
-		"root-ca-file":                     pki("ca.crt"),
-		"service-account-private-key-file": pki("sa.key"),
+		"requestheader-client-ca-file":     pkiPath("front-proxy-ca.crt"),
+		"root-ca-file":                     pkiPath("ca.crt"),
+		"service-account-private-key-file": pkiPath("sa.key"),
 		"service-cluster-ip-range":         cfg.ServiceCIDR,
 		"use-service-account-credentials":  "true",
 	}

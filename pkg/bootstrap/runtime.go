@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dk8s/dk8s/internal/atomicfile"
 	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/mirror"
 )
@@ -174,7 +175,7 @@ func importImages(ctx context.Context, engine containers.Engine, ctr, record str
 	for _, ref := range sortedKeys(done) {
 		lines = append(lines, ref+" "+done[ref])
 	}
-	return ids, writeFile(record, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+	return ids, atomicfile.Write(record, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
 }
 
 // waitRuntime waits until the runtime answers on its socket.
@@ -194,11 +195,4 @@ func waitRuntime(ctx context.Context, ctr string, timeout time.Duration) error {
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
-}
-
-func writeIfChanged(path string, data []byte, mode os.FileMode) error {
-	if old, err := os.ReadFile(path); err == nil && string(old) == string(data) {
-		return nil
-	}
-	return writeFile(path, data, mode)
 }

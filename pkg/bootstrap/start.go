@@ -150,7 +150,7 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 	if err != nil {
 		return err
 	}
-	if err := WriteKubeconfigs(p, cfg.Dir, cfg.ClusterName, cfg.APIServerURL()); err != nil {
+	if err := writeKubeconfigs(p, cfg); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "etcd"), 0o700); err != nil {

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/dk8s/dk8s/internal/atomicfile"
 )
 
 // Where systemd is PID 1 it supervises the node's agents, as it does on
@@ -48,13 +50,11 @@ func applyUnits(units map[string]string) ([]string, error) {
 	changed := map[string]bool{}
 	for _, comp := range NodeComponents {
 		path := filepath.Join(unitDir, unitName(comp))
-		old, _ := os.ReadFile(path)
-		if string(old) != units[comp] {
-			if err := writeFile(path, []byte(units[comp]), 0o644); err != nil {
-				return nil, err
-			}
-			changed[comp] = true
+		wrote, err := atomicfile.WriteIfChanged(path, []byte(units[comp]), 0o644)
+		if err != nil {
+			return nil, err
 		}
+		changed[comp] = wrote
 	}
 	if err := systemctl("daemon-reload"); err != nil {
 		return nil, err

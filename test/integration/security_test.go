@@ -238,8 +238,8 @@ func clusterSecrets() []string {
 	for _, spec := range bootstrap.Specs(bootstrap.PKIConfig{}) {
 		files = append(files, filepath.Join("pki", filepath.FromSlash(spec.Name)+".key"))
 	}
-	for _, name := range bootstrap.Kubeconfigs {
-		files = append(files, name+".conf")
+	for _, kc := range bootstrap.Kubeconfigs {
+		files = append(files, kc.File)
 	}
 	return files
 }

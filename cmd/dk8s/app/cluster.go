@@ -561,8 +561,7 @@ func newCerts(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			p := &bootstrap.PKI{Dir: cfg.PKIDir()}
-			exp, err := p.Expiries(bootstrap.PKIConfig{}) // names only: no address needed
+			exp, err := bootstrap.CertExpiries(cfg)
 			if err != nil {
 				return fmt.Errorf("reading the PKI in %s: %w (start the cluster first)", cfg.PKIDir(), err)
 			}
@@ -580,15 +579,12 @@ func newCerts(g *globals) *cobra.Command {
 		Short: "Renew every certificate but the CAs, keeping keys; restart the control plane to load them",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, pcfg, p, err := certsOf(f)
+			cfg, err := certsOf(f)
 			if err != nil {
 				return err
 			}
-			renewed, err := p.Renew(pcfg, time.Now())
+			renewed, err := bootstrap.RenewCerts(cfg, time.Now())
 			if err != nil {
-				return err
-			}
-			if err := bootstrap.WriteKubeconfigs(p, cfg.Dir, cfg.ClusterName, cfg.APIServerURL()); err != nil {
 				return err
 			}
 			fmt.Fprintf(g.streams.Err, "renewed %d certificates for another year; restart the components to load them: 'dk8s stop && dk8s start'\n", len(renewed))
@@ -600,17 +596,13 @@ func newCerts(g *globals) *cobra.Command {
 	return cmd
 }
 
-// certsOf is the cluster's PKI and what its certificates must name: the
-// settings the cluster was made with, kept in its directory, not today's
-// host name and route.
-func certsOf(f *clusterFlags) (bootstrap.Config, bootstrap.PKIConfig, *bootstrap.PKI, error) {
+// certsOf is the cluster whose certificates are renewed, with what they
+// must name: the settings the cluster was made with, kept in its
+// directory, not today's host name and route.
+func certsOf(f *clusterFlags) (bootstrap.Config, error) {
 	cfg, err := f.config()
 	if err != nil {
-		return cfg, bootstrap.PKIConfig{}, nil, err
+		return cfg, err
 	}
-	if err := cfg.Resolve(); err != nil {
-		return cfg, bootstrap.PKIConfig{}, nil, err
-	}
-	pcfg, err := cfg.PKIConfig()
-	return cfg, pcfg, &bootstrap.PKI{Dir: cfg.PKIDir()}, err
+	return cfg, cfg.Resolve()
 }

@@ -1,4 +1,4 @@
-package bootstrap
+package pki
 
 import (
 	"bytes"
@@ -13,21 +13,36 @@ import (
 	"time"
 )
 
-var testCfg = PKIConfig{
-	NodeName:  "node-1",
-	Addresses: []net.IP{net.ParseIP("192.0.2.10")},
-	ServiceIP: net.ParseIP("10.96.0.1"),
+var (
+	serverUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	clientUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+)
+
+// testSpecs is a PKI of the shape a cluster has: two CAs (one in a
+// subdirectory), a serving certificate with names and addresses, and client
+// certificates under each CA.
+func testSpecs(addr string) []CertSpec {
+	return []CertSpec{
+		{Name: "ca", CommonName: "test-ca"},
+		{Name: "etcd/ca", CommonName: "test-etcd-ca"},
+		{Name: "server", CA: "ca", CommonName: "server", DNSNames: []string{"node-1", "localhost"},
+			IPs: []net.IP{net.IPv4(127, 0, 0, 1), net.ParseIP(addr)}, Usages: serverUsage},
+		{Name: "admin", CA: "ca", CommonName: "admin", Organization: []string{"admins"}, Usages: clientUsage},
+		{Name: "etcd/client", CA: "etcd/ca", CommonName: "etcd-client", Usages: clientUsage},
+	}
 }
 
-func TestPKIChainsAndNames(t *testing.T) {
-	p, made, err := EnsurePKI(t.TempDir(), testCfg)
+var specs = testSpecs("192.0.2.10")
+
+func TestEnsureChainsAndNames(t *testing.T) {
+	p, made, err := Ensure(t.TempDir(), specs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(made) != len(Specs(testCfg))+1 {
+	if len(made) != len(specs)+1 {
 		t.Errorf("made %d, want every cert and the sa pair: %v", len(made), made)
 	}
-	for _, spec := range Specs(testCfg) {
+	for _, spec := range specs {
 		c, err := p.Cert(spec.Name)
 		if err != nil {
 			t.Fatal(err)
@@ -35,6 +50,9 @@ func TestPKIChainsAndNames(t *testing.T) {
 		if spec.IsCA() {
 			if !c.IsCA || c.KeyUsage&x509.KeyUsageCertSign == 0 {
 				t.Errorf("%s should be a CA that signs certificates", spec.Name)
+			}
+			if left := time.Until(c.NotAfter); left < CAValidity-24*time.Hour || left > CAValidity+24*time.Hour {
+				t.Errorf("%s expires in %s, want ten years", spec.Name, left)
 			}
 			continue
 		}
@@ -52,37 +70,32 @@ func TestPKIChainsAndNames(t *testing.T) {
 		}
 	}
 
-	api, _ := p.Cert("apiserver")
-	for _, name := range []string{"node-1", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "localhost"} {
-		if err := api.VerifyHostname(name); err != nil {
-			t.Errorf("apiserver cert should cover %s: %v", name, err)
+	server, _ := p.Cert("server")
+	for _, name := range []string{"node-1", "localhost", "127.0.0.1", "192.0.2.10"} {
+		if err := server.VerifyHostname(name); err != nil {
+			t.Errorf("server cert should cover %s: %v", name, err)
 		}
 	}
-	for _, ip := range []string{"127.0.0.1", "192.0.2.10", "10.96.0.1", "::1"} {
-		if err := api.VerifyHostname(ip); err != nil {
-			t.Errorf("apiserver cert should cover %s: %v", ip, err)
-		}
+	if err := server.VerifyHostname("evil.example"); err == nil {
+		t.Error("server cert covers a name it should not")
 	}
-	if err := api.VerifyHostname("evil.example"); err == nil {
-		t.Error("apiserver cert covers a name it should not")
+	admin, _ := p.Cert("admin")
+	if admin.Subject.CommonName != "admin" || strings.Join(admin.Subject.Organization, ",") != "admins" {
+		t.Errorf("admin identity = %s in %v", admin.Subject.CommonName, admin.Subject.Organization)
 	}
-	kubelet, _ := p.Cert("kubelet")
-	if kubelet.Subject.CommonName != "system:node:node-1" || strings.Join(kubelet.Subject.Organization, ",") != "system:nodes" {
-		t.Errorf("kubelet identity = %s in %v", kubelet.Subject.CommonName, kubelet.Subject.Organization)
-	}
-	// etcd's client certificate must not be trusted by the cluster CA.
-	etcdClient, _ := p.Cert("apiserver-etcd-client")
-	clusterCA, _ := p.Cert("ca")
+	// A certificate of the second CA must not be trusted by the first.
+	etcdClient, _ := p.Cert("etcd/client")
+	ca, _ := p.Cert("ca")
 	roots := x509.NewCertPool()
-	roots.AddCert(clusterCA)
-	if _, err := etcdClient.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err == nil {
-		t.Error("the etcd client certificate verifies against the cluster CA; etcd's CA must be its own")
+	roots.AddCert(ca)
+	if _, err := etcdClient.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: clientUsage}); err == nil {
+		t.Error("a certificate of etcd/ca verifies against ca; each CA must be its own")
 	}
 }
 
-func TestPKIKeysAreRootOnly(t *testing.T) {
+func TestKeysAreRootOnly(t *testing.T) {
 	dir := t.TempDir()
-	if _, _, err := EnsurePKI(dir, testCfg); err != nil {
+	if _, _, err := Ensure(dir, specs); err != nil {
 		t.Fatal(err)
 	}
 	var keys []string
@@ -112,7 +125,7 @@ func TestPKIKeysAreRootOnly(t *testing.T) {
 	// Every key must have been seen, or a missing or empty directory would
 	// pass with nothing checked.
 	var want []string
-	for f := range pkiFiles(testCfg) {
+	for f := range pkiFiles(specs) {
 		if strings.HasSuffix(f, ".key") {
 			want = append(want, f)
 		}
@@ -120,17 +133,17 @@ func TestPKIKeysAreRootOnly(t *testing.T) {
 	slices.Sort(keys)
 	slices.Sort(want)
 	if !slices.Equal(keys, want) {
-		t.Errorf("keys checked: %v\nwant every key of Specs and sa.key: %v", keys, want)
+		t.Errorf("keys checked: %v\nwant every key of the specs and sa.key: %v", keys, want)
 	}
 }
 
-func TestPKIRerunKeepsEverything(t *testing.T) {
+func TestRerunKeepsEverything(t *testing.T) {
 	dir := t.TempDir()
-	if _, _, err := EnsurePKI(dir, testCfg); err != nil {
+	if _, _, err := Ensure(dir, specs); err != nil {
 		t.Fatal(err)
 	}
 	before := snapshot(t, dir)
-	_, made, err := EnsurePKI(dir, testCfg)
+	_, made, err := Ensure(dir, specs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,42 +159,11 @@ func TestPKIRerunKeepsEverything(t *testing.T) {
 	}
 }
 
-func TestRenewKeepsCAsAndKeys(t *testing.T) {
-	dir := t.TempDir()
-	p, _, err := EnsurePKI(dir, testCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := snapshot(t, dir)
-	later := time.Now().Add(300 * 24 * time.Hour)
-	if _, err := p.Renew(testCfg, later); err != nil {
-		t.Fatal(err)
-	}
-	after := snapshot(t, dir)
-	for _, spec := range Specs(testCfg) {
-		key := spec.Name + ".key"
-		if !bytes.Equal(before[key], after[key]) {
-			t.Errorf("renewal changed the key of %s", spec.Name)
-		}
-		crt := spec.Name + ".crt"
-		if spec.IsCA() != bytes.Equal(before[crt], after[crt]) {
-			t.Errorf("%s: a renewal should replace exactly the non-CA certificates", spec.Name)
-		}
-	}
-	exp, err := p.Expiries(testCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if leaf := exp[0]; leaf.CA || leaf.NotAfter.Before(later.Add(364*24*time.Hour)) {
-		t.Errorf("soonest expiry after renewal: %+v", leaf)
-	}
-}
-
-// pkiFiles is every file EnsurePKI makes, relative to its directory: a
+// pkiFiles is every file Ensure makes, relative to its directory: a
 // certificate and a key per spec, and the service-account key pair.
-func pkiFiles(cfg PKIConfig) map[string]bool {
+func pkiFiles(specs []CertSpec) map[string]bool {
 	files := map[string]bool{"sa.key": true, "sa.pub": true}
-	for _, spec := range Specs(cfg) {
+	for _, spec := range specs {
 		files[filepath.FromSlash(spec.Name)+".crt"] = true
 		files[filepath.FromSlash(spec.Name)+".key"] = true
 	}
@@ -208,7 +190,7 @@ func snapshot(t *testing.T, dir string) map[string][]byte {
 		t.Fatalf("reading the PKI in %s: %v", dir, err)
 	}
 	var missing, extra []string
-	want := pkiFiles(testCfg)
+	want := pkiFiles(specs)
 	for f := range want {
 		if _, ok := out[f]; !ok {
 			missing = append(missing, f)
@@ -225,12 +207,4 @@ func snapshot(t *testing.T, dir string) map[string][]byte {
 		t.Fatalf("%s should hold exactly the PKI's files: missing %v, unexpected %v", dir, missing, extra)
 	}
 	return out
-}
-
-func TestSplitRule(t *testing.T) {
-	got := splitRule(`-A POSTROUTING -s 10.244.0.10/32 -m comment --comment "name: \"dk8s\" id: \"3dfd\"" -j CNI-abbb`)
-	want := []string{"-A", "POSTROUTING", "-s", "10.244.0.10/32", "-m", "comment", "--comment", `name: "dk8s" id: "3dfd"`, "-j", "CNI-abbb"}
-	if strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Errorf("got %q", got)
-	}
 }
