@@ -41,6 +41,10 @@ func sortedKeys[V any](m map[string]V) []string {
 
 const addonNS = "kube-system"
 
+// kubeProxyPorts are kube-proxy's metrics and health ports, on the host's
+// network: checked free before a node starts.
+var kubeProxyPorts = []int{10249, 10256}
+
 var managed = map[string]string{"app.kubernetes.io/managed-by": "dk8s"}
 
 // create makes obj unless it exists: the add-ons are dk8s's defaults, and a

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/dk8s/dk8s/pkg/pki"
@@ -24,47 +25,54 @@ type PKIConfig struct {
 	DNSDomain string
 }
 
-// Specs lists every certificate of a dk8s control plane, CAs first.
-func Specs(cfg PKIConfig) []pki.CertSpec {
-	domain := cfg.DNSDomain
-	if domain == "" {
-		domain = "cluster.local"
-	}
-	local := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
-	hostIPs := append(append([]net.IP{}, local...), cfg.Addresses...)
-	server := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-	client := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	both := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+// clientAuth is the usage of a client certificate.
+var clientAuth = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+
+// clusterCerts are the cluster's own: its CA, and the admin identities of
+// admin.conf (AdminGroup, bound to cluster-admin) and super-admin.conf
+// (system:masters, kept for emergencies).
+func clusterCerts(PKIConfig) []pki.CertSpec {
 	return []pki.CertSpec{
 		{Name: "ca", CommonName: "dk8s-ca"},
-		{Name: "etcd/ca", CommonName: "dk8s-etcd-ca"},
-		{Name: "front-proxy-ca", CommonName: "dk8s-front-proxy-ca"},
-		{Name: "apiserver", CA: "ca", CommonName: "kube-apiserver",
-			DNSNames: []string{cfg.NodeName, "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc." + domain},
-			IPs:      append(append([]net.IP{}, hostIPs...), cfg.ServiceIP), Usages: server},
-		{Name: "apiserver-kubelet-client", CA: "ca", CommonName: "kube-apiserver-kubelet-client", Organization: []string{AdminGroup}, Usages: client},
-		{Name: "apiserver-etcd-client", CA: "etcd/ca", CommonName: "kube-apiserver-etcd-client", Usages: client},
-		{Name: "front-proxy-client", CA: "front-proxy-ca", CommonName: "front-proxy-client", Usages: client},
-		{Name: "etcd/server", CA: "etcd/ca", CommonName: cfg.NodeName, DNSNames: []string{cfg.NodeName, "localhost"}, IPs: hostIPs, Usages: both},
-		{Name: "etcd/peer", CA: "etcd/ca", CommonName: cfg.NodeName, DNSNames: []string{cfg.NodeName, "localhost"}, IPs: hostIPs, Usages: both},
-		{Name: "etcd/healthcheck-client", CA: "etcd/ca", CommonName: "kube-etcd-healthcheck-client", Usages: client},
-		{Name: "admin", CA: "ca", CommonName: "kubernetes-admin", Organization: []string{AdminGroup}, Usages: client},
-		{Name: "super-admin", CA: "ca", CommonName: "kubernetes-super-admin", Organization: []string{"system:masters"}, Usages: client},
-		{Name: "controller-manager", CA: "ca", CommonName: "system:kube-controller-manager", Usages: client},
-		{Name: "scheduler", CA: "ca", CommonName: "system:kube-scheduler", Usages: client},
-		{Name: "kubelet", CA: "ca", CommonName: "system:node:" + cfg.NodeName, Organization: []string{"system:nodes"}, Usages: client},
+		{Name: "admin", CA: "ca", CommonName: "kubernetes-admin", Organization: []string{AdminGroup}, Usages: clientAuth},
+		{Name: "super-admin", CA: "ca", CommonName: "kubernetes-super-admin", Organization: []string{"system:masters"}, Usages: clientAuth},
 	}
 }
 
-// Kubeconfigs are the client identities dk8s writes beside its PKI, as
-// NAME.conf, each carrying the certificate of the same name and trusting
-// the cluster CA.
-var Kubeconfigs = []pki.Kubeconfig{
-	{File: "admin.conf", Cert: "admin", CA: "ca"},
-	{File: "super-admin.conf", Cert: "super-admin", CA: "ca"},
-	{File: "controller-manager.conf", Cert: "controller-manager", CA: "ca"},
-	{File: "scheduler.conf", Cert: "scheduler", CA: "ca"},
-	{File: "kubelet.conf", Cert: "kubelet", CA: "ca"},
+// Specs lists every certificate of a dk8s cluster, the cluster's own and
+// each component's, CAs first (a certificate is signed by a CA made
+// before it).
+func Specs(cfg PKIConfig) []pki.CertSpec {
+	all := clusterCerts(cfg)
+	for _, c := range Components() {
+		if c.Certs != nil {
+			all = append(all, c.Certs(cfg)...)
+		}
+	}
+	slices.SortStableFunc(all, func(a, b pki.CertSpec) int {
+		switch {
+		case a.IsCA() && !b.IsCA():
+			return -1
+		case b.IsCA() && !a.IsCA():
+			return 1
+		}
+		return 0
+	})
+	return all
+}
+
+// Kubeconfigs are the client identities dk8s writes beside its PKI: the
+// admin's and each component's, each carrying the certificate of the same
+// name and trusting the cluster CA.
+func Kubeconfigs() []pki.Kubeconfig {
+	kcs := []pki.Kubeconfig{
+		{File: "admin.conf", Cert: "admin", CA: "ca"},
+		{File: "super-admin.conf", Cert: "super-admin", CA: "ca"},
+	}
+	for _, c := range Components() {
+		kcs = append(kcs, c.Kubeconfigs...)
+	}
+	return kcs
 }
 
 // EnsurePKI makes every certificate of Specs(cfg) that dir lacks, and the
@@ -102,5 +110,5 @@ func RenewCerts(cfg Config, now time.Time) ([]string, error) {
 // writeKubeconfigs writes Kubeconfigs into cfg's directory, pointing at
 // cfg's apiserver.
 func writeKubeconfigs(p *pki.PKI, cfg Config) error {
-	return pki.WriteKubeconfigs(p, cfg.Dir, cfg.ClusterName, cfg.APIServerURL(), Kubeconfigs)
+	return pki.WriteKubeconfigs(p, cfg.Dir, cfg.ClusterName, cfg.APIServerURL(), Kubeconfigs())
 }

@@ -162,10 +162,10 @@ func TestKubeconfigs(t *testing.T) {
 		"admin": "kubernetes-admin", "super-admin": "kubernetes-super-admin", "kubelet": "system:node:node-1",
 		"controller-manager": "system:kube-controller-manager", "scheduler": "system:kube-scheduler",
 	}
-	if len(Kubeconfigs) != len(want) {
-		t.Errorf("kubeconfigs %+v, want one for each of %v", Kubeconfigs, want)
+	if len(Kubeconfigs()) != len(want) {
+		t.Errorf("kubeconfigs %+v, want one for each of %v", Kubeconfigs(), want)
 	}
-	for _, kc := range Kubeconfigs {
+	for _, kc := range Kubeconfigs() {
 		// The components' flags (plan.go) name NAME.conf.
 		if kc.File != kc.Cert+".conf" || kc.CA != "ca" {
 			t.Errorf("%+v: want NAME.conf carrying the certificate NAME, trusting the cluster CA", kc)

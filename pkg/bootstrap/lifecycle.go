@@ -36,17 +36,18 @@ type ComponentStatus struct {
 // health in parallel with a short timeout each.
 func Status(ctx context.Context, engine containers.Engine, cfg Config) ([]ComponentStatus, error) {
 	p := &pki.PKI{Dir: cfg.PKIDir()}
-	comps := append([]string(nil), Components...)
-	for _, comp := range NodeComponents {
+	var comps []Component
+	for _, c := range Components() {
 		// The node's rows show once it is a node.
-		if _, err := own(ctx, engine, cfg, comp); err == nil {
-			comps = append(comps, comp)
+		if _, err := own(ctx, engine, cfg, c.Name); err == nil || !c.HostAgent {
+			comps = append(comps, c)
 		}
 	}
 	out := make([]ComponentStatus, len(comps))
 	var wg sync.WaitGroup
-	for i, comp := range comps {
-		st := ComponentStatus{Component: comp, Container: containerName(comp), State: "absent", Health: "-", Endpoint: Endpoints[comp].URL}
+	for i, cp := range comps {
+		comp := cp.Name
+		st := ComponentStatus{Component: comp, Container: containerName(comp), State: "absent", Health: "-", Endpoint: cp.Health.URL}
 		c, err := own(ctx, engine, cfg, comp)
 		switch {
 		case containers.IsNotFound(err):
@@ -82,14 +83,14 @@ func Status(ctx context.Context, engine containers.Engine, cfg Config) ([]Compon
 	return out, nil
 }
 
-// stopOrder is every component, the node's first, then the control plane
-// in the reverse of its start order.
+// stopOrder is every component in the reverse of its start order: the
+// node's agents, then the control plane.
 func stopOrder() []string {
-	order := []string{"kubelet", "containerd"}
-	for i := len(Components) - 1; i >= 0; i-- {
-		order = append(order, Components[i])
+	var names []string
+	for _, c := range reversed(Components()) {
+		names = append(names, c.Name)
 	}
-	return order
+	return names
 }
 
 // Stop stops the control plane's containers, in the reverse of their start
@@ -226,7 +227,7 @@ func CheckPurge(cfg Config) error {
 // network, runtime state and iptables chains are the host's, shared by
 // whichever cluster runs.
 func checkOtherDir(ctx context.Context, engine containers.Engine, cfg Config) error {
-	for _, comp := range append(append([]string(nil), Components...), NodeComponents...) {
+	for _, comp := range ComponentNames() {
 		c, err := engine.InspectContainer(ctx, containerName(comp))
 		if containers.IsNotFound(err) {
 			continue
@@ -279,15 +280,11 @@ func own(ctx context.Context, engine containers.Engine, cfg Config, component st
 
 // Logs writes component's container logs.
 func Logs(ctx context.Context, engine containers.Engine, component string, opts containers.LogsOptions, stdout, stderr io.Writer) error {
-	name := ""
-	for _, c := range append(append([]string(nil), Components...), NodeComponents...) {
-		if c == component || containerName(c) == component || strings.TrimPrefix(c, "kube-") == component {
-			name = containerName(c)
-		}
+	c, err := componentNamed(component)
+	if err != nil {
+		return err
 	}
-	if name == "" {
-		return fmt.Errorf("unknown component %q: use one of %s, %s", component, strings.Join(Components, ", "), strings.Join(NodeComponents, ", "))
-	}
+	name := containerName(c.Name)
 	if _, err := engine.InspectContainer(ctx, name); containers.IsNotFound(err) {
 		return fmt.Errorf("%s has no container: is the cluster started ('dk8s start')?", component)
 	}

@@ -2,6 +2,7 @@ package bootstrap
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"path/filepath"
 	"slices"
@@ -11,10 +12,6 @@ import (
 	"github.com/dk8s/dk8s/pkg/images"
 	"github.com/dk8s/dk8s/pkg/mirror"
 )
-
-// Components of the control plane, in the order they are started (and the
-// reverse of the order they are stopped in).
-var Components = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
 
 // Config is what a control plane is made from.
 type Config struct {
@@ -49,12 +46,9 @@ type Config struct {
 	Mirrors []mirror.Mirror
 }
 
-// Paths inside every container: the host's Dir is mounted read-only at
-// confMount (its pki/ and kubeconfigs), and etcd's data read-write.
-const (
-	confMount = "/etc/dk8s"
-	etcdData  = "/var/lib/etcd"
-)
+// confMount is where a component finds the files of the cluster directory
+// its flags name, each bound in read-only (fileMounts).
+const confMount = "/etc/dk8s"
 
 // Plan turns a configuration and a release of the lock into the containers
 // of the control plane. It is a pure function: it reads nothing and
@@ -70,54 +64,63 @@ func Plan(cfg Config, rel *images.Release) ([]containers.Spec, error) {
 	if _, err := nodePodSubnet(cfg.PodCIDR); err != nil {
 		return nil, err
 	}
-	for comp := range cfg.ExtraArgs {
-		if !slices.Contains(Components, comp) {
-			return nil, fmt.Errorf("extra args for unknown component %q: use one of %s", comp, strings.Join(Components, ", "))
-		}
+	known := map[string]bool{}
+	for _, c := range controlPlane() {
+		known[c.Name] = true
 	}
-	flags := map[string]map[string]string{
-		"etcd":                    etcdFlags(cfg),
-		"kube-apiserver":          apiserverFlags(cfg),
-		"kube-controller-manager": controllerManagerFlags(cfg),
-		"kube-scheduler":          schedulerFlags(),
+	for comp := range cfg.ExtraArgs {
+		if !known[comp] {
+			return nil, fmt.Errorf("extra args for unknown component %q: use one of %s", comp, strings.Join(slices.Sorted(maps.Keys(known)), ", "))
+		}
 	}
 	var specs []containers.Spec
-	for _, comp := range Components {
-		img, ok := rel.Image(comp)
-		if !ok {
-			return nil, fmt.Errorf("the lock's release %s has no %s image", rel.Kubernetes, comp)
+	for _, c := range controlPlane() {
+		spec, err := c.spec(cfg, rel)
+		if err != nil {
+			return nil, err
 		}
-		f := flags[comp]
-		for k, v := range cfg.ExtraArgs[comp] {
-			f[k] = v
-		}
-		mounts := fileMounts(cfg.Dir, f)
-		if comp == "etcd" {
-			mounts = append(mounts, containers.Mount{Source: filepath.Join(cfg.Dir, "etcd"), Target: etcdData})
-		}
-		specs = append(specs, containers.Spec{
-			Name:       containerName(comp),
-			Image:      img.Name,
-			Entrypoint: []string{comp},
-			Args:       containers.Flags(f),
-			Labels: map[string]string{
-				containers.LabelComponent: comp,
-				containers.LabelCluster:   cfg.ClusterName,
-				containers.LabelDir:       cfg.Dir,
-			},
-			Mounts:      mounts,
-			HostNetwork: true,
-			// always, not unless-stopped or on-failure: the Docker daemon is
-			// dk8s's only supervisor. A component must come back after a
-			// crash (on-failure would do), after a clean exit such as the
-			// apiserver leaving when etcd was briefly gone (on-failure would
-			// not), and after a reboot even if someone ran `docker stop` on
-			// it to debug (unless-stopped would not). `dk8s stop` is the way
-			// to keep it down: it removes nothing, and start brings it back.
-			RestartAlways: true,
-		}.WithHash())
+		specs = append(specs, spec)
 	}
 	return specs, nil
+}
+
+// spec plans a control-plane component's container: host network,
+// restart=always, its image from the lock, its flags with --extra-args
+// over them, and exactly the files those flags name.
+func (c Component) spec(cfg Config, rel *images.Release) (containers.Spec, error) {
+	img, ok := rel.Image(c.Name)
+	if !ok {
+		return containers.Spec{}, fmt.Errorf("the lock's release %s has no %s image", rel.Kubernetes, c.Name)
+	}
+	f := c.Flags(cfg)
+	for k, v := range cfg.ExtraArgs[c.Name] {
+		f[k] = v
+	}
+	mounts := fileMounts(cfg.Dir, f)
+	if c.Mounts != nil {
+		mounts = append(mounts, c.Mounts(cfg)...)
+	}
+	return containers.Spec{
+		Name:       containerName(c.Name),
+		Image:      img.Name,
+		Entrypoint: []string{c.Name},
+		Args:       containers.Flags(f),
+		Labels: map[string]string{
+			containers.LabelComponent: c.Name,
+			containers.LabelCluster:   cfg.ClusterName,
+			containers.LabelDir:       cfg.Dir,
+		},
+		Mounts:      mounts,
+		HostNetwork: true,
+		// always, not unless-stopped or on-failure: the Docker daemon is
+		// dk8s's only supervisor. A component must come back after a
+		// crash (on-failure would do), after a clean exit such as the
+		// apiserver leaving when etcd was briefly gone (on-failure would
+		// not), and after a reboot even if someone ran `docker stop` on
+		// it to debug (unless-stopped would not). `dk8s stop` is the way
+		// to keep it down: it removes nothing, and start brings it back.
+		RestartAlways: true,
+	}.WithHash(), nil
 }
 
 // fileMounts binds into a component exactly the files of the cluster
@@ -144,90 +147,3 @@ func pkiPath(name string) string { return confMount + "/pki/" + name }
 
 func kubeconfigPath(name string) string { return confMount + "/" + name + ".conf" }
 
-func etcdFlags(cfg Config) map[string]string {
-	client, peer := "https://127.0.0.1:2379", "https://127.0.0.1:2380"
-	return map[string]string{
-		"name":                        cfg.NodeName,
-		"data-dir":                    etcdData,
-		"listen-client-urls":          client,
-		"advertise-client-urls":       client,
-		"listen-peer-urls":            peer,
-		"initial-advertise-peer-urls": peer,
-		"initial-cluster":             cfg.NodeName + "=" + peer,
-		"listen-metrics-urls":         "http://127.0.0.1:2381",
-		"client-cert-auth":            "true",
-		"peer-client-cert-auth":       "true",
-		"cert-file":                   pkiPath("etcd/server.crt"),
-		"key-file":                    pkiPath("etcd/server.key"),
-		"trusted-ca-file":             pkiPath("etcd/ca.crt"),
-		"peer-cert-file":              pkiPath("etcd/peer.crt"),
-		"peer-key-file":               pkiPath("etcd/peer.key"),
-		"peer-trusted-ca-file":        pkiPath("etcd/ca.crt"),
-		"snapshot-count":              "10000",
-	}
-}
-
-func apiserverFlags(cfg Config) map[string]string {
-	return map[string]string{
-		"advertise-address":                  cfg.AdvertiseAddress.String(),
-		"allow-privileged":                   "true",
-		"anonymous-auth":                     "true", // as kubeadm leaves it: RBAC lets anonymous reach only /livez, /readyz, /healthz, /version
-		"authorization-mode":                 "Node,RBAC",
-		"client-ca-file":                     pkiPath("ca.crt"),
-		"enable-admission-plugins":           "NodeRestriction",
-		"enable-bootstrap-token-auth":        "true",
-		"etcd-cafile":                        pkiPath("etcd/ca.crt"),
-		"etcd-certfile":                      pkiPath("apiserver-etcd-client.crt"),
-		"etcd-keyfile":                       pkiPath("apiserver-etcd-client.key"),
-		"etcd-servers":                       "https://127.0.0.1:2379",
-		"kubelet-client-certificate":         pkiPath("apiserver-kubelet-client.crt"),
-		"kubelet-client-key":                 pkiPath("apiserver-kubelet-client.key"),
-		"kubelet-preferred-address-types":    "InternalIP,ExternalIP,Hostname",
-		"proxy-client-cert-file":             pkiPath("front-proxy-client.crt"),
-		"proxy-client-key-file":              pkiPath("front-proxy-client.key"),
-		"requestheader-allowed-names":        "front-proxy-client",
-		"requestheader-client-ca-file":       pkiPath("front-proxy-ca.crt"),
-		"requestheader-extra-headers-prefix": "X-Remote-Extra-",
-		"requestheader-group-headers":        "X-Remote-Group",
-		"requestheader-username-headers":     "X-Remote-User",
-		"secure-port":                        "6443",
-		"service-account-issuer":             "https://kubernetes.default.svc.cluster.local",
-		"service-account-key-file":           pkiPath("sa.pub"),
-		"service-account-signing-key-file":   pkiPath("sa.key"),
-		"service-cluster-ip-range":           cfg.ServiceCIDR,
-		"tls-cert-file":                      pkiPath("apiserver.crt"),
-		"tls-private-key-file":               pkiPath("apiserver.key"),
-	}
-}
-
-func controllerManagerFlags(cfg Config) map[string]string {
-	return map[string]string{
-		"allocate-node-cidrs":              "true",
-		"authentication-kubeconfig":        kubeconfigPath("controller-manager"),
-		"authorization-kubeconfig":         kubeconfigPath("controller-manager"),
-		"bind-address":                     "127.0.0.1",
-		"client-ca-file":                   pkiPath("ca.crt"),
-		"cluster-cidr":                     cfg.PodCIDR,
-		"cluster-name":                     cfg.ClusterName,
-		"cluster-signing-cert-file":        pkiPath("ca.crt"), // signs kubelet CSRs, so certificate rotation works
-		"cluster-signing-key-file":         pkiPath("ca.key"),
-		"controllers":                      "*,bootstrapsigner,tokencleaner",
-		"kubeconfig":                       kubeconfigPath("controller-manager"),
-		"leader-elect":                     "true",
-		"requestheader-client-ca-file":     pkiPath("front-proxy-ca.crt"),
-		"root-ca-file":                     pkiPath("ca.crt"),
-		"service-account-private-key-file": pkiPath("sa.key"),
-		"service-cluster-ip-range":         cfg.ServiceCIDR,
-		"use-service-account-credentials":  "true",
-	}
-}
-
-func schedulerFlags() map[string]string {
-	return map[string]string{
-		"authentication-kubeconfig": kubeconfigPath("scheduler"),
-		"authorization-kubeconfig":  kubeconfigPath("scheduler"),
-		"bind-address":              "127.0.0.1",
-		"kubeconfig":                kubeconfigPath("scheduler"),
-		"leader-elect":              "true",
-	}
-}

@@ -13,13 +13,6 @@ import (
 	"github.com/dk8s/dk8s/pkg/containers"
 )
 
-// Ports each component listens on, on the host's network.
-var Ports = map[string][]int{
-	"etcd":                    {2379, 2380, 2381},
-	"kube-apiserver":          {6443},
-	"kube-controller-manager": {10257},
-	"kube-scheduler":          {10259},
-}
 
 // Finding is one preflight result: a failure stops start before anything is
 // changed; a warning is shown and start goes on.
@@ -66,7 +59,8 @@ func Preflight(ctx context.Context, engine containers.Engine, cfg Config) ([]Fin
 		out = append(out, Finding{"docker", "the Docker daemon speaks API " + v.APIVersion, "Upgrade Docker to 19.03 or later (API 1.40)", true})
 	}
 	holders := listeners()
-	for _, comp := range Components {
+	for _, cp := range controlPlane() {
+		comp := cp.Name
 		c, err := engine.InspectContainer(ctx, containerName(comp))
 		if dir := c.Labels[containers.LabelDir]; err == nil && dir != cfg.Dir {
 			out = append(out, Finding{"containers", fmt.Sprintf("%s runs the control plane kept in %s", c.Name, dir),
@@ -76,7 +70,7 @@ func Preflight(ctx context.Context, engine containers.Engine, cfg Config) ([]Fin
 		if err == nil && c.Running {
 			continue // its own ports are held by itself
 		}
-		for _, port := range Ports[comp] {
+		for _, port := range cp.Ports {
 			if who, busy := holders[port]; busy {
 				out = append(out, Finding{"port " + strconv.Itoa(port), fmt.Sprintf("%s needs it, and %s is listening on it", comp, who),
 					"Stop that process (a leftover kubeadm or an earlier cluster?) and run dk8s start again", true})
@@ -103,12 +97,6 @@ func Preflight(ctx context.Context, engine containers.Engine, cfg Config) ([]Fin
 	return out, nil
 }
 
-// NodePorts are the host ports a node's agents listen on: kubelet's API
-// and health, kube-proxy's metrics and health.
-var NodePorts = map[string][]int{
-	"kubelet":    {10250, 10248},
-	"kube-proxy": {10249, 10256},
-}
 
 // nodePorts checks the node's ports before anything starts, unless this
 // cluster's node already runs here (its kubelet and kube-proxy hold them).
@@ -119,9 +107,14 @@ func nodePorts(ctx context.Context, engine containers.Engine, cfg Config, holder
 	if _, err := os.Stat(filepath.Join(unitDir, unitName("kubelet"))); err == nil && systemdIsInit() {
 		return nil // its unit runs it; start restarts it if its unit changed
 	}
+	ports := map[string][]int{"kube-proxy": kubeProxyPorts}
+	names := []string{"kube-proxy"}
+	for _, c := range hostAgents() {
+		ports[c.Name], names = c.Ports, append([]string{c.Name}, names...)
+	}
 	var out []Finding
-	for _, comp := range []string{"kubelet", "kube-proxy"} {
-		for _, port := range NodePorts[comp] {
+	for _, comp := range names {
+		for _, port := range ports[comp] {
 			if who, busy := holders[port]; busy {
 				out = append(out, Finding{"port " + strconv.Itoa(port), fmt.Sprintf("this node's %s needs it, and %s is listening on it", comp, who),
 					"Stop that process (a kubelet or kube-proxy of another cluster?) and run dk8s start again, or start with --control-plane-only", true})
@@ -129,10 +122,6 @@ func nodePorts(ctx context.Context, engine containers.Engine, cfg Config, holder
 		}
 	}
 	return out
-}
-
-func containerName(component string) string {
-	return "dk8s-" + strings.TrimPrefix(component, "kube-")
 }
 
 func apiBelow(v string, major, minor int) bool {

@@ -19,8 +19,8 @@ const AdminGroup = "dk8s:cluster-admins"
 
 // ensureAdminBinding binds AdminGroup to cluster-admin, through the
 // super-admin identity, if the binding is not there yet.
-func ensureAdminBinding(ctx context.Context, cfg Config) error {
-	cs, err := clientFor(filepath.Join(cfg.Dir, "super-admin.conf"))
+func ensureAdminBinding(ctx context.Context, cfg Config, opts StartOptions) error {
+	cs, err := opts.client(filepath.Join(cfg.Dir, "super-admin.conf"))
 	if err != nil {
 		return err
 	}

@@ -11,8 +11,12 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/dk8s/dk8s/internal/wait"
 	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/images"
+	"github.com/dk8s/dk8s/pkg/pki"
 )
 
 // Event is progress Start reports.
@@ -33,6 +37,26 @@ type StartOptions struct {
 	// LockWait bounds the wait for another start on the same directory to
 	// finish; 0 means do not wait.
 	LockWait time.Duration
+	// Probe asks a component for its health once; nil means its Endpoint
+	// (a node agent embedding dk8s, or a test, may ask otherwise).
+	Probe func(ctx context.Context, p *pki.PKI, component string) error
+	// Client makes the Kubernetes client of a kubeconfig; nil means
+	// client-go's, from the file.
+	Client func(kubeconfig string) (kubernetes.Interface, error)
+}
+
+func (o StartOptions) probe(ctx context.Context, p *pki.PKI, component string) error {
+	if o.Probe != nil {
+		return o.Probe(ctx, p, component)
+	}
+	return Probe(ctx, p, component, 2*time.Second)
+}
+
+func (o StartOptions) client(kubeconfig string) (kubernetes.Interface, error) {
+	if o.Client != nil {
+		return o.Client(kubeconfig)
+	}
+	return clientFor(kubeconfig)
 }
 
 // ComponentError is a component that did not come up, with its last log
@@ -162,31 +186,20 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 	if timeout == 0 {
 		timeout = 3 * time.Minute
 	}
-	for i, spec := range specs {
-		comp := Components[i]
-		ens, err := containers.Ensure(ctx, engine, spec)
+	for _, c := range controlPlane() {
+		spec, err := c.spec(cfg, rel)
 		if err != nil {
-			return fmt.Errorf("%s: %w", comp, err)
+			return err
 		}
-		action := ens.String()
-		if ens.Action == containers.Unchanged {
-			if action, err = reloadFiles(ctx, engine, spec); err != nil {
-				return fmt.Errorf("%s: %w", comp, err)
-			}
+		if err := startComponent(ctx, engine, c, spec, p, timeout, opts, emit); err != nil {
+			return err
 		}
-		emit(Event{Step: "container", Component: comp, Message: spec.Name + " " + action})
-		if err := WaitHealthy(ctx, p, comp, timeout); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return &ComponentError{Component: comp, Err: err, Logs: lastLogs(engine, spec.Name, 15), Hint: hints[comp]}
-		}
-		if comp == "kube-apiserver" {
-			if err := ensureAdminBinding(ctx, cfg); err != nil {
+		if c.Ready != nil {
+			if err := c.Ready(ctx, cfg, opts); err != nil {
 				return err
 			}
 		}
-		emit(Event{Step: "healthy", Component: comp, Message: comp + " is healthy", Done: true})
+		emit(Event{Step: "healthy", Component: c.Name, Message: c.Name + " is healthy", Done: true})
 	}
 	if node != nil {
 		if err := startNode(ctx, engine, cfg, rel, node, timeout, emit); err != nil {
@@ -196,11 +209,34 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 	return finished()
 }
 
-var hints = map[string]string{
-	"etcd":                    "'dk8s logs etcd'; a full disk under the cluster directory or a data directory from another cluster stops etcd",
-	"kube-apiserver":          "'dk8s logs kube-apiserver'; it needs etcd healthy on 127.0.0.1:2379 and its certificates under the cluster directory",
-	"kube-controller-manager": "'dk8s logs kube-controller-manager'; it reaches the apiserver with controller-manager.conf",
-	"kube-scheduler":          "'dk8s logs kube-scheduler'; it reaches the apiserver with scheduler.conf",
+// startComponent makes c's container match spec and waits, within
+// timeout, until c answers its probe; one that does not comes back as a
+// ComponentError with its last log lines and its hint.
+func startComponent(ctx context.Context, engine containers.Engine, c Component, spec containers.Spec, p *pki.PKI, timeout time.Duration, opts StartOptions, emit func(Event)) error {
+	ens, err := containers.Ensure(ctx, engine, spec)
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.Name, err)
+	}
+	action := ens.String()
+	if ens.Action == containers.Unchanged {
+		if action, err = reloadFiles(ctx, engine, spec); err != nil {
+			return fmt.Errorf("%s: %w", c.Name, err)
+		}
+	}
+	emit(Event{Step: "container", Component: c.Name, Message: spec.Name + " " + action})
+	err = wait.Until(ctx, 500*time.Millisecond, timeout, func(ctx context.Context) (bool, string, error) {
+		if err := opts.probe(ctx, p, c.Name); err != nil {
+			return false, err.Error(), nil
+		}
+		return true, "", nil
+	})
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return &ComponentError{Component: c.Name, Err: fmt.Errorf("not healthy: %w", err), Logs: lastLogs(engine, spec.Name, 15), Hint: c.Hint}
 }
 
 // reloadFiles restarts a running container when a file bound into it

@@ -238,7 +238,7 @@ func clusterSecrets() []string {
 	for _, spec := range bootstrap.Specs(bootstrap.PKIConfig{}) {
 		files = append(files, filepath.Join("pki", filepath.FromSlash(spec.Name)+".key"))
 	}
-	for _, kc := range bootstrap.Kubeconfigs {
+	for _, kc := range bootstrap.Kubeconfigs() {
 		files = append(files, kc.File)
 	}
 	return files

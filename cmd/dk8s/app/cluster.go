@@ -455,7 +455,7 @@ func newLogs(g *globals) *cobra.Command {
 		Short:     "Print a component's logs",
 		Example:   "  dk8s logs kube-apiserver --tail 50\n  dk8s logs etcd -f",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: bootstrap.Components,
+		ValidArgs: bootstrap.ComponentNames(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			engine, err := g.engine(cmd.Context())
 			if err != nil {

@@ -1,0 +1,13 @@
+package bootstrap
+
+// containerdAgent is the node's pod runtime: a containerd of dk8s's own
+// with its CRI plugin on, beside Docker's, run on the host (node.go plans
+// its supervisor). Its socket answering is its health.
+func containerdAgent() Component {
+	return Component{
+		Name:      "containerd",
+		Health:    Endpoint{URL: "unix://" + RuntimeSocket},
+		Hint:      "'dk8s logs containerd'",
+		HostAgent: true,
+	}
+}

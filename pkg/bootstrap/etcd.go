@@ -1,0 +1,61 @@
+package bootstrap
+
+import (
+	"crypto/x509"
+	"path/filepath"
+
+	"github.com/dk8s/dk8s/pkg/containers"
+	"github.com/dk8s/dk8s/pkg/pki"
+)
+
+// etcdData is where etcd keeps its data inside its container; the host's
+// DIR/etcd is bound there.
+const etcdData = "/var/lib/etcd"
+
+// etcd is the cluster's store: on 127.0.0.1 only, client certificates from
+// its own CA required on every port but the plain metrics one, its data on
+// the host.
+func etcd() Component {
+	return Component{
+		Name:   "etcd",
+		Ports:  []int{2379, 2380, 2381},
+		Health: Endpoint{URL: "https://127.0.0.1:2379/health", Cert: "etcd/healthcheck-client", CA: "etcd/ca", Body: `"health":"true"`},
+		Hint:   "'dk8s logs etcd'; a full disk under the cluster directory or a data directory from another cluster stops etcd",
+		Certs: func(cfg PKIConfig) []pki.CertSpec {
+			both := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+			ips := cfg.hostIPs()
+			return []pki.CertSpec{
+				{Name: "etcd/ca", CommonName: "dk8s-etcd-ca"},
+				{Name: "etcd/server", CA: "etcd/ca", CommonName: cfg.NodeName, DNSNames: []string{cfg.NodeName, "localhost"}, IPs: ips, Usages: both},
+				{Name: "etcd/peer", CA: "etcd/ca", CommonName: cfg.NodeName, DNSNames: []string{cfg.NodeName, "localhost"}, IPs: ips, Usages: both},
+				// dk8s's own health probe.
+				{Name: "etcd/healthcheck-client", CA: "etcd/ca", CommonName: "kube-etcd-healthcheck-client", Usages: clientAuth},
+			}
+		},
+		Flags: func(cfg Config) map[string]string {
+			client, peer := "https://127.0.0.1:2379", "https://127.0.0.1:2380"
+			return map[string]string{
+				"name":                        cfg.NodeName,
+				"data-dir":                    etcdData,
+				"listen-client-urls":          client,
+				"advertise-client-urls":       client,
+				"listen-peer-urls":            peer,
+				"initial-advertise-peer-urls": peer,
+				"initial-cluster":             cfg.NodeName + "=" + peer,
+				"listen-metrics-urls":         "http://127.0.0.1:2381",
+				"client-cert-auth":            "true",
+				"peer-client-cert-auth":       "true",
+				"cert-file":                   pkiPath("etcd/server.crt"),
+				"key-file":                    pkiPath("etcd/server.key"),
+				"trusted-ca-file":             pkiPath("etcd/ca.crt"),
+				"peer-cert-file":              pkiPath("etcd/peer.crt"),
+				"peer-key-file":               pkiPath("etcd/peer.key"),
+				"peer-trusted-ca-file":        pkiPath("etcd/ca.crt"),
+				"snapshot-count":              "10000",
+			}
+		},
+		Mounts: func(cfg Config) []containers.Mount {
+			return []containers.Mount{{Source: filepath.Join(cfg.Dir, "etcd"), Target: etcdData}}
+		},
+	}
+}
