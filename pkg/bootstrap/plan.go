@@ -146,4 +146,3 @@ func fileMounts(dir string, flags map[string]string) []containers.Mount {
 func pkiPath(name string) string { return confMount + "/pki/" + name }
 
 func kubeconfigPath(name string) string { return confMount + "/" + name + ".conf" }
-

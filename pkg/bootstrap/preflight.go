@@ -13,7 +13,6 @@ import (
 	"github.com/dk8s/dk8s/pkg/containers"
 )
 
-
 // Finding is one preflight result: a failure stops start before anything is
 // changed; a warning is shown and start goes on.
 type Finding struct {
@@ -96,7 +95,6 @@ func Preflight(ctx context.Context, engine containers.Engine, cfg Config) ([]Fin
 	}
 	return out, nil
 }
-
 
 // nodePorts checks the node's ports before anything starts, unless this
 // cluster's node already runs here (its kubelet and kube-proxy hold them).
