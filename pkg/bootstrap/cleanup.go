@@ -10,7 +10,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
-	"time"
+
+	"github.com/dk8s/dk8s/pkg/host"
 )
 
 // cleanupNode undoes what running pods left on the host once the runtime
@@ -22,7 +23,7 @@ func cleanupNode(cfg Config, purge bool) error {
 	if _, err := os.Stat(filepath.Join(cfg.Dir, "kubelet")); os.IsNotExist(err) {
 		return nil // never a node
 	}
-	for _, dir := range []string{filepath.Join(cfg.Dir, "kubelet"), runtimeState} {
+	for _, dir := range []string{filepath.Join(cfg.Dir, "kubelet"), host.RuntimeState} {
 		if err := UnmountUnder(dir); err != nil {
 			return err
 		}
@@ -39,7 +40,7 @@ func cleanupNode(cfg Config, purge bool) error {
 			errs = append(errs, fmt.Sprintf("deleting the dk8s0 bridge: %v: %s", err, out))
 		}
 	}
-	for _, dir := range []string{"/var/lib/cni/networks/dk8s", runtimeState} {
+	for _, dir := range []string{"/var/lib/cni/networks/dk8s", host.RuntimeState} {
 		if err := os.RemoveAll(dir); err != nil {
 			errs = append(errs, err.Error())
 		}
@@ -60,28 +61,6 @@ func cleanupNode(cfg Config, purge bool) error {
 		return fmt.Errorf("cleaning up the node: %s", strings.Join(errs, "; "))
 	}
 	return nil
-}
-
-// StopPods kills every pod container the runtime runs and deletes it, with
-// its root file system mounts, while the runtime still answers. Pods
-// outlive their runtime's container (their shims are not its children), so
-// removing the runtime alone would leave them running.
-func StopPods(ctr string) {
-	run := func(args ...string) string {
-		out, _ := exec.Command(ctr, append([]string{"--address", RuntimeSocket, "-n", "k8s.io"}, args...)...).Output()
-		return string(out)
-	}
-	ids := strings.Fields(run("containers", "ls", "-q"))
-	for _, id := range ids {
-		run("tasks", "kill", "--signal", "SIGKILL", id)
-	}
-	for i := 0; i < 50 && strings.Contains(run("tasks", "ls"), "RUNNING"); i++ {
-		time.Sleep(100 * time.Millisecond)
-	}
-	for _, id := range ids {
-		run("tasks", "delete", "--force", id)
-		run("containers", "delete", id)
-	}
 }
 
 // UnmountUnder detaches every mount at or below dir, deepest first.

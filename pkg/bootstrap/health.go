@@ -11,6 +11,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/dk8s/dk8s/pkg/host"
 )
 
 // Endpoint is where a component answers for its health.
@@ -32,7 +34,7 @@ var Endpoints = map[string]Endpoint{
 	"kube-controller-manager": {URL: "https://127.0.0.1:10257/healthz"},
 	"kube-scheduler":          {URL: "https://127.0.0.1:10259/healthz"},
 	"kubelet":                 {URL: "http://127.0.0.1:10248/healthz"},
-	"containerd":              {URL: "unix://" + RuntimeSocket},
+	"containerd":              {URL: "unix://" + host.RuntimeSocket},
 }
 
 // Probe asks component for its health once, within timeout.

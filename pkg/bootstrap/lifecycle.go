@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dk8s/dk8s/pkg/containers"
+	"github.com/dk8s/dk8s/pkg/host"
 )
 
 // ComponentStatus is one line of `dk8s ps`.
@@ -97,7 +98,7 @@ func stopOrder() []string {
 // start` brings them back at once.
 func Stop(ctx context.Context, engine containers.Engine, cfg Config) ([]string, error) {
 	var stopped []string
-	if _, err := os.Stat(filepath.Join(unitDir, unitName("kubelet"))); err == nil && systemdIsInit() {
+	if _, err := os.Stat(filepath.Join(unitDir, unitName("kubelet"))); err == nil && host.SystemdIsInit() {
 		for _, comp := range []string{"kubelet", "containerd"} {
 			if err := systemctl("stop", unitName(comp)); err != nil {
 				return stopped, err
@@ -141,10 +142,10 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool
 		return nil, err
 	}
 	var removed []string
-	if _, err := os.Stat(filepath.Join(unitDir, unitName("containerd"))); err == nil && systemdIsInit() {
+	if _, err := os.Stat(filepath.Join(unitDir, unitName("containerd"))); err == nil && host.SystemdIsInit() {
 		systemctl("stop", unitName("kubelet"))
-		if _, ctr, _, err := hostTools(); err == nil {
-			StopPods(ctr)
+		if t, err := host.FindTools(); err == nil {
+			host.StopPods(ctx, host.Exec{}, t.Ctr)
 		}
 		removeUnits()
 		removed = append(removed, unitName("kubelet"), unitName("containerd"))
@@ -166,8 +167,8 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool
 	}
 	for _, name := range order {
 		if name == containerName("containerd") {
-			if _, ctr, _, err := hostTools(); err == nil {
-				StopPods(ctr)
+			if t, err := host.FindTools(); err == nil {
+				host.StopPods(ctx, host.Exec{}, t.Ctr)
 			}
 		}
 		if err := engine.StopContainer(ctx, name, 30*time.Second); err != nil && !containers.IsNotFound(err) {

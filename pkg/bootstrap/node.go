@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/dk8s/dk8s/pkg/containers"
+	"github.com/dk8s/dk8s/pkg/host"
 	"github.com/dk8s/dk8s/pkg/images"
 )
 
@@ -47,7 +48,7 @@ func (f nodeFiles) hash(prefix string) string {
 
 // nodeTools are the host binaries a node runs, found by findNodeTools.
 type nodeTools struct {
-	containerd, ctr, cniBin string
+	host.Tools
 	shim                    string // a static dk8s
 	kubelet, kubeletVersion string // the kubelet to install, and its version
 }
@@ -57,7 +58,7 @@ type nodeTools struct {
 func findNodeTools(ctx context.Context, cfg Config, rel *images.Release) (*nodeTools, error) {
 	var t nodeTools
 	var err error
-	if t.containerd, t.ctr, t.cniBin, err = hostTools(); err != nil {
+	if t.Tools, err = host.FindTools(); err != nil {
 		return nil, err
 	}
 	if t.shim = cfg.ShimBinary; t.shim == "" {
@@ -68,7 +69,7 @@ func findNodeTools(ctx context.Context, cfg Config, rel *images.Release) (*nodeT
 	if err := checkStatic(t.shim); err != nil {
 		return nil, err
 	}
-	if t.kubelet, t.kubeletVersion, err = findKubelet(ctx, cfg, rel); err != nil {
+	if t.kubelet, t.kubeletVersion, err = host.FindKubelet(ctx, host.Exec{}, cfg.KubeletBinary, cfg.Dir, rel); err != nil {
 		return nil, err
 	}
 	return &t, nil
@@ -76,7 +77,7 @@ func findNodeTools(ctx context.Context, cfg Config, rel *images.Release) (*nodeT
 
 // startNode makes this host a node of the control plane just started.
 func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, t *nodeTools, timeout time.Duration, emit func(Event)) error {
-	containerdBin, ctr, cniBin, kubeletVersion := t.containerd, t.ctr, t.cniBin, t.kubeletVersion
+	containerdBin, ctr, cniBin, kubeletVersion := t.Containerd, t.Ctr, t.CNIBin, t.kubeletVersion
 	shim, err := install(t.shim, filepath.Join(cfg.Dir, "bin", "dk8s"))
 	if err != nil {
 		return err
@@ -86,7 +87,7 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 		return err
 	}
 	pause, _ := rel.Image("pause")
-	podSubnet, err := nodePodSubnet(cfg.PodCIDR)
+	podSubnet, err := host.NodePodSubnet(cfg.PodCIDR)
 	if err != nil {
 		return err
 	}
@@ -97,15 +98,15 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 	dnsIP := append(net.IP(nil), svc.To4()...)
 	dnsIP[3] = 10 // the service range's .10, where kubeadm puts kube-dns
 	dns := dnsIP.String()
-	systemd := systemdIsInit()
+	systemd := host.SystemdIsInit()
 	runtimeConf := filepath.Join(cfg.Dir, "containerd", "config.toml")
 	files := nodeFiles{
-		runtimeConf: runtimeConfig(cfg, pause.Name, cniBin, systemd, len(containers.MissingCapabilities()) > 0),
-		filepath.Join(cfg.Dir, "cni", "10-dk8s.conflist"): cniConfig(podSubnet),
-		filepath.Join(cfg.Dir, "kubelet", "config.yaml"):  kubeletConfig(cfg, dns, filepath.Join(cfg.PKIDir(), "ca.crt"), systemd, cgroupV1()),
+		runtimeConf: host.RuntimeConfig(cfg.Dir, pause.Name, cniBin, systemd, len(containers.MissingCapabilities()) > 0),
+		filepath.Join(cfg.Dir, "cni", "10-dk8s.conflist"): host.CNIConfig(podSubnet),
+		filepath.Join(cfg.Dir, "kubelet", "config.yaml"):  host.KubeletConfig(cfg.AdvertiseAddress, dns, filepath.Join(cfg.PKIDir(), "ca.crt"), systemd, host.CgroupV1()),
 	}
 	if len(cfg.Mirrors) > 0 {
-		files[filepath.Join(cfg.Dir, "containerd", "certs.d", "registry.k8s.io", "hosts.toml")] = hostsToml(cfg.Mirrors)
+		files[filepath.Join(cfg.Dir, "containerd", "certs.d", "registry.k8s.io", "hosts.toml")] = host.HostsToml(cfg.Mirrors)
 	}
 	for p, content := range files {
 		if err := writeIfChanged(p, []byte(content), 0o644); err != nil {
@@ -140,7 +141,7 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 		}
 		emit(Event{Step: "container", Component: "containerd", Message: specs[0].Name + " " + ens.String()})
 	}
-	if err := waitRuntime(ctx, ctr, timeout); err != nil {
+	if err := host.WaitRuntime(ctx, host.Exec{}, ctr, timeout); err != nil {
 		return &ComponentError{Component: "containerd", Err: err, Logs: lastLogs(engine, specs[0].Name, 15), Hint: "'dk8s logs containerd'"}
 	}
 	var refs []string
@@ -148,7 +149,7 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 		img, _ := rel.Image(c)
 		refs = append(refs, img.Name)
 	}
-	imageIDs, err := importImages(ctx, engine, ctr, filepath.Join(cfg.Dir, "containerd", "imported"), refs)
+	imageIDs, err := host.ImportImages(ctx, host.Exec{}, engine, ctr, filepath.Join(cfg.Dir, "containerd", "imported"), refs)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/dk8s/dk8s/pkg/containers"
+	"github.com/dk8s/dk8s/pkg/host"
 )
 
 // Ports each component listens on, on the host's network.
@@ -116,7 +117,7 @@ func nodePorts(ctx context.Context, engine containers.Engine, cfg Config, holder
 	if c, err := engine.InspectContainer(ctx, containerName("kubelet")); err == nil && c.Running && c.Labels[containers.LabelDir] == cfg.Dir {
 		return nil
 	}
-	if _, err := os.Stat(filepath.Join(unitDir, unitName("kubelet"))); err == nil && systemdIsInit() {
+	if _, err := os.Stat(filepath.Join(unitDir, unitName("kubelet"))); err == nil && host.SystemdIsInit() {
 		return nil // its unit runs it; start restarts it if its unit changed
 	}
 	var out []Finding
