@@ -98,12 +98,12 @@ func stopOrder() []string {
 // start` brings them back at once.
 func Stop(ctx context.Context, engine containers.Engine, cfg Config) ([]string, error) {
 	var stopped []string
-	if _, err := os.Stat(filepath.Join(unitDir, unitName("kubelet"))); err == nil && host.SystemdIsInit() {
+	if units := nodeUnits(); units.Installed("kubelet") && host.SystemdIsInit() {
 		for _, comp := range []string{"kubelet", "containerd"} {
-			if err := systemctl("stop", unitName(comp)); err != nil {
+			if err := host.Systemctl(ctx, units.Runner, "stop", host.UnitName(comp)); err != nil {
 				return stopped, err
 			}
-			stopped = append(stopped, unitName(comp))
+			stopped = append(stopped, host.UnitName(comp))
 		}
 	}
 	for _, comp := range stopOrder() {
@@ -142,13 +142,13 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool
 		return nil, err
 	}
 	var removed []string
-	if _, err := os.Stat(filepath.Join(unitDir, unitName("containerd"))); err == nil && host.SystemdIsInit() {
-		systemctl("stop", unitName("kubelet"))
+	if units := nodeUnits(); units.Installed("containerd") && host.SystemdIsInit() {
+		host.Systemctl(ctx, units.Runner, "stop", host.UnitName("kubelet"))
 		if t, err := host.FindTools(); err == nil {
 			host.StopPods(ctx, host.Exec{}, t.Ctr)
 		}
-		removeUnits()
-		removed = append(removed, unitName("kubelet"), unitName("containerd"))
+		units.Remove(ctx, NodeComponents)
+		removed = append(removed, host.UnitName("kubelet"), host.UnitName("containerd"))
 	}
 	// Reverse start order, then anything else of the cluster.
 	byName := map[string]bool{}

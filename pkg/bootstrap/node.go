@@ -26,6 +26,9 @@ import (
 // start order.
 var NodeComponents = []string{"containerd", "kubelet"}
 
+// nodeUnits are the host agents' systemd units, used where systemd is init.
+func nodeUnits() host.Units { return host.Units{Runner: host.Exec{}, Dir: host.UnitDir} }
+
 // LabelConfigHash carries a hash of the files a host agent reads, so that a
 // changed configuration replaces its container (and restarts the agent).
 const LabelConfigHash = "io.dk8s.config-hash"
@@ -124,9 +127,9 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 			"--hostname-override=" + cfg.NodeName, "--node-ip=" + cfg.AdvertiseAddress.String()})
 
 	if systemd {
-		actions, err := applyUnits(map[string]string{
-			"containerd": SystemdUnit("containerd", append([]string{shim, "host-exec", "--root", "/", "--service-cidr", cfg.ServiceCIDR, "--"}, runtimeCmd...), []string{"docker.service"}),
-			"kubelet":    SystemdUnit("kubelet", specs[1].Args, []string{unitName("containerd")}),
+		actions, err := nodeUnits().Apply(ctx, []host.Unit{
+			{Component: "containerd", Text: host.SystemdUnit("containerd", append([]string{shim, "host-exec", "--root", "/", "--service-cidr", cfg.ServiceCIDR, "--"}, runtimeCmd...), []string{"docker.service"})},
+			{Component: "kubelet", Text: host.SystemdUnit("kubelet", specs[1].Args, []string{host.UnitName("containerd")})},
 		})
 		if err != nil {
 			return err

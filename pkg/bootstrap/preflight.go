@@ -117,7 +117,7 @@ func nodePorts(ctx context.Context, engine containers.Engine, cfg Config, holder
 	if c, err := engine.InspectContainer(ctx, containerName("kubelet")); err == nil && c.Running && c.Labels[containers.LabelDir] == cfg.Dir {
 		return nil
 	}
-	if _, err := os.Stat(filepath.Join(unitDir, unitName("kubelet"))); err == nil && host.SystemdIsInit() {
+	if nodeUnits().Installed("kubelet") && host.SystemdIsInit() {
 		return nil // its unit runs it; start restarts it if its unit changed
 	}
 	var out []Finding
