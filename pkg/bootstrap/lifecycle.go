@@ -179,7 +179,7 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool
 		}
 		removed = append(removed, name)
 	}
-	if err := cleanupNode(cfg, purge); err != nil {
+	if err := host.Cleanup(ctx, host.Exec{}, cfg.Dir, cfg.PodCIDR, purge); err != nil {
 		return removed, err
 	}
 	if purge {

@@ -69,7 +69,7 @@ func findNodeTools(ctx context.Context, cfg Config, rel *images.Release) (*nodeT
 			return nil, err
 		}
 	}
-	if err := checkStatic(t.shim); err != nil {
+	if err := host.CheckStatic(t.shim); err != nil {
 		return nil, err
 	}
 	if t.kubelet, t.kubeletVersion, err = host.FindKubelet(ctx, host.Exec{}, cfg.KubeletBinary, cfg.Dir, rel); err != nil {
@@ -193,7 +193,7 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 // pause image of the lock, present on every dk8s host.
 func nodeSpecs(cfg Config, image, shim string, files nodeFiles, versions map[string]string, runtimeCmd, kubeletCmd []string) []containers.Spec {
 	mk := func(comp string, cmd []string, configPrefix string) containers.Spec {
-		entry := []string{HostRoot + shim, "host-exec"}
+		entry := []string{host.MountedRoot + shim, "host-exec"}
 		if comp == "containerd" {
 			entry = append(entry, runtimePrep(cfg)...)
 		}
@@ -209,7 +209,7 @@ func nodeSpecs(cfg Config, image, shim string, files nodeFiles, versions map[str
 				LabelConfigHash:           files.hash(configPrefix),
 				LabelVersion:              versions[comp],
 			},
-			Mounts:         []containers.Mount{{Source: "/", Target: HostRoot, Propagation: "rshared"}},
+			Mounts:         []containers.Mount{{Source: "/", Target: host.MountedRoot, Propagation: "rshared"}},
 			HostNetwork:    true,
 			HostNamespaces: true,
 			Privileged:     true,
@@ -227,7 +227,7 @@ func nodeSpecs(cfg Config, image, shim string, files nodeFiles, versions map[str
 // its own, so that pods outlive a crash or restart of its container (under
 // systemd, KillMode=process and Delegate=yes do that).
 func runtimePrep(cfg Config) []string {
-	return []string{"--service-cidr", cfg.ServiceCIDR, "--cgroup", RuntimeCgroup}
+	return []string{"--service-cidr", cfg.ServiceCIDR, "--cgroup", host.RuntimeCgroup}
 }
 
 // binaryVersion is the version a host binary reports, e.g. containerd's.

@@ -226,11 +226,3 @@ func snapshot(t *testing.T, dir string) map[string][]byte {
 	}
 	return out
 }
-
-func TestSplitRule(t *testing.T) {
-	got := splitRule(`-A POSTROUTING -s 10.244.0.10/32 -m comment --comment "name: \"dk8s\" id: \"3dfd\"" -j CNI-abbb`)
-	want := []string{"-A", "POSTROUTING", "-s", "10.244.0.10/32", "-m", "comment", "--comment", `name: "dk8s" id: "3dfd"`, "-j", "CNI-abbb"}
-	if strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Errorf("got %q", got)
-	}
-}

@@ -17,6 +17,8 @@ type Runner struct {
 	// Calls lists every command run, its name and arguments joined by
 	// spaces: "ctr --address /run/dk8s/containerd/containerd.sock version".
 	Calls []string
+	// Argv lists every command as its name and arguments, apart.
+	Argv [][]string
 	// Stdin holds what each command was fed, by the index of its call.
 	Stdin map[int][]byte
 	// Answer, when set, gives a command's output and error; cmd is as in
@@ -48,6 +50,7 @@ func (r *Runner) Run(ctx context.Context, stdin io.Reader, name string, args ...
 		r.Stdin[len(r.Calls)] = in
 	}
 	r.Calls = append(r.Calls, cmd)
+	r.Argv = append(r.Argv, append([]string{name}, args...))
 	answer := r.Answer
 	r.mu.Unlock()
 	if err := ctx.Err(); err != nil {

@@ -10,7 +10,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dk8s/dk8s/pkg/bootstrap"
 	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/host"
 )
@@ -85,8 +84,8 @@ authorization: {mode: AlwaysAllow}
 	host.StopPods(context.Background(), host.Exec{}, "ctr")
 	runtime.Process.Signal(syscall.SIGTERM)
 	runtime.Wait()
-	must(bootstrap.UnmountUnder(work))
-	must(bootstrap.UnmountUnder("/run/dk8s"))
+	must(host.UnmountUnder(work))
+	must(host.UnmountUnder("/run/dk8s"))
 	os.RemoveAll(work)
 	return d, rss
 }
