@@ -1,17 +1,14 @@
 package bootstrap
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -81,11 +78,11 @@ func findNodeTools(ctx context.Context, cfg Config, rel *images.Release) (*nodeT
 // startNode makes this host a node of the control plane just started.
 func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, t *nodeTools, timeout time.Duration, emit func(Event)) error {
 	containerdBin, ctr, cniBin, kubeletVersion := t.Containerd, t.Ctr, t.CNIBin, t.kubeletVersion
-	shim, err := install(t.shim, filepath.Join(cfg.Dir, "bin", "dk8s"))
+	shim, err := host.Install(t.shim, filepath.Join(cfg.Dir, "bin", "dk8s"))
 	if err != nil {
 		return err
 	}
-	kubelet, err := install(t.kubelet, filepath.Join(cfg.Dir, "bin", "kubelet"))
+	kubelet, err := host.Install(t.kubelet, filepath.Join(cfg.Dir, "bin", "kubelet"))
 	if err != nil {
 		return err
 	}
@@ -116,10 +113,10 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 			return err
 		}
 	}
-	if err := ensureSharedRoot(); err != nil {
+	if err := host.EnsureSharedRoot(); err != nil {
 		return err
 	}
-	versions := map[string]string{"kubelet": kubeletVersion, "containerd": binaryVersion(containerdBin)}
+	versions := map[string]string{"kubelet": kubeletVersion, "containerd": host.BinaryVersion(ctx, host.Exec{}, containerdBin)}
 	runtimeCmd := []string{containerdBin, "--config", runtimeConf}
 	specs := nodeSpecs(cfg, pause.Name, shim, files, versions, runtimeCmd,
 		[]string{kubelet, "--config=" + filepath.Join(cfg.Dir, "kubelet", "config.yaml"), "--kubeconfig=" + filepath.Join(cfg.Dir, "kubelet.conf"),
@@ -228,53 +225,6 @@ func nodeSpecs(cfg Config, image, shim string, files nodeFiles, versions map[str
 // systemd, KillMode=process and Delegate=yes do that).
 func runtimePrep(cfg Config) []string {
 	return []string{"--service-cidr", cfg.ServiceCIDR, "--cgroup", host.RuntimeCgroup}
-}
-
-// binaryVersion is the version a host binary reports, e.g. containerd's.
-func binaryVersion(path string) string {
-	out, _ := exec.Command(path, "--version").Output()
-	f := strings.Fields(string(out))
-	if len(f) >= 3 {
-		return f[2]
-	}
-	return "unknown"
-}
-
-// install copies a host binary into the cluster directory, where the node
-// containers run it from.
-func install(src, dst string) (string, error) {
-	if src == dst {
-		return dst, nil
-	}
-	data, err := os.ReadFile(src)
-	if err != nil {
-		return "", err
-	}
-	return dst, writeIfChanged(dst, data, 0o755)
-}
-
-// ensureSharedRoot makes / a shared mount, as systemd does at boot, so that
-// mounts kubelet makes inside its container reach the host and pods.
-func ensureSharedRoot() error {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 6 && fields[4] == "/" {
-			if strings.Contains(strings.Join(fields[6:], " "), "shared:") {
-				return nil
-			}
-			break
-		}
-	}
-	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_SHARED, ""); err != nil {
-		return fmt.Errorf("making / a shared mount (as systemd does) for kubelet's volume mounts: %w", err)
-	}
-	return nil
 }
 
 func waitHTTP(ctx context.Context, url string, timeout time.Duration) error {
