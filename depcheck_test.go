@@ -7,7 +7,8 @@ import (
 )
 
 // TestLayering keeps pkg/ a library a node agent can import: no CLI
-// framework in it, and the moby client behind pkg/containers alone.
+// framework in it, the moby client behind pkg/containers alone, and host
+// commands behind pkg/host alone, which knows nothing of pkg/bootstrap.
 func TestLayering(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./pkg/...").CombinedOutput()
 	if err != nil {
@@ -21,6 +22,12 @@ func TestLayering(t *testing.T) {
 			}
 			if strings.HasPrefix(imp, "github.com/moby/moby/") && !strings.HasSuffix(pkg, "/pkg/containers") {
 				t.Errorf("%s imports %s: only pkg/containers talks to the Engine client", pkg, imp)
+			}
+			if imp == "os/exec" && !strings.HasSuffix(pkg, "/pkg/host") {
+				t.Errorf("%s imports os/exec: host commands go through pkg/host's Runner, so they are unit tested with a fake", pkg)
+			}
+			if strings.HasSuffix(pkg, "/pkg/host") && strings.HasPrefix(imp, "github.com/dk8s/dk8s/pkg/bootstrap") {
+				t.Errorf("%s imports %s: the host side is given what it needs, not the cluster's configuration", pkg, imp)
 			}
 		}
 	}
