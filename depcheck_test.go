@@ -7,8 +7,9 @@ import (
 )
 
 // TestLayering keeps pkg/ a library a node agent can import: no CLI
-// framework in it, the moby client behind pkg/containers alone, and pkg/pki
-// free of any cluster's specifics.
+// framework in it, the moby client behind pkg/containers alone, host
+// commands behind pkg/host alone, which knows nothing of pkg/bootstrap, and
+// pkg/pki free of any cluster's specifics.
 func TestLayering(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./pkg/...").CombinedOutput()
 	if err != nil {
@@ -25,6 +26,12 @@ func TestLayering(t *testing.T) {
 			}
 			if strings.HasSuffix(pkg, "/pkg/pki") && strings.HasPrefix(imp, "github.com/dk8s/dk8s/pkg/") {
 				t.Errorf("%s imports %s: the PKI's mechanics know no cluster; the list of certificates is the caller's", pkg, imp)
+			}
+			if imp == "os/exec" && !strings.HasSuffix(pkg, "/pkg/host") {
+				t.Errorf("%s imports os/exec: host commands go through pkg/host's Runner, so they are unit tested with a fake", pkg)
+			}
+			if strings.HasSuffix(pkg, "/pkg/host") && strings.HasPrefix(imp, "github.com/dk8s/dk8s/pkg/bootstrap") {
+				t.Errorf("%s imports %s: the host side is given what it needs, not the cluster's configuration", pkg, imp)
 			}
 		}
 	}

@@ -80,6 +80,14 @@ func hostAgents() []Component {
 	return slices.DeleteFunc(Components(), func(c Component) bool { return !c.HostAgent })
 }
 
+func hostAgentNames() []string {
+	var names []string
+	for _, c := range hostAgents() {
+		names = append(names, c.Name)
+	}
+	return names
+}
+
 // componentNamed finds a component by its name, its container's name, or
 // its name without "kube-" (what `dk8s logs` accepts).
 func componentNamed(name string) (Component, error) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/pki"
+	"github.com/dk8s/dk8s/pkg/host"
 )
 
 // ComponentStatus is one line of `dk8s ps`.
@@ -99,12 +100,12 @@ func stopOrder() []string {
 // start` brings them back at once.
 func Stop(ctx context.Context, engine containers.Engine, cfg Config) ([]string, error) {
 	var stopped []string
-	if _, err := os.Stat(filepath.Join(unitDir, unitName("kubelet"))); err == nil && systemdIsInit() {
+	if units := nodeUnits(); units.Installed("kubelet") && host.SystemdIsInit() {
 		for _, comp := range []string{"kubelet", "containerd"} {
-			if err := systemctl("stop", unitName(comp)); err != nil {
+			if err := host.Systemctl(ctx, units.Runner, "stop", host.UnitName(comp)); err != nil {
 				return stopped, err
 			}
-			stopped = append(stopped, unitName(comp))
+			stopped = append(stopped, host.UnitName(comp))
 		}
 	}
 	for _, comp := range stopOrder() {
@@ -143,13 +144,13 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool
 		return nil, err
 	}
 	var removed []string
-	if _, err := os.Stat(filepath.Join(unitDir, unitName("containerd"))); err == nil && systemdIsInit() {
-		systemctl("stop", unitName("kubelet"))
-		if _, ctr, _, err := hostTools(); err == nil {
-			StopPods(ctr)
+	if units := nodeUnits(); units.Installed("containerd") && host.SystemdIsInit() {
+		host.Systemctl(ctx, units.Runner, "stop", host.UnitName("kubelet"))
+		if t, err := host.FindTools(); err == nil {
+			host.StopPods(ctx, host.Exec{}, t.Ctr)
 		}
-		removeUnits()
-		removed = append(removed, unitName("kubelet"), unitName("containerd"))
+		units.Remove(ctx, hostAgentNames())
+		removed = append(removed, host.UnitName("kubelet"), host.UnitName("containerd"))
 	}
 	// Reverse start order, then anything else of the cluster.
 	byName := map[string]bool{}
@@ -168,8 +169,8 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool
 	}
 	for _, name := range order {
 		if name == containerName("containerd") {
-			if _, ctr, _, err := hostTools(); err == nil {
-				StopPods(ctr)
+			if t, err := host.FindTools(); err == nil {
+				host.StopPods(ctx, host.Exec{}, t.Ctr)
 			}
 		}
 		if err := engine.StopContainer(ctx, name, 30*time.Second); err != nil && !containers.IsNotFound(err) {
@@ -180,7 +181,7 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool
 		}
 		removed = append(removed, name)
 	}
-	if err := cleanupNode(cfg, purge); err != nil {
+	if err := host.Cleanup(ctx, host.Exec{}, cfg.Dir, cfg.PodCIDR, purge); err != nil {
 		return removed, err
 	}
 	if purge {

@@ -1,17 +1,14 @@
 package bootstrap
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -19,12 +16,13 @@ import (
 
 	"github.com/dk8s/dk8s/internal/atomicfile"
 	"github.com/dk8s/dk8s/pkg/containers"
+	"github.com/dk8s/dk8s/pkg/host"
 	"github.com/dk8s/dk8s/pkg/images"
 )
 
-// NodeComponents are the host agents dk8s supervises through Docker, in
-// start order.
-var NodeComponents = []string{"containerd", "kubelet"}
+
+// nodeUnits are the host agents' systemd units, used where systemd is init.
+func nodeUnits() host.Units { return host.Units{Runner: host.Exec{}, Dir: host.UnitDir} }
 
 // LabelConfigHash carries a hash of the files a host agent reads, so that a
 // changed configuration replaces its container (and restarts the agent).
@@ -48,7 +46,7 @@ func (f nodeFiles) hash(prefix string) string {
 
 // nodeTools are the host binaries a node runs, found by findNodeTools.
 type nodeTools struct {
-	containerd, ctr, cniBin string
+	host.Tools
 	shim                    string // a static dk8s
 	kubelet, kubeletVersion string // the kubelet to install, and its version
 }
@@ -58,7 +56,7 @@ type nodeTools struct {
 func findNodeTools(ctx context.Context, cfg Config, rel *images.Release) (*nodeTools, error) {
 	var t nodeTools
 	var err error
-	if t.containerd, t.ctr, t.cniBin, err = hostTools(); err != nil {
+	if t.Tools, err = host.FindTools(); err != nil {
 		return nil, err
 	}
 	if t.shim = cfg.ShimBinary; t.shim == "" {
@@ -66,10 +64,10 @@ func findNodeTools(ctx context.Context, cfg Config, rel *images.Release) (*nodeT
 			return nil, err
 		}
 	}
-	if err := checkStatic(t.shim); err != nil {
+	if err := host.CheckStatic(t.shim); err != nil {
 		return nil, err
 	}
-	if t.kubelet, t.kubeletVersion, err = findKubelet(ctx, cfg, rel); err != nil {
+	if t.kubelet, t.kubeletVersion, err = host.FindKubelet(ctx, host.Exec{}, cfg.KubeletBinary, cfg.Dir, rel); err != nil {
 		return nil, err
 	}
 	return &t, nil
@@ -77,17 +75,17 @@ func findNodeTools(ctx context.Context, cfg Config, rel *images.Release) (*nodeT
 
 // startNode makes this host a node of the control plane just started.
 func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, t *nodeTools, timeout time.Duration, emit func(Event)) error {
-	containerdBin, ctr, cniBin, kubeletVersion := t.containerd, t.ctr, t.cniBin, t.kubeletVersion
-	shim, err := install(t.shim, filepath.Join(cfg.Dir, "bin", "dk8s"))
+	containerdBin, ctr, cniBin, kubeletVersion := t.Containerd, t.Ctr, t.CNIBin, t.kubeletVersion
+	shim, err := host.Install(t.shim, filepath.Join(cfg.Dir, "bin", "dk8s"))
 	if err != nil {
 		return err
 	}
-	kubelet, err := install(t.kubelet, filepath.Join(cfg.Dir, "bin", "kubelet"))
+	kubelet, err := host.Install(t.kubelet, filepath.Join(cfg.Dir, "bin", "kubelet"))
 	if err != nil {
 		return err
 	}
 	pause, _ := rel.Image("pause")
-	podSubnet, err := nodePodSubnet(cfg.PodCIDR)
+	podSubnet, err := host.NodePodSubnet(cfg.PodCIDR)
 	if err != nil {
 		return err
 	}
@@ -98,25 +96,25 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 	dnsIP := append(net.IP(nil), svc.To4()...)
 	dnsIP[3] = 10 // the service range's .10, where kubeadm puts kube-dns
 	dns := dnsIP.String()
-	systemd := systemdIsInit()
+	systemd := host.SystemdIsInit()
 	runtimeConf := filepath.Join(cfg.Dir, "containerd", "config.toml")
 	files := nodeFiles{
-		runtimeConf: runtimeConfig(cfg, pause.Name, cniBin, systemd, len(containers.MissingCapabilities()) > 0),
-		filepath.Join(cfg.Dir, "cni", "10-dk8s.conflist"): cniConfig(podSubnet),
-		filepath.Join(cfg.Dir, "kubelet", "config.yaml"):  kubeletConfig(cfg, dns, filepath.Join(cfg.PKIDir(), "ca.crt"), systemd, cgroupV1()),
+		runtimeConf: host.RuntimeConfig(cfg.Dir, pause.Name, cniBin, systemd, len(containers.MissingCapabilities()) > 0),
+		filepath.Join(cfg.Dir, "cni", "10-dk8s.conflist"): host.CNIConfig(podSubnet),
+		filepath.Join(cfg.Dir, "kubelet", "config.yaml"):  host.KubeletConfig(cfg.AdvertiseAddress, dns, filepath.Join(cfg.PKIDir(), "ca.crt"), systemd, host.CgroupV1()),
 	}
 	if len(cfg.Mirrors) > 0 {
-		files[filepath.Join(cfg.Dir, "containerd", "certs.d", "registry.k8s.io", "hosts.toml")] = hostsToml(cfg.Mirrors)
+		files[filepath.Join(cfg.Dir, "containerd", "certs.d", "registry.k8s.io", "hosts.toml")] = host.HostsToml(cfg.Mirrors)
 	}
 	for p, content := range files {
 		if _, err := atomicfile.WriteIfChanged(p, []byte(content), 0o644); err != nil {
 			return err
 		}
 	}
-	if err := ensureSharedRoot(); err != nil {
+	if err := host.EnsureSharedRoot(); err != nil {
 		return err
 	}
-	versions := map[string]string{"kubelet": kubeletVersion, "containerd": binaryVersion(containerdBin)}
+	versions := map[string]string{"kubelet": kubeletVersion, "containerd": host.BinaryVersion(ctx, host.Exec{}, containerdBin)}
 	runtimeCmd := []string{containerdBin, "--config", runtimeConf}
 	specs := nodeSpecs(cfg, pause.Name, shim, files, versions, runtimeCmd,
 		[]string{kubelet, "--config=" + filepath.Join(cfg.Dir, "kubelet", "config.yaml"), "--kubeconfig=" + filepath.Join(cfg.Dir, "kubelet.conf"),
@@ -124,9 +122,9 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 			"--hostname-override=" + cfg.NodeName, "--node-ip=" + cfg.AdvertiseAddress.String()})
 
 	if systemd {
-		actions, err := applyUnits(map[string]string{
-			"containerd": SystemdUnit("containerd", append([]string{shim, "host-exec", "--root", "/", "--service-cidr", cfg.ServiceCIDR, "--"}, runtimeCmd...), []string{"docker.service"}),
-			"kubelet":    SystemdUnit("kubelet", specs[1].Args, []string{unitName("containerd")}),
+		actions, err := nodeUnits().Apply(ctx, []host.Unit{
+			{Component: "containerd", Text: host.SystemdUnit("containerd", append([]string{shim, "host-exec", "--root", "/", "--service-cidr", cfg.ServiceCIDR, "--"}, runtimeCmd...), []string{"docker.service"})},
+			{Component: "kubelet", Text: host.SystemdUnit("kubelet", specs[1].Args, []string{host.UnitName("containerd")})},
 		})
 		if err != nil {
 			return err
@@ -141,7 +139,7 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 		}
 		emit(Event{Step: "container", Component: "containerd", Message: specs[0].Name + " " + ens.String()})
 	}
-	if err := waitRuntime(ctx, ctr, timeout); err != nil {
+	if err := host.WaitRuntime(ctx, host.Exec{}, ctr, timeout); err != nil {
 		return &ComponentError{Component: "containerd", Err: err, Logs: lastLogs(engine, specs[0].Name, 15), Hint: "'dk8s logs containerd'"}
 	}
 	var refs []string
@@ -149,7 +147,7 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 		img, _ := rel.Image(c)
 		refs = append(refs, img.Name)
 	}
-	imageIDs, err := importImages(ctx, engine, ctr, filepath.Join(cfg.Dir, "containerd", "imported"), refs)
+	imageIDs, err := host.ImportImages(ctx, host.Exec{}, engine, ctr, filepath.Join(cfg.Dir, "containerd", "imported"), refs)
 	if err != nil {
 		return err
 	}
@@ -190,7 +188,7 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 // pause image of the lock, present on every dk8s host.
 func nodeSpecs(cfg Config, image, shim string, files nodeFiles, versions map[string]string, runtimeCmd, kubeletCmd []string) []containers.Spec {
 	mk := func(comp string, cmd []string, configPrefix string) containers.Spec {
-		entry := []string{HostRoot + shim, "host-exec"}
+		entry := []string{host.MountedRoot + shim, "host-exec"}
 		if comp == "containerd" {
 			entry = append(entry, runtimePrep(cfg)...)
 		}
@@ -206,7 +204,7 @@ func nodeSpecs(cfg Config, image, shim string, files nodeFiles, versions map[str
 				LabelConfigHash:           files.hash(configPrefix),
 				LabelVersion:              versions[comp],
 			},
-			Mounts:         []containers.Mount{{Source: "/", Target: HostRoot, Propagation: "rshared"}},
+			Mounts:         []containers.Mount{{Source: "/", Target: host.MountedRoot, Propagation: "rshared"}},
 			HostNetwork:    true,
 			HostNamespaces: true,
 			Privileged:     true,
@@ -224,55 +222,7 @@ func nodeSpecs(cfg Config, image, shim string, files nodeFiles, versions map[str
 // its own, so that pods outlive a crash or restart of its container (under
 // systemd, KillMode=process and Delegate=yes do that).
 func runtimePrep(cfg Config) []string {
-	return []string{"--service-cidr", cfg.ServiceCIDR, "--cgroup", RuntimeCgroup}
-}
-
-// binaryVersion is the version a host binary reports, e.g. containerd's.
-func binaryVersion(path string) string {
-	out, _ := exec.Command(path, "--version").Output()
-	f := strings.Fields(string(out))
-	if len(f) >= 3 {
-		return f[2]
-	}
-	return "unknown"
-}
-
-// install copies a host binary into the cluster directory, where the node
-// containers run it from.
-func install(src, dst string) (string, error) {
-	if src == dst {
-		return dst, nil
-	}
-	data, err := os.ReadFile(src)
-	if err != nil {
-		return "", err
-	}
-	_, err = atomicfile.WriteIfChanged(dst, data, 0o755)
-	return dst, err
-}
-
-// ensureSharedRoot makes / a shared mount, as systemd does at boot, so that
-// mounts kubelet makes inside its container reach the host and pods.
-func ensureSharedRoot() error {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 6 && fields[4] == "/" {
-			if strings.Contains(strings.Join(fields[6:], " "), "shared:") {
-				return nil
-			}
-			break
-		}
-	}
-	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_SHARED, ""); err != nil {
-		return fmt.Errorf("making / a shared mount (as systemd does) for kubelet's volume mounts: %w", err)
-	}
-	return nil
+	return []string{"--service-cidr", cfg.ServiceCIDR, "--cgroup", host.RuntimeCgroup}
 }
 
 func waitHTTP(ctx context.Context, url string, timeout time.Duration) error {

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/dk8s/dk8s/pkg/containers"
+	"github.com/dk8s/dk8s/pkg/host"
 	"github.com/dk8s/dk8s/pkg/images"
 	"github.com/dk8s/dk8s/pkg/mirror"
 )
@@ -61,7 +62,7 @@ func Plan(cfg Config, rel *images.Release) ([]containers.Spec, error) {
 	if _, err := cfg.ServiceIP(); err != nil {
 		return nil, err
 	}
-	if _, err := nodePodSubnet(cfg.PodCIDR); err != nil {
+	if _, err := host.NodePodSubnet(cfg.PodCIDR); err != nil {
 		return nil, err
 	}
 	known := map[string]bool{}

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/dk8s/dk8s/pkg/containers"
+	"github.com/dk8s/dk8s/pkg/host"
 )
 
 // Finding is one preflight result: a failure stops start before anything is
@@ -102,7 +103,7 @@ func nodePorts(ctx context.Context, engine containers.Engine, cfg Config, holder
 	if c, err := engine.InspectContainer(ctx, containerName("kubelet")); err == nil && c.Running && c.Labels[containers.LabelDir] == cfg.Dir {
 		return nil
 	}
-	if _, err := os.Stat(filepath.Join(unitDir, unitName("kubelet"))); err == nil && systemdIsInit() {
+	if nodeUnits().Installed("kubelet") && host.SystemdIsInit() {
 		return nil // its unit runs it; start restarts it if its unit changed
 	}
 	ports := map[string][]int{"kube-proxy": kubeProxyPorts}

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dk8s/dk8s/pkg/bootstrap"
+	"github.com/dk8s/dk8s/pkg/host"
 	"github.com/dk8s/dk8s/pkg/images"
 )
 
@@ -112,8 +112,8 @@ func TestSystemdUnitsVerify(t *testing.T) {
 	}
 	dir := t.TempDir()
 	for name, unit := range map[string]string{
-		"dk8s-containerd.service": bootstrap.SystemdUnit("containerd", []string{"/usr/bin/containerd", "--config", "/var/lib/dk8s/containerd/config.toml"}, []string{"docker.service"}),
-		"dk8s-kubelet.service":    bootstrap.SystemdUnit("kubelet", []string{filepath.Join(filepath.Dir(testLock), "kubelet"), "--config=/var/lib/dk8s/kubelet/config.yaml"}, []string{"dk8s-containerd.service"}),
+		"dk8s-containerd.service": host.SystemdUnit("containerd", []string{"/usr/bin/containerd", "--config", "/var/lib/dk8s/containerd/config.toml"}, []string{"docker.service"}),
+		"dk8s-kubelet.service":    host.SystemdUnit("kubelet", []string{filepath.Join(filepath.Dir(testLock), "kubelet"), "--config=/var/lib/dk8s/kubelet/config.yaml"}, []string{"dk8s-containerd.service"}),
 	} {
 		path := filepath.Join(dir, name)
 		os.WriteFile(path, []byte(unit), 0o644)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/dk8s/dk8s/pkg/bootstrap"
 	"github.com/dk8s/dk8s/pkg/containers"
+	"github.com/dk8s/dk8s/pkg/host"
 	"github.com/dk8s/dk8s/pkg/images"
 	"github.com/dk8s/dk8s/pkg/mirror"
 )
@@ -254,17 +255,17 @@ func readStartConfig(path string, cfg *bootstrap.Config) error {
 }
 
 func newHostExec() *cobra.Command {
-	opts := bootstrap.HostExecOptions{}
+	opts := host.ExecOptions{}
 	cmd := &cobra.Command{
 		Use:    "host-exec [--service-cidr RANGE] [--cgroup NAME] -- COMMAND [ARG...]",
 		Short:  "Enter the host's root at /host and run COMMAND there (run by dk8s's node containers)",
 		Hidden: true,
 		Args:   cobra.MinimumNArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
-			return bootstrap.ExecOnHost(opts, args)
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return host.ExecOnHost(cmd.Context(), host.Exec{}, opts, args)
 		},
 	}
-	cmd.Flags().StringVar(&opts.Root, "root", bootstrap.HostRoot, "the host's root file system")
+	cmd.Flags().StringVar(&opts.Root, "root", host.MountedRoot, "the host's root file system")
 	cmd.Flags().StringVar(&opts.ServiceCIDR, "service-cidr", "", "route this range to the host's service device first")
 	cmd.Flags().StringVar(&opts.Cgroup, "cgroup", "", "move into this cgroup first")
 	return cmd

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dk8s/dk8s/pkg/bootstrap"
 	"github.com/dk8s/dk8s/pkg/containers"
+	"github.com/dk8s/dk8s/pkg/host"
 	"github.com/dk8s/dk8s/pkg/images"
 	"github.com/dk8s/dk8s/pkg/mirror"
 )
@@ -142,7 +143,7 @@ func runPull(cmd *cobra.Command, g *globals, f *pullFlags) error {
 		}
 		return err
 	}
-	if pinned, err := bootstrap.FetchKubelet(ctx, f.dir, rel); err != nil {
+	if pinned, err := host.FetchKubelet(ctx, f.dir, rel); err != nil {
 		return fmt.Errorf("kubelet: %w", err)
 	} else if pinned {
 		fmt.Fprintf(g.streams.Err, "kubelet %s: in %s/bin, sha256 verified\n", rel.Kubernetes, f.dir)

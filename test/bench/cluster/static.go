@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,8 +10,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dk8s/dk8s/pkg/bootstrap"
 	"github.com/dk8s/dk8s/pkg/containers"
+	"github.com/dk8s/dk8s/pkg/host"
 )
 
 // staticPodsStart starts the same four components the kubeadm way: static
@@ -38,12 +39,12 @@ address: 127.0.0.1
 readOnlyPort: 0
 authentication: {anonymous: {enabled: true}, webhook: {enabled: false}}
 authorization: {mode: AlwaysAllow}
-`, manifests, bootstrap.RuntimeSocket)), 0o600))
+`, manifests, host.RuntimeSocket)), 0o600))
 
 	runtime := exec.Command("containerd", "--config", filepath.Join(dir, "containerd", "config.toml"))
 	must(runtime.Start())
 	ctr := func(args ...string) string {
-		out, _ := exec.Command("ctr", append([]string{"--address", bootstrap.RuntimeSocket, "-n", "k8s.io"}, args...)...).CombinedOutput()
+		out, _ := exec.Command("ctr", append([]string{"--address", host.RuntimeSocket, "-n", "k8s.io"}, args...)...).CombinedOutput()
 		return string(out)
 	}
 	for i := 0; i < 100 && !strings.Contains(ctr("version"), "Server"); i++ {
@@ -56,7 +57,7 @@ authorization: {mode: AlwaysAllow}
 	pause, _ := rel.Image("pause")
 	refs = append(refs, pause.Name)
 	save := exec.Command("docker", append([]string{"save"}, refs...)...)
-	imp := exec.Command("ctr", "--address", bootstrap.RuntimeSocket, "-n", "k8s.io", "images", "import", "-")
+	imp := exec.Command("ctr", "--address", host.RuntimeSocket, "-n", "k8s.io", "images", "import", "-")
 	imp.Stdin, _ = save.StdoutPipe()
 	must(save.Start())
 	if out, err := imp.CombinedOutput(); err != nil {
@@ -80,11 +81,11 @@ authorization: {mode: AlwaysAllow}
 
 	kubelet.Process.Kill()
 	kubelet.Wait()
-	bootstrap.StopPods("ctr")
+	host.StopPods(context.Background(), host.Exec{}, "ctr")
 	runtime.Process.Signal(syscall.SIGTERM)
 	runtime.Wait()
-	must(bootstrap.UnmountUnder(work))
-	must(bootstrap.UnmountUnder("/run/dk8s"))
+	must(host.UnmountUnder(work))
+	must(host.UnmountUnder("/run/dk8s"))
 	os.RemoveAll(work)
 	return d, rss
 }

@@ -1,7 +1,6 @@
-package bootstrap
+package host
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -18,25 +17,25 @@ import (
 	"github.com/dk8s/dk8s/pkg/images"
 )
 
-// findKubelet returns a kubelet that fits the control plane, and its
-// version: the one given (--kubelet-binary), else one on the PATH, else one
-// downloaded from the lock's URL (into the cluster directory) and checked
-// against its sha256. A kubelet newer than the apiserver, or more than three
-// minors older, is refused: that is Kubernetes' skew policy.
-func findKubelet(ctx context.Context, cfg Config, rel *images.Release) (string, string, error) {
-	src := cfg.KubeletBinary
+// FindKubelet returns a kubelet that fits the control plane of rel, and its
+// version: given (--kubelet-binary) when set, else one on the PATH, else one
+// downloaded from the lock's URL into dir/bin and checked against its
+// sha256. A kubelet newer than the apiserver, or more than three minors
+// older, is refused: that is Kubernetes' skew policy.
+func FindKubelet(ctx context.Context, r Runner, given, dir string, rel *images.Release) (string, string, error) {
+	src := given
 	if src == "" {
 		if p, err := exec.LookPath("kubelet"); err == nil {
 			src = p
 		}
 	}
 	if src == "" {
-		src = filepath.Join(cfg.Dir, "bin", "kubelet")
+		src = filepath.Join(dir, "bin", "kubelet")
 		if err := downloadKubelet(ctx, rel, src); err != nil {
 			return "", "", err
 		}
 	}
-	version, err := checkKubeletVersion(src, rel.Kubernetes)
+	version, err := checkKubeletVersion(ctx, r, src, rel.Kubernetes)
 	return src, version, err
 }
 
@@ -55,8 +54,10 @@ func FetchKubelet(ctx context.Context, dir string, rel *images.Release) (bool, e
 
 var kubeletVersionRE = regexp.MustCompile(`Kubernetes v1\.(\d+)\.(\d+)`)
 
-func checkKubeletVersion(path, want string) (string, error) {
-	out, err := exec.Command(path, "--version").Output()
+// checkKubeletVersion asks the kubelet at path its version and holds it
+// against the apiserver's, want.
+func checkKubeletVersion(ctx context.Context, r Runner, path, want string) (string, error) {
+	out, err := r.Run(ctx, nil, path, "--version")
 	if err != nil {
 		return "", fmt.Errorf("running %s --version: %w", path, err)
 	}
@@ -76,6 +77,9 @@ func checkKubeletVersion(path, want string) (string, error) {
 	return got, nil
 }
 
+// downloadKubelet fetches the lock's kubelet for this platform into dst,
+// unless dst already holds it, and keeps it only when the lock pins its
+// sha256 and the download matches.
 func downloadKubelet(ctx context.Context, rel *images.Release, dst string) error {
 	var bin *images.Binary
 	for i := range rel.Binaries {
@@ -116,71 +120,4 @@ func downloadKubelet(ctx context.Context, rel *images.Release, dst string) error
 		return fmt.Errorf("kubelet from %s has sha256 %s, but images.lock pins %s: refusing it", url, sum, want)
 	}
 	return atomicfile.Write(dst, data, 0o755)
-}
-
-// kubeletConfig renders the KubeletConfiguration: client certificates
-// checked against the cluster CA, webhook authentication and authorization,
-// no anonymous access, the runtime's cgroup driver, and a resolv.conf that
-// does not loop back into systemd-resolved.
-func kubeletConfig(cfg Config, dns, caFile string, systemdCgroup, cgroupV1 bool) string {
-	driver := "cgroupfs"
-	if systemdCgroup {
-		driver = "systemd"
-	}
-	var b bytes.Buffer
-	fmt.Fprintf(&b, `# Written by dk8s.
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-address: %s
-port: 10250
-readOnlyPort: 0
-healthzBindAddress: 127.0.0.1
-healthzPort: 10248
-authentication:
-  anonymous:
-    enabled: false
-  webhook:
-    enabled: true
-  x509:
-    clientCAFile: %s
-authorization:
-  mode: Webhook
-cgroupDriver: %s
-containerRuntimeEndpoint: unix://%s
-clusterDNS: [%s]
-clusterDomain: cluster.local
-rotateCertificates: true
-resolvConf: %s
-`, cfg.AdvertiseAddress, caFile, driver, RuntimeSocket, dns, resolvConf())
-	if cgroupV1 {
-		b.WriteString("failCgroupV1: false\n")
-	}
-	return b.String()
-}
-
-// resolvConf is the file whose nameservers pods use: where /etc/resolv.conf
-// points at systemd-resolved's stub (127.0.0.53), which a pod cannot reach,
-// CoreDNS would forward to itself; the real upstream list is used instead.
-func resolvConf() string {
-	data, _ := os.ReadFile("/etc/resolv.conf")
-	if strings.Contains(string(data), "127.0.0.53") {
-		if _, err := os.Stat("/run/systemd/resolve/resolv.conf"); err == nil {
-			return "/run/systemd/resolve/resolv.conf"
-		}
-	}
-	return "/etc/resolv.conf"
-}
-
-// cgroupV1 tells whether the host runs cgroup v1 (no unified hierarchy at
-// /sys/fs/cgroup).
-func cgroupV1() bool {
-	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
-	return err != nil
-}
-
-// systemdIsInit tells whether systemd is PID 1: then cgroups belong to it,
-// and kubelet and the runtime must use its driver.
-func systemdIsInit() bool {
-	comm, _ := os.ReadFile("/proc/1/comm")
-	return strings.TrimSpace(string(comm)) == "systemd"
 }

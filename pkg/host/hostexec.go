@@ -1,6 +1,7 @@
-package bootstrap
+package host
 
 import (
+	"context"
 	"debug/elf"
 	"errors"
 	"fmt"
@@ -9,15 +10,27 @@ import (
 	"syscall"
 )
 
-// HostRoot is where the host's root file system is bound inside the
+// MountedRoot is where the host's root file system is bound inside the
 // containers that supervise host agents (the runtime and kubelet).
-const HostRoot = "/host"
+const MountedRoot = "/host"
 
-// ExecOnHost is what runs inside such a container: it enters the host's
-// root (bound at opts.Root), prepares what opts asks for there, and
-// replaces itself with argv, so the agent sees the host's files, binaries
-// and mounts as if started by an init system, while Docker supervises it.
-func ExecOnHost(opts HostExecOptions, argv []string) error {
+// ExecOptions say what to prepare on the host before an agent starts.
+type ExecOptions struct {
+	// Root is the host's root file system; "/" when already there (a
+	// systemd unit).
+	Root string
+	// ServiceCIDR, when set, is routed to ServiceLink first.
+	ServiceCIDR string
+	// Cgroup, when set, is the cgroup the agent moves into first.
+	Cgroup string
+}
+
+// ExecOnHost is what runs inside such a container (`dk8s host-exec`): it
+// enters the host's root (bound at opts.Root), prepares what opts asks for
+// there, running commands through r, and replaces itself with argv, so the
+// agent sees the host's files, binaries and mounts as if started by an init
+// system, while Docker supervises it.
+func ExecOnHost(ctx context.Context, r Runner, opts ExecOptions, argv []string) error {
 	if len(argv) == 0 {
 		return errors.New("nothing to run")
 	}
@@ -30,7 +43,7 @@ func ExecOnHost(opts HostExecOptions, argv []string) error {
 		return err
 	}
 	if opts.ServiceCIDR != "" {
-		if err := EnsureServiceRoute(opts.ServiceCIDR); err != nil {
+		if err := EnsureServiceRoute(ctx, r, opts.ServiceCIDR); err != nil {
 			return err
 		}
 	}
@@ -46,9 +59,9 @@ func ExecOnHost(opts HostExecOptions, argv []string) error {
 	return syscall.Exec(path, argv, os.Environ())
 }
 
-// checkStatic tells whether the binary at path runs without a dynamic
+// CheckStatic tells whether the binary at path runs without a dynamic
 // loader: the supervising containers start it from an image that has none.
-func checkStatic(path string) error {
+func CheckStatic(path string) error {
 	f, err := elf.Open(path)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", path, err)

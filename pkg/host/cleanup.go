@@ -1,0 +1,87 @@
+package host
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// Cleanup undoes what running pods left on the host once the runtime and
+// kubelet of the cluster kept in dir are gone: the mounts under the
+// kubelet's directory (always: they are runtime state, and a removed
+// kubelet cannot clean them), and with purge also the CNI bridge and its
+// address records, the iptables chains of kube-proxy and of dk8s's CNI
+// network (and its rules for podCIDR), the service range's device, the
+// runtime's cgroups and its state directory. Commands run through r.
+func Cleanup(ctx context.Context, r Runner, dir, podCIDR string, purge bool) error {
+	if _, err := os.Stat(filepath.Join(dir, "kubelet")); os.IsNotExist(err) {
+		return nil // never a node
+	}
+	for _, d := range []string{filepath.Join(dir, "kubelet"), RuntimeState} {
+		if err := UnmountUnder(d); err != nil {
+			return err
+		}
+	}
+	if !purge {
+		return nil
+	}
+	if err := UnmountUnder(dir); err != nil {
+		return err
+	}
+	var errs []string
+	if _, err := os.Stat("/sys/class/net/dk8s0"); err == nil {
+		if _, err := r.Run(ctx, nil, "ip", "link", "delete", "dk8s0"); err != nil {
+			errs = append(errs, fmt.Sprintf("deleting the dk8s0 bridge: %v", err))
+		}
+	}
+	for _, d := range []string{"/var/lib/cni/networks/dk8s", RuntimeState} {
+		if err := os.RemoveAll(d); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if matches, _ := filepath.Glob("/var/lib/cni/results/dk8s-*"); len(matches) > 0 {
+		for _, m := range matches {
+			os.Remove(m)
+		}
+	}
+	if err := removeChains(ctx, r, podCIDR); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if err := removeServiceRoute(ctx, r); err != nil {
+		errs = append(errs, err.Error())
+	}
+	removeCgroups(RuntimeCgroup)
+	if len(errs) > 0 {
+		return fmt.Errorf("cleaning up the node: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// UnmountUnder detaches every mount at or below dir, deepest first.
+func UnmountUnder(dir string) error {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var points []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 && (fields[4] == dir || strings.HasPrefix(fields[4], dir+"/")) {
+			points = append(points, fields[4])
+		}
+	}
+	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
+	for _, p := range points {
+		if err := syscall.Unmount(p, syscall.MNT_DETACH); err != nil && err != syscall.EINVAL && err != syscall.ENOENT {
+			return fmt.Errorf("unmounting %s: %w", p, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,118 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"github.com/dk8s/dk8s/internal/atomicfile"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/dk8s/dk8s/pkg/containers"
+)
+
+// ctrArgs are ctr's arguments for the runtime's socket and the namespace
+// kubelet's pods live in.
+func ctrArgs(args ...string) []string {
+	return append([]string{"--address", RuntimeSocket, "-n", "k8s.io"}, args...)
+}
+
+// ImageSource is the part of the Docker Engine that ImportImages copies
+// images from; a containers.Engine is one.
+type ImageSource interface {
+	InspectImage(ctx context.Context, ref string) (containers.Image, error)
+	SaveImages(ctx context.Context, refs []string) (io.ReadCloser, error)
+}
+
+// ImportImages copies images from Docker's store into the runtime's, with
+// ctr through r, so that the add-ons and the sandbox image need no registry
+// at all. What was imported is recorded by Docker image ID in record, so
+// that an image that changed under the same name (a re-pull) is imported
+// again, as is one the runtime no longer holds. It returns the Docker image
+// ID of each ref.
+func ImportImages(ctx context.Context, r Runner, docker ImageSource, ctr, record string, refs []string) (map[string]string, error) {
+	done := map[string]string{}
+	if data, err := os.ReadFile(record); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if ref, id, ok := strings.Cut(line, " "); ok {
+				done[ref] = id
+			}
+		}
+	}
+	var todo []string
+	ids := map[string]string{}
+	for _, ref := range refs {
+		img, err := docker.InspectImage(ctx, ref)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", ref, err)
+		}
+		ids[ref] = img.ID
+		out, _ := r.Run(ctx, nil, ctr, ctrArgs("images", "ls", "-q", "name=="+ref)...)
+		if done[ref] != img.ID || strings.TrimSpace(string(out)) == "" {
+			todo = append(todo, ref)
+		}
+		done[ref] = img.ID
+	}
+	if len(todo) == 0 {
+		return ids, nil
+	}
+	rc, err := docker.SaveImages(ctx, todo)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	if _, err := r.Run(ctx, rc, ctr, ctrArgs("images", "import", "-")...); err != nil {
+		return nil, fmt.Errorf("loading %s into the pod runtime: %w", strings.Join(todo, ", "), err)
+	}
+	var lines []string
+	for _, ref := range sortedKeys(done) {
+		lines = append(lines, ref+" "+done[ref])
+	}
+	return ids, atomicfile.Write(record, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+}
+
+// WaitRuntime waits until the runtime answers ctr on its socket, or timeout
+// passes.
+func WaitRuntime(ctx context.Context, r Runner, ctr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		_, err := r.Run(ctx, nil, ctr, "--address", RuntimeSocket, "version")
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the pod runtime did not answer on %s within %s: %w", RuntimeSocket, timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+// StopPods kills every pod container the runtime runs and deletes it, with
+// its root file system mounts, through ctr while the runtime still answers.
+// Pods outlive their runtime's container (their shims are not its
+// children), so removing the runtime alone would leave them running.
+func StopPods(ctx context.Context, r Runner, ctr string) {
+	run := func(args ...string) string {
+		out, _ := r.Run(ctx, nil, ctr, ctrArgs(args...)...)
+		return string(out)
+	}
+	ids := strings.Fields(run("containers", "ls", "-q"))
+	for _, id := range ids {
+		run("tasks", "kill", "--signal", "SIGKILL", id)
+	}
+	for i := 0; i < 50 && strings.Contains(run("tasks", "ls"), "RUNNING"); i++ {
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	for _, id := range ids {
+		run("tasks", "delete", "--force", id)
+		run("containers", "delete", id)
+	}
+}

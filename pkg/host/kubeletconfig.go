@@ -1,0 +1,78 @@
+package host
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+)
+
+// KubeletConfig renders the KubeletConfiguration of a kubelet serving on
+// address: client certificates checked against the cluster CA at caFile,
+// webhook authentication and authorization, no anonymous access, the
+// runtime's cgroup driver, the cluster DNS at dns, and a resolv.conf that
+// does not loop back into systemd-resolved.
+func KubeletConfig(address net.IP, dns, caFile string, systemdCgroup, cgroupV1 bool) string {
+	driver := "cgroupfs"
+	if systemdCgroup {
+		driver = "systemd"
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `# Written by dk8s.
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: %s
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+authentication:
+  anonymous:
+    enabled: false
+  webhook:
+    enabled: true
+  x509:
+    clientCAFile: %s
+authorization:
+  mode: Webhook
+cgroupDriver: %s
+containerRuntimeEndpoint: unix://%s
+clusterDNS: [%s]
+clusterDomain: cluster.local
+rotateCertificates: true
+resolvConf: %s
+`, address, caFile, driver, RuntimeSocket, dns, resolvConf())
+	if cgroupV1 {
+		b.WriteString("failCgroupV1: false\n")
+	}
+	return b.String()
+}
+
+// resolvConf is the file whose nameservers pods use: where /etc/resolv.conf
+// points at systemd-resolved's stub (127.0.0.53), which a pod cannot reach,
+// CoreDNS would forward to itself; the real upstream list is used instead.
+func resolvConf() string {
+	data, _ := os.ReadFile("/etc/resolv.conf")
+	if strings.Contains(string(data), "127.0.0.53") {
+		if _, err := os.Stat("/run/systemd/resolve/resolv.conf"); err == nil {
+			return "/run/systemd/resolve/resolv.conf"
+		}
+	}
+	return "/etc/resolv.conf"
+}
+
+// CgroupV1 tells whether the host runs cgroup v1 (no unified hierarchy at
+// /sys/fs/cgroup).
+func CgroupV1() bool {
+	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
+	return err != nil
+}
+
+// SystemdIsInit tells whether systemd is PID 1: then cgroups belong to it,
+// kubelet and the runtime must use its driver, and it supervises them
+// through units.
+func SystemdIsInit() bool {
+	comm, _ := os.ReadFile("/proc/1/comm")
+	return strings.TrimSpace(string(comm)) == "systemd"
+}

@@ -1,0 +1,62 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+)
+
+// ServiceLink is the device the service range is routed to on the host: a
+// bridge with no ports, so a packet for a ClusterIP that kube-proxy has not
+// programmed (at start, after a kube-proxy crash) is dropped on the host
+// instead of following the default route out to whatever answers there.
+// Programmed traffic is rewritten by kube-proxy's DNAT before it would
+// reach the device, so Services work as before. (kube-proxy's IPVS mode
+// keeps its own dummy device for the same reason; a bridge is used because
+// many hosts' kernels, this project's test machines among them, lack the
+// dummy module.)
+const ServiceLink = "dk8s-svc"
+
+// EnsureServiceRoute keeps the service range on the host: ServiceLink
+// exists and is up, and the range is routed to it, with ip through r.
+func EnsureServiceRoute(ctx context.Context, r Runner, cidr string) error {
+	_, n, err := net.ParseCIDR(cidr)
+	if err != nil {
+		return fmt.Errorf("service range %q: %w", cidr, err)
+	}
+	return ensureServiceRoute(ctx, r, n, linkExists(ServiceLink))
+}
+
+// ensureServiceRoute is EnsureServiceRoute once it knows whether the
+// device is there.
+func ensureServiceRoute(ctx context.Context, r Runner, n *net.IPNet, exists bool) error {
+	if !exists {
+		if _, err := r.Run(ctx, nil, "ip", "link", "add", ServiceLink, "type", "bridge"); err != nil {
+			return fmt.Errorf("making %s for the service range: %w", ServiceLink, err)
+		}
+	}
+	for _, args := range [][]string{{"link", "set", ServiceLink, "up"}, {"route", "replace", n.String(), "dev", ServiceLink}} {
+		if _, err := r.Run(ctx, nil, "ip", args...); err != nil {
+			return fmt.Errorf("keeping the service range %s on the host (ip %s): %w", n, strings.Join(args, " "), err)
+		}
+	}
+	return nil
+}
+
+// removeServiceRoute undoes EnsureServiceRoute: the route goes with the
+// device.
+func removeServiceRoute(ctx context.Context, r Runner) error {
+	if !linkExists(ServiceLink) {
+		return nil
+	}
+	if _, err := r.Run(ctx, nil, "ip", "link", "delete", ServiceLink); err != nil {
+		return fmt.Errorf("deleting %s: %w", ServiceLink, err)
+	}
+	return nil
+}
+
+func linkExists(name string) bool {
+	_, err := net.InterfaceByName(name)
+	return err == nil
+}

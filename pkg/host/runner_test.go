@@ -1,0 +1,45 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/dk8s/dk8s/pkg/host/hosttest"
+)
+
+func TestExecKeepsStdoutApart(t *testing.T) {
+	out, err := Exec{}.Run(context.Background(), strings.NewReader("fed"), "sh", "-c", "cat; echo; echo warning >&2")
+	if err != nil || string(out) != "fed\n" {
+		t.Fatalf("stdout should be the command's alone: %q, %v", out, err)
+	}
+	_, err = Exec{}.Run(context.Background(), nil, "sh", "-c", "echo partial; echo 'no such chain' >&2; exit 3")
+	if err == nil || !strings.Contains(err.Error(), "exit status 3: no such chain") {
+		t.Errorf("a failure should carry its stderr: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := (Exec{}).Run(ctx, nil, "sleep", "10"); err == nil {
+		t.Error("a cancelled context should stop the command")
+	}
+}
+
+func TestSystemctl(t *testing.T) {
+	r := &hosttest.Runner{Answer: func(cmd string, _ int) ([]byte, error) {
+		if strings.Contains(cmd, "enable") {
+			return nil, errors.New("exit status 1: Unit file dk8s-x.service does not exist.")
+		}
+		return nil, nil
+	}}
+	if err := Systemctl(context.Background(), r, "daemon-reload"); err != nil {
+		t.Fatal(err)
+	}
+	err := Systemctl(context.Background(), r, "enable", "dk8s-x.service")
+	if err == nil || err.Error() != "systemctl enable dk8s-x.service: exit status 1: Unit file dk8s-x.service does not exist." {
+		t.Errorf("the error should name the command and carry systemctl's words: %v", err)
+	}
+	if strings.Join(r.Calls, "|") != "systemctl daemon-reload|systemctl enable dk8s-x.service" {
+		t.Errorf("ran %q", r.Calls)
+	}
+}

@@ -1,0 +1,140 @@
+package host
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/dk8s/dk8s/pkg/mirror"
+)
+
+// The pod runtime dk8s runs: a containerd of its own, with its CRI plugin on,
+// beside (never instead of) the one Docker uses, so that neither Docker's
+// nor any other containerd's configuration is touched.
+const (
+	// RuntimeState is the runtime's state directory.
+	RuntimeState = "/run/dk8s/containerd"
+	// RuntimeSocket is where the runtime answers, kubelet and ctr alike.
+	RuntimeSocket = RuntimeState + "/containerd.sock"
+)
+
+// cniBinDirs are where distributions put the CNI plugins.
+var cniBinDirs = []string{"/usr/lib/cni", "/opt/cni/bin", "/usr/libexec/cni"}
+
+// Tools are the host's runtime binaries and CNI plugins a node runs with.
+type Tools struct {
+	Containerd string // the runtime
+	Ctr        string // its client, for images and pods
+	CNIBin     string // the directory of the CNI plugins
+}
+
+// FindTools finds the host's containerd, ctr and CNI plugins, or says what
+// to install.
+func FindTools() (Tools, error) {
+	var t Tools
+	var err error
+	if t.Containerd, err = exec.LookPath("containerd"); err != nil {
+		return Tools{}, fmt.Errorf("no containerd on this host: pods need a CRI runtime; install it ('apt-get install containerd', or your distribution's containerd package)")
+	}
+	if t.Ctr, err = exec.LookPath("ctr"); err != nil {
+		return Tools{}, fmt.Errorf("containerd's ctr tool is missing: reinstall the containerd package")
+	}
+	for _, d := range cniBinDirs {
+		if _, err := os.Stat(filepath.Join(d, "bridge")); err == nil {
+			t.CNIBin = d
+			return t, nil
+		}
+	}
+	return Tools{}, fmt.Errorf("no CNI plugins (bridge, host-local, loopback, portmap) in %s: install them ('apt-get install containernetworking-plugins')", strings.Join(cniBinDirs, ", "))
+}
+
+// RuntimeConfig renders containerd's configuration for the cluster kept in
+// dir: CRI on, the lock's pause image as the sandbox image (so the image
+// the runtime needs is the one dk8s pulled), dk8s's CNI directory, and
+// registry hosts under dir so that pods' registry.k8s.io images resolve
+// through the mirrors.
+func RuntimeConfig(dir, pauseImage, cniBin string, systemdCgroup, restrictOOM bool) string {
+	return fmt.Sprintf(`# Written by dk8s: the containerd that runs this node's pods.
+version = 2
+root = %q
+state = %q
+
+[grpc]
+  address = %q
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = %q
+  restrict_oom_score_adj = %t
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = %t
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = %q
+    conf_dir = %q
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = %q
+`, filepath.Join(dir, "containerd", "root"), RuntimeState, RuntimeSocket, pauseImage, restrictOOM, systemdCgroup,
+		cniBin, filepath.Join(dir, "cni"), filepath.Join(dir, "containerd", "certs.d"))
+}
+
+// CNIConfig is a bridge with host-local addresses from the node's share of
+// the pod range, the plainest network a single node needs. The firewall
+// plugin accepts the pods' traffic in the FORWARD chain: Docker sets that
+// chain's policy to DROP, which with br_netfilter also drops traffic between
+// two pods on the bridge (DNS to CoreDNS among it).
+func CNIConfig(podSubnet string) string {
+	return fmt.Sprintf(`{
+  "cniVersion": "0.4.0",
+  "name": "dk8s",
+  "plugins": [
+    {"type": "bridge", "bridge": "dk8s0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}},
+    {"type": "firewall"}
+  ]
+}
+`, podSubnet)
+}
+
+// NodePodSubnet is the first /24 of the pod range: the controller-manager
+// gives the first node exactly that.
+func NodePodSubnet(podCIDR string) (string, error) {
+	_, n, err := net.ParseCIDR(podCIDR)
+	if err != nil || n.IP.To4() == nil {
+		return "", fmt.Errorf("pod range %q must be an IPv4 CIDR", podCIDR)
+	}
+	if ones, _ := n.Mask.Size(); ones > 24 {
+		return "", fmt.Errorf("pod range %q must be /24 or larger", podCIDR)
+	}
+	return fmt.Sprintf("%s/24", n.IP.To4()), nil
+}
+
+// HostsToml points registry.k8s.io at the mirrors, in order, for pods'
+// images: a flat mirror through containerd's override_path.
+func HostsToml(mirrors []mirror.Mirror) string {
+	var b strings.Builder
+	b.WriteString("# Written by dk8s: pods' registry.k8s.io images through the mirrors.\nserver = \"https://registry.k8s.io\"\n")
+	for _, m := range mirrors {
+		if m.Prefix == mirror.Upstream {
+			continue
+		}
+		scheme := "https"
+		if h, _, err := net.SplitHostPort(m.Host()); err == nil && (h == "localhost" || net.ParseIP(h).IsLoopback()) {
+			scheme = "http"
+		}
+		host, path, _ := strings.Cut(m.Prefix, "/")
+		if m.Layout == mirror.Flat || path != "" {
+			fmt.Fprintf(&b, "\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n  override_path = true\n", scheme+"://"+host+"/v2/"+path)
+			continue
+		}
+		fmt.Fprintf(&b, "\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", scheme+"://"+host)
+	}
+	return b.String()
+}

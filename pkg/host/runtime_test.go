@@ -1,0 +1,87 @@
+package host
+
+import (
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/dk8s/dk8s/pkg/mirror"
+)
+
+func TestKubeletConfig(t *testing.T) {
+	v1 := KubeletConfig(net.ParseIP("192.0.2.10"), "10.96.0.10", "/var/lib/dk8s/pki/ca.crt", false, true)
+	for _, want := range []string{
+		"anonymous:\n    enabled: false", "webhook:\n    enabled: true", "clientCAFile: /var/lib/dk8s/pki/ca.crt",
+		"mode: Webhook", "cgroupDriver: cgroupfs", "rotateCertificates: true", "readOnlyPort: 0",
+		"healthzBindAddress: 127.0.0.1", "address: 192.0.2.10", "clusterDNS: [10.96.0.10]",
+		"containerRuntimeEndpoint: unix:///run/dk8s/containerd/containerd.sock", "failCgroupV1: false",
+	} {
+		if !strings.Contains(v1, want) {
+			t.Errorf("kubelet config lacks %q:\n%s", want, v1)
+		}
+	}
+	v2 := KubeletConfig(net.ParseIP("192.0.2.10"), "10.96.0.10", "/ca.crt", true, false)
+	if strings.Contains(v2, "failCgroupV1") || !strings.Contains(v2, "cgroupDriver: systemd") {
+		t.Errorf("on cgroup v2 under systemd: no failCgroupV1, the systemd driver:\n%s", v2)
+	}
+	if !strings.Contains(v2, "resolvConf: /") {
+		t.Errorf("the kubelet config should name a resolv.conf:\n%s", v2)
+	}
+}
+
+func TestRuntimeConfig(t *testing.T) {
+	got := RuntimeConfig("/var/lib/dk8s", "registry.k8s.io/pause:3.10", "/usr/lib/cni", true, false)
+	for _, want := range []string{
+		`root = "/var/lib/dk8s/containerd/root"`, `state = "/run/dk8s/containerd"`,
+		`address = "/run/dk8s/containerd/containerd.sock"`, `sandbox_image = "registry.k8s.io/pause:3.10"`,
+		"restrict_oom_score_adj = false", "SystemdCgroup = true", `bin_dir = "/usr/lib/cni"`,
+		`conf_dir = "/var/lib/dk8s/cni"`, `config_path = "/var/lib/dk8s/containerd/certs.d"`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("containerd config lacks %q:\n%s", want, got)
+		}
+	}
+	if got := RuntimeConfig("/d", "p", "/c", false, true); !strings.Contains(got, "SystemdCgroup = false") || !strings.Contains(got, "restrict_oom_score_adj = true") {
+		t.Errorf("cgroupfs and a restricted OOM score should show:\n%s", got)
+	}
+}
+
+func TestHostsToml(t *testing.T) {
+	flat, _ := mirror.Parse("registry.aliyuncs.com/google_containers")
+	path, _ := mirror.Parse("127.0.0.1:5002/...")
+	up, _ := mirror.Parse("upstream")
+	got := HostsToml([]mirror.Mirror{flat, path, up})
+	for _, want := range []string{
+		`server = "https://registry.k8s.io"`,
+		`[host."https://registry.aliyuncs.com/v2/google_containers"]`, "override_path = true",
+		`[host."http://127.0.0.1:5002"]`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("hosts.toml lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Index(got, "aliyuncs") > strings.Index(got, "5002") {
+		t.Error("mirrors must keep their order")
+	}
+	if strings.Count(got, "[host.") != 2 {
+		t.Errorf("upstream is the server itself, not a host:\n%s", got)
+	}
+}
+
+func TestNodePodSubnet(t *testing.T) {
+	if s, err := NodePodSubnet("10.244.0.0/16"); err != nil || s != "10.244.0.0/24" {
+		t.Errorf("got %s, %v", s, err)
+	}
+	for _, bad := range []string{"10.244.0.0/25", "fd00::/64", "nope"} {
+		if _, err := NodePodSubnet(bad); err == nil {
+			t.Errorf("%s should be refused", bad)
+		}
+	}
+	cni := CNIConfig("10.244.0.0/24")
+	if !strings.Contains(cni, `"type": "firewall"`) {
+		t.Error("the CNI config needs the firewall plugin: Docker's FORWARD policy is DROP")
+	}
+	if !strings.Contains(cni, `"subnet": "10.244.0.0/24"`) || !strings.Contains(cni, `"name": "dk8s"`) {
+		t.Errorf("the CNI network is dk8s's, on the node's subnet:\n%s", cni)
+	}
+}
