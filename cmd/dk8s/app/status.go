@@ -1,0 +1,102 @@
+package app
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/dk8s/dk8s/pkg/bootstrap"
+	"github.com/dk8s/dk8s/pkg/containers"
+)
+
+func newPs(g *globals) *cobra.Command {
+	f := &clusterFlags{}
+	var output string
+	cmd := &cobra.Command{
+		Use:   "ps",
+		Short: "Show every component: state, health, restarts, version, uptime",
+		Long: `Show every component of the control plane with its live health. Exits
+non-zero when any component is absent or unhealthy, so monitoring can run it.`,
+		Example: "  dk8s ps\n  dk8s ps -o json | jq '.[] | select(.healthy | not)'",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output, "table", "json", "yaml"); err != nil {
+				return err
+			}
+			cfg, engine, err := f.connect(cmd, g)
+			if err != nil {
+				return err
+			}
+			defer engine.Close()
+			sts, err := bootstrap.Status(cmd.Context(), engine, cfg)
+			if err != nil {
+				return err
+			}
+			switch output {
+			case "json":
+				err = writeJSON(g.streams.Out, sts)
+			case "yaml":
+				err = yaml.NewEncoder(g.streams.Out).Encode(sts)
+			default:
+				var rows [][]string
+				for _, s := range sts {
+					uptime := "-"
+					if s.Uptime > 0 {
+						uptime = s.Uptime.String()
+					}
+					health := s.Health
+					if !s.Healthy && s.State == "running" {
+						health = "unhealthy"
+					}
+					rows = append(rows, []string{s.Component, s.Container, s.State, health, fmt.Sprint(s.Restarts), orDash(s.Version), uptime, s.Endpoint})
+				}
+				err = table(g.streams.Out, []string{"COMPONENT", "CONTAINER", "STATE", "HEALTH", "RESTARTS", "VERSION", "UPTIME", "ENDPOINT"}, rows)
+			}
+			if err != nil {
+				return err
+			}
+			for _, s := range sts {
+				if !s.Healthy {
+					return ExitError{Code: 1}
+				}
+			}
+			return nil
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
+	return cmd
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func newLogs(g *globals) *cobra.Command {
+	f := &clusterFlags{}
+	var follow bool
+	var tail string
+	cmd := &cobra.Command{
+		Use:       "logs COMPONENT",
+		Short:     "Print a component's logs",
+		Example:   "  dk8s logs kube-apiserver --tail 50\n  dk8s logs etcd -f",
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: bootstrap.Components,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			engine, err := g.engine(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer engine.Close()
+			return bootstrap.Logs(cmd.Context(), engine, args[0], containers.LogsOptions{Follow: follow, Tail: tail}, g.streams.Out, g.streams.Out)
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines")
+	cmd.Flags().StringVar(&tail, "tail", "all", "lines from the end to show")
+	return cmd
+}
