@@ -4,7 +4,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dk8s/dk8s/pkg/bootstrap"
-	"github.com/dk8s/dk8s/pkg/containers"
 )
 
 // clusterFlags name the cluster every cluster command works on.
@@ -18,8 +17,8 @@ func (c *clusterFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&c.name, "name", "dk8s", "cluster `NAME`, put on every container as a label")
 }
 
-// connect returns the cluster's configuration and a Docker client.
-func (c *clusterFlags) connect(cmd *cobra.Command, g *globals) (bootstrap.Config, *containers.Docker, error) {
+// connect returns the cluster's configuration and a connected engine.
+func (c *clusterFlags) connect(cmd *cobra.Command, g *globals) (bootstrap.Config, engine, error) {
 	cfg, err := c.config()
 	if err != nil {
 		return cfg, nil, err

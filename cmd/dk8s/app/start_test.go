@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"maps"
@@ -93,5 +94,38 @@ extraArgs:
 	missing := filepath.Join(t.TempDir(), "start.yaml")
 	if err := readStartConfig(missing, &bootstrap.Config{}); err == nil || !strings.Contains(err.Error(), missing) || !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a missing file: error %v, want one naming %s", err, missing)
+	}
+}
+
+// Every check of start's input comes before it connects to the engine:
+// a refused start changes nothing.
+func TestStartRefusesBadInputBeforeConnecting(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.yaml")
+	misspelt := writeTemp(t, "start.yaml", "nodeName: n\nserviceCidr: 10.0.0.0/16\n")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--advertise-address", "300.1.1.1"}, `--advertise-address "300.1.1.1" is not an IP address`},
+		{[]string{"--extra-args", "v=2"}, `--extra-args "v=2" must be COMPONENT:FLAG=VALUE`},
+		{[]string{"--config", missing}, missing},
+		{[]string{"--config", misspelt}, misspelt + ": yaml: unmarshal errors:\n  line 2: field serviceCidr not found"},
+		{[]string{"--mirror", "aliyn"}, `unknown mirror "aliyn"`},
+		{[]string{"--pull", "--mirror", ","}, "no mirror given"},
+		{[]string{"--kubernetes-version", "v0.0.1"}, "kubernetes v0.0.1 is not in the image lock"},
+	} {
+		args := append([]string{"start", "--dir", dir}, c.args...)
+		connected := false
+		_, stderr, err := runWith(t, func(context.Context) (engine, error) { connected = true; return nil, errNoEngine }, nil, args...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("dk8s %s: error %v, want one saying %q", strings.Join(args, " "), err, c.want)
+		}
+		if connected {
+			t.Errorf("dk8s %s connected to the engine before refusing", strings.Join(args, " "))
+		}
+		if stderr != "" {
+			t.Errorf("dk8s %s said %q before refusing", strings.Join(args, " "), stderr)
+		}
 	}
 }
