@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/dk8s/dk8s/pkg/bootstrap"
 	"github.com/dk8s/dk8s/pkg/images"
@@ -83,7 +82,7 @@ func runStart(cmd *cobra.Command, g *globals, f *startFlags) error {
 		return err
 	}
 	if f.configFile != "" {
-		if err := readStartConfig(f.configFile, &cfg); err != nil {
+		if err := bootstrap.LoadStartConfig(f.configFile, &cfg); err != nil {
 			return err
 		}
 	}
@@ -170,45 +169,6 @@ func runStart(cmd *cobra.Command, g *globals, f *startFlags) error {
 	}
 	fmt.Fprintf(g.streams.Err, "%s ready in %s. Talk to it with:\n  kubectl --kubeconfig %s get nodes\n",
 		what, time.Since(start).Round(100*time.Millisecond), cfg.AdminKubeconfig())
-	return nil
-}
-
-// startConfig is the file form of start's flags.
-type startConfig struct {
-	NodeName         string                       `yaml:"nodeName"`
-	AdvertiseAddress string                       `yaml:"advertiseAddress"`
-	ServiceCIDR      string                       `yaml:"serviceCIDR"`
-	PodCIDR          string                       `yaml:"podCIDR"`
-	ExtraArgs        map[string]map[string]string `yaml:"extraArgs"`
-}
-
-func readStartConfig(path string, cfg *bootstrap.Config) error {
-	fh, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer fh.Close()
-	dec := yaml.NewDecoder(fh)
-	dec.KnownFields(true)
-	var sc startConfig
-	if err := dec.Decode(&sc); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if sc.NodeName != "" {
-		cfg.NodeName = sc.NodeName
-	}
-	if sc.AdvertiseAddress != "" {
-		if cfg.AdvertiseAddress = net.ParseIP(sc.AdvertiseAddress); cfg.AdvertiseAddress == nil {
-			return fmt.Errorf("%s: advertiseAddress %q is not an IP address", path, sc.AdvertiseAddress)
-		}
-	}
-	if sc.ServiceCIDR != "" {
-		cfg.ServiceCIDR = sc.ServiceCIDR
-	}
-	if sc.PodCIDR != "" {
-		cfg.PodCIDR = sc.PodCIDR
-	}
-	cfg.ExtraArgs = sc.ExtraArgs
 	return nil
 }
 
