@@ -39,15 +39,12 @@ func newCerts(g *globals) *cobra.Command {
 		Short: "Renew every certificate but the CAs, keeping keys; restart the control plane to load them",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, pcfg, p, err := certsOf(f)
+			cfg, err := f.config()
 			if err != nil {
 				return err
 			}
-			renewed, err := p.Renew(pcfg, time.Now())
+			renewed, err := bootstrap.RenewCerts(cfg)
 			if err != nil {
-				return err
-			}
-			if err := bootstrap.WriteKubeconfigs(p, cfg.Dir, cfg.ClusterName, cfg.APIServerURL()); err != nil {
 				return err
 			}
 			fmt.Fprintf(g.streams.Err, "renewed %d certificates for another year; restart the components to load them: 'dk8s stop && dk8s start'\n", len(renewed))
@@ -57,19 +54,4 @@ func newCerts(g *globals) *cobra.Command {
 	f.add(renew)
 	cmd.AddCommand(renew)
 	return cmd
-}
-
-// certsOf is the cluster's PKI and what its certificates must name: the
-// settings the cluster was made with, kept in its directory, not today's
-// host name and route.
-func certsOf(f *clusterFlags) (bootstrap.Config, bootstrap.PKIConfig, *bootstrap.PKI, error) {
-	cfg, err := f.config()
-	if err != nil {
-		return cfg, bootstrap.PKIConfig{}, nil, err
-	}
-	if err := cfg.Resolve(); err != nil {
-		return cfg, bootstrap.PKIConfig{}, nil, err
-	}
-	pcfg, err := cfg.PKIConfig()
-	return cfg, pcfg, &bootstrap.PKI{Dir: cfg.PKIDir()}, err
 }
