@@ -135,11 +135,7 @@ the lock; image versions per Kubernetes release come from kubeadm's constants.`,
 			creds := mirror.LoadDockerCredentials()
 			reg := &mirror.Registry{Credentials: creds.Lookup}
 			fmt.Fprintf(g.streams.Err, "Resolving %d images of Kubernetes %s on %s\n", len(rel.Images), rel.Kubernetes, m.Name)
-			fresh, err := images.Refresh(cmd.Context(), reg, m, *rel, splitList(f.platforms))
-			if err != nil {
-				return err
-			}
-			data, err := lock.WithRelease(fresh).Marshal()
+			data, err := images.RefreshLock(cmd.Context(), reg, m, lock, *rel, splitList(f.platforms))
 			if err != nil {
 				return err
 			}
