@@ -76,27 +76,38 @@ func orDash(s string) string {
 	return s
 }
 
+// logsFlags are logs's. It takes no --dir or --name: a component's
+// container is this host's dk8s-COMPONENT, of the one cluster the host runs
+// (start and reset refuse a second --dir while one runs), so there is no
+// other to choose. Refusing a container of another --dir, as stop does,
+// would turn the hints dk8s prints after a failed start ('dk8s logs
+// kube-apiserver') into refusals for a cluster kept outside the default
+// directory, just when its logs are wanted.
+type logsFlags struct {
+	follow bool
+	tail   string
+}
+
 func newLogs(g *globals) *cobra.Command {
-	f := &clusterFlags{}
-	var follow bool
-	var tail string
+	f := &logsFlags{}
 	cmd := &cobra.Command{
-		Use:       "logs COMPONENT",
-		Short:     "Print a component's logs",
+		Use:   "logs COMPONENT",
+		Short: "Print a component's logs",
+		Long: `Print the logs of COMPONENT's container on this host (dk8s-etcd, ...), of
+whichever cluster directory it runs for.`,
 		Example:   "  dk8s logs kube-apiserver --tail 50\n  dk8s logs etcd -f",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: bootstrap.Components,
+		ValidArgs: append(append([]string(nil), bootstrap.Components...), bootstrap.NodeComponents...),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			engine, err := g.engine(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer engine.Close()
-			return bootstrap.Logs(cmd.Context(), engine, args[0], containers.LogsOptions{Follow: follow, Tail: tail}, g.streams.Out, g.streams.Out)
+			return bootstrap.Logs(cmd.Context(), engine, args[0], containers.LogsOptions{Follow: f.follow, Tail: f.tail}, g.streams.Out, g.streams.Out)
 		},
 	}
-	f.add(cmd)
-	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines")
-	cmd.Flags().StringVar(&tail, "tail", "all", "lines from the end to show")
+	cmd.Flags().BoolVarP(&f.follow, "follow", "f", false, "keep printing new lines")
+	cmd.Flags().StringVar(&f.tail, "tail", "all", "lines from the end to show")
 	return cmd
 }

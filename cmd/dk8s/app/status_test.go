@@ -122,4 +122,10 @@ func TestLogs(t *testing.T) {
 	if m := fake.Mutations("create", "start", "stop", "remove"); len(m) != 0 {
 		t.Errorf("logs changed containers: %v", m)
 	}
+
+	// The host's container is read whatever directory its cluster is kept
+	// in: logs takes no --dir to pick it by.
+	if _, _, err := runFake(t, fake, "logs", "etcd", "--dir", dir); err == nil || err.Error() != "unknown flag: --dir" {
+		t.Errorf("logs --dir: error %v, want unknown flag: --dir", err)
+	}
 }
