@@ -77,52 +77,9 @@ func envOr(name, def string) string {
 }
 
 func runStart(cmd *cobra.Command, g *globals, f *startFlags) error {
-	cfg, err := f.config()
+	cfg, mirrors, err := f.startConfig(cmd)
 	if err != nil {
 		return err
-	}
-	if f.configFile != "" {
-		if err := bootstrap.LoadStartConfig(f.configFile, &cfg); err != nil {
-			return err
-		}
-	}
-	if f.nodeName != "" {
-		cfg.NodeName = f.nodeName
-	}
-	if f.advertise != "" {
-		if cfg.AdvertiseAddress = net.ParseIP(f.advertise); cfg.AdvertiseAddress == nil {
-			return fmt.Errorf("--advertise-address %q is not an IP address", f.advertise)
-		}
-	}
-	cfg.AdvertiseGiven = cfg.AdvertiseAddress != nil
-	// Unset ranges come from the cluster's marker on a rerun, else the
-	// defaults (bootstrap.Config.Resolve).
-	if cmd.Flags().Changed("service-cidr") {
-		cfg.ServiceCIDR = f.serviceCIDR
-	}
-	if cmd.Flags().Changed("pod-cidr") {
-		cfg.PodCIDR = f.podCIDR
-	}
-	cfg.Node, cfg.KubeletBinary = !f.controlPlaneOnly, f.kubeletBinary
-	if cmd.Flags().Changed("mirror") || os.Getenv("DK8S_MIRROR") != "" {
-		if cfg.Mirrors, err = mirror.ParseList(f.mirrors); err != nil {
-			return err
-		}
-	}
-	extra, err := parseExtraArgs(f.extraArgs)
-	if err != nil {
-		return err
-	}
-	for comp, flags := range extra {
-		if cfg.ExtraArgs == nil {
-			cfg.ExtraArgs = map[string]map[string]string{}
-		}
-		if cfg.ExtraArgs[comp] == nil {
-			cfg.ExtraArgs[comp] = map[string]string{}
-		}
-		for k, v := range flags {
-			cfg.ExtraArgs[comp][k] = v
-		}
 	}
 	_, rel, err := g.release()
 	if err != nil {
@@ -135,30 +92,16 @@ func runStart(cmd *cobra.Command, g *globals, f *startFlags) error {
 	}
 	defer engine.Close()
 	if f.pull {
-		mirrors, err := mirror.ParseList(f.mirrors)
-		if err != nil {
-			return err
-		}
 		if _, err := pullShown(ctx, g, engine, rel, images.PullOptions{Mirrors: mirrors}); err != nil {
 			return err
 		}
 	}
-	tty := isTerminal(g.streams.Err)
 	fmt.Fprintf(g.streams.Err, "Starting Kubernetes %s control plane %q in %s\n", rel.Kubernetes, cfg.ClusterName, cfg.Dir)
 	start := time.Now()
 	err = bootstrap.Start(ctx, engine, cfg, rel, bootstrap.StartOptions{
 		Timeout:  f.timeout,
 		LockWait: f.wait,
-		Events: func(e bootstrap.Event) {
-			switch {
-			case e.Warning:
-				fmt.Fprintln(g.streams.Err, color(tty, "33", "! ")+e.Message)
-			case e.Done:
-				fmt.Fprintln(g.streams.Err, color(tty, "32", "✓ ")+e.Message)
-			default:
-				fmt.Fprintln(g.streams.Err, "  "+e.Message)
-			}
-		},
+		Events:   startEvents(g),
 	})
 	if err != nil {
 		return err
@@ -170,6 +113,80 @@ func runStart(cmd *cobra.Command, g *globals, f *startFlags) error {
 	fmt.Fprintf(g.streams.Err, "%s ready in %s. Talk to it with:\n  kubectl --kubeconfig %s get nodes\n",
 		what, time.Since(start).Round(100*time.Millisecond), cfg.AdminKubeconfig())
 	return nil
+}
+
+// startConfig is the cluster start's flags name, over what --config's file
+// says, and the mirrors --pull pulls through. It checks all of start's
+// input, so that nothing is done before a mistake in it is found.
+func (f *startFlags) startConfig(cmd *cobra.Command) (bootstrap.Config, []mirror.Mirror, error) {
+	cfg, err := f.config()
+	if err != nil {
+		return cfg, nil, err
+	}
+	if f.configFile != "" {
+		if err := bootstrap.LoadStartConfig(f.configFile, &cfg); err != nil {
+			return cfg, nil, err
+		}
+	}
+	if f.nodeName != "" {
+		cfg.NodeName = f.nodeName
+	}
+	if f.advertise != "" {
+		if cfg.AdvertiseAddress = net.ParseIP(f.advertise); cfg.AdvertiseAddress == nil {
+			return cfg, nil, fmt.Errorf("--advertise-address %q is not an IP address", f.advertise)
+		}
+	}
+	cfg.AdvertiseGiven = cfg.AdvertiseAddress != nil
+	// Unset ranges come from the cluster's marker on a rerun, else the
+	// defaults (bootstrap.Config.Resolve).
+	if cmd.Flags().Changed("service-cidr") {
+		cfg.ServiceCIDR = f.serviceCIDR
+	}
+	if cmd.Flags().Changed("pod-cidr") {
+		cfg.PodCIDR = f.podCIDR
+	}
+	cfg.Node, cfg.KubeletBinary = !f.controlPlaneOnly, f.kubeletBinary
+	mirrors, err := mirror.ParseList(f.mirrors)
+	if err != nil {
+		return cfg, nil, err
+	}
+	// Pods' images go through the mirrors only when the user named them;
+	// by default the runtime pulls from registry.k8s.io itself.
+	if cmd.Flags().Changed("mirror") || os.Getenv("DK8S_MIRROR") != "" {
+		cfg.Mirrors = mirrors
+	}
+	extra, err := parseExtraArgs(f.extraArgs)
+	if err != nil {
+		return cfg, nil, err
+	}
+	for comp, flags := range extra {
+		if cfg.ExtraArgs == nil {
+			cfg.ExtraArgs = map[string]map[string]string{}
+		}
+		if cfg.ExtraArgs[comp] == nil {
+			cfg.ExtraArgs[comp] = map[string]string{}
+		}
+		for k, v := range flags {
+			cfg.ExtraArgs[comp][k] = v
+		}
+	}
+	return cfg, mirrors, nil
+}
+
+// startEvents renders Start's progress on stderr: ✓ for a step done, ! for
+// a warning, in color on a terminal.
+func startEvents(g *globals) func(bootstrap.Event) {
+	tty := isTerminal(g.streams.Err)
+	return func(e bootstrap.Event) {
+		switch {
+		case e.Warning:
+			fmt.Fprintln(g.streams.Err, color(tty, "33", "! ")+e.Message)
+		case e.Done:
+			fmt.Fprintln(g.streams.Err, color(tty, "32", "✓ ")+e.Message)
+		default:
+			fmt.Fprintln(g.streams.Err, "  "+e.Message)
+		}
+	}
 }
 
 func parseExtraArgs(list []string) (map[string]map[string]string, error) {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dk8s/dk8s/pkg/mirror"
 )
 
 func TestParseExtraArgs(t *testing.T) {
@@ -77,5 +79,29 @@ func TestStartRefusesBadInputBeforeConnecting(t *testing.T) {
 		if stderr != "" {
 			t.Errorf("dk8s %s said %q before refusing", strings.Join(args, " "), stderr)
 		}
+	}
+}
+
+// start --pull pulls through --mirror before anything else; when the pull
+// fails, start stops there.
+func TestStartPullsThroughTheMirrorsFirst(t *testing.T) {
+	dir := t.TempDir()
+	fake := fakeHost()
+	_, stderr, err := runFake(t, fake, "start", "--dir", dir, "--pull", "--mirror", "aliyun")
+	if err == nil {
+		t.Fatal("start --pull with no image to be had should fail")
+	}
+	pulls := fake.Mutations("pull")
+	if len(pulls) == 0 {
+		t.Fatalf("start --pull pulled nothing: %v\n%s", err, stderr)
+	}
+	aliyun, _ := mirror.Parse("aliyun")
+	for _, p := range pulls {
+		if !strings.HasPrefix(p, "pull "+aliyun.Prefix+"/") {
+			t.Errorf("start --pull --mirror aliyun called %q", p)
+		}
+	}
+	if m := fake.Mutations("create", "start", "stop", "remove"); len(m) != 0 || strings.Contains(stderr, "Starting Kubernetes") {
+		t.Errorf("start went on after a failed pull: %v\n%s", m, stderr)
 	}
 }
