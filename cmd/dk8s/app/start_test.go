@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dk8s/dk8s/pkg/bootstrap"
 	"github.com/dk8s/dk8s/pkg/mirror"
 )
 
@@ -103,5 +104,16 @@ func TestStartPullsThroughTheMirrorsFirst(t *testing.T) {
 	}
 	if m := fake.Mutations("create", "start", "stop", "remove"); len(m) != 0 || strings.Contains(stderr, "Starting Kubernetes") {
 		t.Errorf("start went on after a failed pull: %v\n%s", m, stderr)
+	}
+}
+
+func TestStartEventsOffATerminal(t *testing.T) {
+	var errb strings.Builder
+	show := startEvents(&globals{streams: Streams{Err: &errb}})
+	show(bootstrap.Event{Message: "pulling etcd"})
+	show(bootstrap.Event{Message: "etcd is healthy", Done: true})
+	show(bootstrap.Event{Message: "swap is on", Warning: true})
+	if want := "  pulling etcd\n✓ etcd is healthy\n! swap is on\n"; errb.String() != want {
+		t.Errorf("start's progress off a terminal: %q, want %q, uncolored", errb.String(), want)
 	}
 }
