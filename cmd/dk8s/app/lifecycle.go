@@ -37,9 +37,13 @@ restart of the Docker daemon starts them again too.`,
 	return cmd
 }
 
+type resetFlags struct {
+	clusterFlags
+	purge, yes bool
+}
+
 func newReset(g *globals) *cobra.Command {
-	f := &clusterFlags{}
-	var purge, yes bool
+	f := &resetFlags{}
 	cmd := &cobra.Command{
 		Use:   "reset",
 		Short: "Remove the cluster's containers and pods; keep etcd data and PKI unless --purge",
@@ -49,47 +53,49 @@ back. --purge also deletes that directory, and with it every object the
 cluster held: it asks first, or takes --yes.`,
 		Example: "  dk8s reset\n  dk8s reset --purge --yes",
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := f.config()
-			if err != nil {
-				return err
-			}
-			if purge {
-				// Refused before anything is asked or removed.
-				if err := bootstrap.CheckPurge(cfg); err != nil {
-					return err
-				}
-			}
-			if purge && !yes {
-				ok, err := confirm(g, fmt.Sprintf("This deletes %s: the cluster's etcd data (every object), its PKI and kubeconfigs. Type 'yes' to go on: ", cfg.Dir))
-				if err != nil {
-					return err
-				}
-				if !ok {
-					return errors.New("not purged: nothing was changed")
-				}
-			}
-			engine, err := g.engine(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer engine.Close()
-			removed, err := bootstrap.Reset(cmd.Context(), engine, cfg, purge)
-			for _, n := range removed {
-				fmt.Fprintln(g.streams.Err, "removed", n)
-			}
-			if err == nil && purge {
-				fmt.Fprintln(g.streams.Err, "purged", cfg.Dir)
-			} else if err == nil {
-				fmt.Fprintf(g.streams.Err, "kept %s (etcd data, PKI, kubeconfigs): 'dk8s start' brings the cluster back\n", cfg.Dir)
-			}
-			return err
-		},
+		RunE:    func(cmd *cobra.Command, _ []string) error { return runReset(cmd, g, f) },
 	}
 	f.add(cmd)
-	cmd.Flags().BoolVar(&purge, "purge", false, "also delete the cluster directory: etcd data, PKI, kubeconfigs")
-	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask before --purge")
+	cmd.Flags().BoolVar(&f.purge, "purge", false, "also delete the cluster directory: etcd data, PKI, kubeconfigs")
+	cmd.Flags().BoolVarP(&f.yes, "yes", "y", false, "do not ask before --purge")
 	return cmd
+}
+
+func runReset(cmd *cobra.Command, g *globals, f *resetFlags) error {
+	cfg, err := f.config()
+	if err != nil {
+		return err
+	}
+	if f.purge {
+		// Refused before anything is asked or removed.
+		if err := bootstrap.CheckPurge(cfg); err != nil {
+			return err
+		}
+	}
+	if f.purge && !f.yes {
+		ok, err := confirm(g, fmt.Sprintf("This deletes %s: the cluster's etcd data (every object), its PKI and kubeconfigs. Type 'yes' to go on: ", cfg.Dir))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errors.New("not purged: nothing was changed")
+		}
+	}
+	engine, err := g.engine(cmd.Context())
+	if err != nil {
+		return err
+	}
+	defer engine.Close()
+	removed, err := bootstrap.Reset(cmd.Context(), engine, cfg, f.purge)
+	for _, n := range removed {
+		fmt.Fprintln(g.streams.Err, "removed", n)
+	}
+	if err == nil && f.purge {
+		fmt.Fprintln(g.streams.Err, "purged", cfg.Dir)
+	} else if err == nil {
+		fmt.Fprintf(g.streams.Err, "kept %s (etcd data, PKI, kubeconfigs): 'dk8s start' brings the cluster back\n", cfg.Dir)
+	}
+	return err
 }
 
 func confirm(g *globals, prompt string) (bool, error) {

@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
@@ -10,9 +11,13 @@ import (
 	"github.com/dk8s/dk8s/pkg/containers"
 )
 
+type psFlags struct {
+	clusterFlags
+	output string
+}
+
 func newPs(g *globals) *cobra.Command {
-	f := &clusterFlags{}
-	var output string
+	f := &psFlags{}
 	cmd := &cobra.Command{
 		Use:   "ps",
 		Short: "Show every component: state, health, restarts, version, uptime",
@@ -20,53 +25,60 @@ func newPs(g *globals) *cobra.Command {
 non-zero when any component is absent or unhealthy, so monitoring can run it.`,
 		Example: "  dk8s ps\n  dk8s ps -o json | jq '.[] | select(.healthy | not)'",
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output, "table", "json", "yaml"); err != nil {
-				return err
-			}
-			cfg, engine, err := f.connect(cmd, g)
-			if err != nil {
-				return err
-			}
-			defer engine.Close()
-			sts, err := bootstrap.Status(cmd.Context(), engine, cfg)
-			if err != nil {
-				return err
-			}
-			switch output {
-			case "json":
-				err = writeJSON(g.streams.Out, sts)
-			case "yaml":
-				err = yaml.NewEncoder(g.streams.Out).Encode(sts)
-			default:
-				var rows [][]string
-				for _, s := range sts {
-					uptime := "-"
-					if s.Uptime > 0 {
-						uptime = s.Uptime.String()
-					}
-					health := s.Health
-					if !s.Healthy && s.State == "running" {
-						health = "unhealthy"
-					}
-					rows = append(rows, []string{s.Component, s.Container, s.State, health, fmt.Sprint(s.Restarts), orDash(s.Version), uptime, s.Endpoint})
-				}
-				err = table(g.streams.Out, []string{"COMPONENT", "CONTAINER", "STATE", "HEALTH", "RESTARTS", "VERSION", "UPTIME", "ENDPOINT"}, rows)
-			}
-			if err != nil {
-				return err
-			}
-			for _, s := range sts {
-				if !s.Healthy {
-					return ExitError{Code: 1}
-				}
-			}
-			return nil
-		},
+		RunE:    func(cmd *cobra.Command, _ []string) error { return runPs(cmd, g, f) },
 	}
 	f.add(cmd)
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
+	cmd.Flags().StringVarP(&f.output, "output", "o", "table", "output format: table, json or yaml")
 	return cmd
+}
+
+func runPs(cmd *cobra.Command, g *globals, f *psFlags) error {
+	if err := checkOutput(f.output, "table", "json", "yaml"); err != nil {
+		return err
+	}
+	cfg, engine, err := f.connect(cmd, g)
+	if err != nil {
+		return err
+	}
+	defer engine.Close()
+	sts, err := bootstrap.Status(cmd.Context(), engine, cfg)
+	if err != nil {
+		return err
+	}
+	if err := printStatus(g.streams.Out, f.output, sts); err != nil {
+		return err
+	}
+	for _, s := range sts {
+		if !s.Healthy {
+			return ExitError{Code: 1}
+		}
+	}
+	return nil
+}
+
+// printStatus writes ps's rows as output says: json, yaml, or a table
+// that shows "unhealthy" for a running component, its probe's error
+// being in -o json.
+func printStatus(w io.Writer, output string, sts []bootstrap.ComponentStatus) error {
+	switch output {
+	case "json":
+		return writeJSON(w, sts)
+	case "yaml":
+		return yaml.NewEncoder(w).Encode(sts)
+	}
+	var rows [][]string
+	for _, s := range sts {
+		uptime := "-"
+		if s.Uptime > 0 {
+			uptime = s.Uptime.String()
+		}
+		health := s.Health
+		if !s.Healthy && s.State == "running" {
+			health = "unhealthy"
+		}
+		rows = append(rows, []string{s.Component, s.Container, s.State, health, fmt.Sprint(s.Restarts), orDash(s.Version), uptime, s.Endpoint})
+	}
+	return table(w, []string{"COMPONENT", "CONTAINER", "STATE", "HEALTH", "RESTARTS", "VERSION", "UPTIME", "ENDPOINT"}, rows)
 }
 
 func orDash(s string) string {
