@@ -55,3 +55,15 @@ func (l *Lock) WithRelease(rel Release) *Lock {
 	out.Releases = append(out.Releases, rel)
 	return &out
 }
+
+// RefreshLock is `dk8s images lock`: it resolves the images of rel (a
+// release of lock, or one to add to it) on m for platforms, and returns
+// lock as a lock file with that release's digests replaced by what m
+// serves and every other release as it was.
+func RefreshLock(ctx context.Context, r Resolver, m mirror.Mirror, lock *Lock, rel Release, platforms []string) ([]byte, error) {
+	fresh, err := Refresh(ctx, r, m, rel, platforms)
+	if err != nil {
+		return nil, err
+	}
+	return lock.WithRelease(fresh).Marshal()
+}

@@ -30,22 +30,52 @@ type ExitError struct{ Code int }
 
 func (e ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
 
-// globals are the flags every command takes.
+// globals are the flags every command takes, and what every command
+// reaches the world through.
 type globals struct {
-	lock    string
-	version string
-	streams Streams
+	lock      string
+	version   string
+	streams   Streams
+	newEngine engineFunc
 }
 
-// Run runs dk8s with args (without the program name).
+// engine is the container engine a command drives, and the connection to
+// it that the command closes when it is done.
+type engine interface {
+	containers.Engine
+	Close() error
+}
+
+// engineFunc connects to the container engine. Commands connect only once
+// their flags are checked, so a refused command never reaches the daemon.
+type engineFunc func(ctx context.Context) (engine, error)
+
+// dockerFromEnv connects to the Docker daemon the environment names
+// (DOCKER_HOST, ...).
+func dockerFromEnv(ctx context.Context) (engine, error) {
+	d, err := containers.FromEnv(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Run runs dk8s with args (without the program name) against the Docker
+// daemon of the environment.
 func Run(ctx context.Context, streams Streams, args []string) error {
-	root := newRoot(streams)
+	return execute(ctx, streams, args, dockerFromEnv)
+}
+
+// execute runs dk8s with the engine newEngine connects to: Docker for Run,
+// an in-memory fake in unit tests.
+func execute(ctx context.Context, streams Streams, args []string, newEngine engineFunc) error {
+	root := newRoot(&globals{streams: streams, newEngine: newEngine})
 	root.SetArgs(args)
 	return root.ExecuteContext(ctx)
 }
 
-func newRoot(streams Streams) *cobra.Command {
-	g := &globals{streams: streams}
+func newRoot(g *globals) *cobra.Command {
+	streams := g.streams
 	root := &cobra.Command{
 		Use:   "dk8s",
 		Short: "Kubernetes on a machine that has Docker, behind any firewall",
@@ -97,9 +127,9 @@ func (g *globals) release() (*images.Lock, *images.Release, error) {
 	return l, rel, err
 }
 
-// engine connects to the Docker daemon.
-func (g *globals) engine(ctx context.Context) (*containers.Docker, error) {
-	return containers.FromEnv(ctx)
+// engine connects to the container engine.
+func (g *globals) engine(ctx context.Context) (engine, error) {
+	return g.newEngine(ctx)
 }
 
 func newVersion(g *globals) *cobra.Command {

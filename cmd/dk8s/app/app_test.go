@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -28,18 +29,25 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// run runs dk8s with args as main does, and returns what a user sees: the
-// program's output, its messages, and the error main prints (any error
-// exits non-zero).
+// run runs dk8s with args as main does, with no container engine, and
+// returns what a user sees: the program's output, its messages, and the
+// error main prints (any error exits non-zero).
 func run(t *testing.T, stdin io.Reader, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	// No test here may reach a Docker daemon: a command that got past the
 	// check under test fails to connect instead of acting on this machine.
-	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(t.TempDir(), "no-docker.sock"))
+	return runWith(t, func(context.Context) (engine, error) { return nil, errNoEngine }, stdin, args...)
+}
+
+// errNoEngine is what a command gets in run when it connects.
+var errNoEngine = errors.New("unit tests reach no container engine")
+
+func runWith(t *testing.T, newEngine engineFunc, stdin io.Reader, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
 	t.Setenv("DK8S_LOCK", "")
 	t.Setenv("DK8S_MIRROR", "")
 	var out, errb bytes.Buffer
-	err = Run(context.Background(), Streams{In: stdin, Out: &out, Err: &errb}, args)
+	err = execute(context.Background(), Streams{In: stdin, Out: &out, Err: &errb}, args, newEngine)
 	return out.String(), errb.String(), err
 }
 

@@ -120,51 +120,49 @@ the lock; image versions per Kubernetes release come from kubeadm's constants.`,
   dk8s images lock --from 127.0.0.1:5001/google_containers --file test.lock
   dk8s images lock --from daocloud --kubernetes-version v1.36.2 --file -`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if f.from == "" {
-				return fmt.Errorf("--from is required: name the registry to read digests from (e.g. --from upstream)")
-			}
-			m, err := mirror.Parse(f.from)
-			if err != nil {
-				return err
-			}
-			lock, rel, err := g.release()
-			if err != nil {
-				return err
-			}
-			creds := mirror.LoadDockerCredentials()
-			reg := &mirror.Registry{Credentials: creds.Lookup}
-			fmt.Fprintf(g.streams.Err, "Resolving %d images of Kubernetes %s on %s\n", len(rel.Images), rel.Kubernetes, m.Name)
-			fresh, err := images.Refresh(cmd.Context(), reg, m, *rel, splitList(f.platforms))
-			if err != nil {
-				return err
-			}
-			data, err := lock.WithRelease(fresh).Marshal()
-			if err != nil {
-				return err
-			}
-			if f.file == "-" {
-				_, err = g.streams.Out.Write(data)
-				return err
-			}
-			file := f.file
-			if file == "" {
-				file = g.lock
-			}
-			if file == "" {
-				file = "images.lock"
-			}
-			if err := writeFileAtomic(file, data); err != nil {
-				return err
-			}
-			fmt.Fprintf(g.streams.Err, "Wrote %s\n", file)
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return runImagesLock(cmd, g, f) },
 	}
 	cmd.Flags().StringVar(&f.from, "from", "", "registry to resolve on: `MIRROR` name or HOST[:PORT]/PATH (required)")
 	cmd.Flags().StringVar(&f.file, "file", "", "lock `FILE` to write, - for standard output (default: --lock, else ./images.lock)")
 	cmd.Flags().StringVar(&f.platforms, "platform", "linux/amd64,linux/arm64", "platforms to record, comma-separated")
 	return cmd
+}
+
+func runImagesLock(cmd *cobra.Command, g *globals, f *lockFlags) error {
+	if f.from == "" {
+		return fmt.Errorf("--from is required: name the registry to read digests from (e.g. --from upstream)")
+	}
+	m, err := mirror.Parse(f.from)
+	if err != nil {
+		return err
+	}
+	lock, rel, err := g.release()
+	if err != nil {
+		return err
+	}
+	creds := mirror.LoadDockerCredentials()
+	reg := &mirror.Registry{Credentials: creds.Lookup}
+	fmt.Fprintf(g.streams.Err, "Resolving %d images of Kubernetes %s on %s\n", len(rel.Images), rel.Kubernetes, m.Name)
+	data, err := images.RefreshLock(cmd.Context(), reg, m, lock, *rel, splitList(f.platforms))
+	if err != nil {
+		return err
+	}
+	if f.file == "-" {
+		_, err = g.streams.Out.Write(data)
+		return err
+	}
+	file := f.file
+	if file == "" {
+		file = g.lock
+	}
+	if file == "" {
+		file = "images.lock"
+	}
+	if err := writeFileAtomic(file, data); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.streams.Err, "Wrote %s\n", file)
+	return nil
 }
 
 func splitList(s string) []string {

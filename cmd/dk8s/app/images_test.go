@@ -1,0 +1,85 @@
+package app
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dk8s/dk8s/pkg/containers"
+	"github.com/dk8s/dk8s/pkg/containers/containerstest"
+	"github.com/dk8s/dk8s/pkg/mirror"
+)
+
+func TestImagesShowsWhatDockerHas(t *testing.T) {
+	lock, rel := noKubeletLock(t)
+	fake := &containerstest.Engine{Images: map[string]containers.Image{}}
+	// The first image as the lock has it, the second with other content
+	// when the lock knows its digest, the rest absent.
+	first, second := rel.Images[0], rel.Images[1]
+	fake.Images[first.Name] = lockedImage(first)
+	fake.Images[second.Name] = containers.Image{ID: "sha256:" + strings.Repeat("e", 64), Platform: "linux/amd64"}
+
+	stdout, stderr, err := runFake(t, fake, "images", "--lock", lock)
+	if err != nil || stderr != "" {
+		t.Fatalf("images: %v\n%s", err, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) != len(rel.Images)+1 || strings.Join(strings.Fields(lines[0]), " ") != "IMAGE PRESENT VERIFIED" {
+		t.Fatalf("images:\n%s", stdout)
+	}
+	wantSecond := "unverified"
+	if second.Known() {
+		wantSecond = "mismatch"
+	}
+	for i, want := range [][]string{{first.Name, "yes", verdict(first)}, {second.Name, "yes", wantSecond}, {rel.Images[2].Name, "no", "-"}} {
+		if got := strings.Fields(lines[i+1]); strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("row %d: %q, want %q", i+1, got, want)
+		}
+	}
+
+	stdout, _, err = runFake(t, fake, "images", "--lock", lock, "--mirror", "aliyun")
+	aliyun, _ := mirror.Parse("aliyun")
+	lines = strings.Split(strings.TrimSpace(stdout), "\n")
+	if err != nil || strings.Join(strings.Fields(lines[0]), " ") != "IMAGE ON MIRROR PRESENT VERIFIED" || !strings.HasPrefix(strings.Fields(lines[1])[1], aliyun.Prefix+"/") {
+		t.Errorf("images --mirror aliyun: %v\n%s", err, stdout)
+	}
+
+	stdout, _, err = runFake(t, fake, "images", "--lock", lock, "-o", "json")
+	var rows []map[string]any
+	if err != nil || json.Unmarshal([]byte(stdout), &rows) != nil || len(rows) != len(rel.Images) {
+		t.Errorf("images -o json: %v\n%s", err, stdout)
+	}
+}
+
+func TestSaveNeedsEveryImage(t *testing.T) {
+	lock, rel := noKubeletLock(t)
+	out := filepath.Join(t.TempDir(), "k8s.tar")
+	_, stderr, err := runFake(t, fakeHost(), "save", "--lock", lock, "-o", out)
+	want := rel.Images[0].Name + " is not in Docker's image store: run 'dk8s pull' first"
+	if err == nil || err.Error() != want {
+		t.Errorf("save with no images: error %v, want %q", err, want)
+	}
+	if !strings.HasPrefix(stderr, "Saving "+itoa(len(rel.Images))+" images of Kubernetes "+rel.Kubernetes+"\n") {
+		t.Errorf("save said %q", stderr)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(out)); len(entries) != 0 {
+		t.Errorf("a failed save left %v", entries)
+	}
+}
+
+func TestLoadRefusesWhatIsNoArchive(t *testing.T) {
+	in := writeTemp(t, "k8s.tar", "not a tar file")
+	fake := fakeHost()
+	_, stderr, err := runFake(t, fake, "load", "-i", in)
+	if err == nil {
+		t.Error("load of a file that is no archive should fail")
+	}
+	if want := "Loading " + in + ", checked against the lock built into dk8s\n"; !strings.HasPrefix(stderr, want) {
+		t.Errorf("load said %q, want %q first", stderr, want)
+	}
+	if m := fake.Mutations("tag", "untag", "pull"); len(m) != 0 {
+		t.Errorf("a refused load named images: %v", m)
+	}
+}

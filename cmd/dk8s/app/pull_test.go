@@ -1,0 +1,172 @@
+package app
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/dk8s/dk8s"
+	"github.com/dk8s/dk8s/pkg/containers"
+	"github.com/dk8s/dk8s/pkg/containers/containerstest"
+	"github.com/dk8s/dk8s/pkg/images"
+	"github.com/dk8s/dk8s/pkg/mirror"
+)
+
+// noKubeletLock writes the built-in lock without its host binaries, so
+// that a pull fetches no kubelet over the network, and returns its path
+// and default release.
+func noKubeletLock(t *testing.T) (string, *images.Release) {
+	t.Helper()
+	lock, err := images.ParseLock(dk8s.DefaultLock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range lock.Releases {
+		lock.Releases[i].Binaries = nil
+	}
+	data, err := lock.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "images.lock")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rel, err := lock.Release(lock.Default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, rel
+}
+
+// lockedImage is img as Docker holds it after a faithful pull for the
+// fake's platform: its ID is the digest the lock records, if any.
+func lockedImage(img images.Image) containers.Image {
+	id := img.Platforms["linux/amd64"].Config
+	if id == "" {
+		id = img.Digest
+	}
+	if id == "" {
+		id = "sha256:" + strings.Repeat("0", 64)
+	}
+	return containers.Image{ID: id, Platform: "linux/amd64"}
+}
+
+// verdict is what pull says of img pulled as lockedImage.
+func verdict(img images.Image) string {
+	if img.Known() {
+		return "verified"
+	}
+	return "unverified"
+}
+
+func TestPullFromAMirror(t *testing.T) {
+	lock, rel := noKubeletLock(t)
+	aliyun, _ := mirror.Parse("aliyun")
+	fake := &containerstest.Engine{Images: map[string]containers.Image{}}
+	for _, img := range rel.Images {
+		fake.Images[aliyun.Ref(img.Name)] = lockedImage(img)
+	}
+	dir := t.TempDir()
+	stdout, stderr, err := runFake(t, fake, "pull", "--mirror", "aliyun", "--lock", lock, "--dir", dir)
+	if err != nil {
+		t.Fatalf("pull: %v\n%s", err, stderr)
+	}
+	// The fake has no registry: its images are already under the mirror's
+	// names, as if pulled by hand before, and those names, not made by
+	// dk8s, stay.
+	for _, img := range rel.Images {
+		ref := aliyun.Ref(img.Name)
+		if !slices.Contains(fake.Calls, "pull "+ref) || !slices.Contains(fake.Calls, "tag "+ref+" "+img.Name) {
+			t.Errorf("%s was not pulled as %s and named: %v", img.Name, ref, fake.Calls)
+		}
+		if _, ok := fake.Images[img.Name]; !ok {
+			t.Errorf("%s is not under its canonical name after the pull", img.Name)
+		}
+		if _, ok := fake.Images[ref]; !ok {
+			t.Errorf("pull removed the name %s, which it did not make", ref)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) != len(rel.Images)+1 || strings.Join(strings.Fields(lines[0]), " ") != "IMAGE MIRROR STATUS VERIFIED TIME" {
+		t.Fatalf("pull's summary:\n%s", stdout)
+	}
+	for i, l := range lines[1:] {
+		img := rel.Images[i]
+		if f := strings.Fields(l); len(f) != 5 || f[0] != img.Name || f[1] != "aliyun" || f[2] != "pulled" || f[3] != verdict(img) {
+			t.Errorf("summary row %q: want %s pulled from aliyun, %s", l, img.Name, verdict(img))
+		}
+	}
+	unverified := 0
+	for _, img := range rel.Images {
+		if !img.Known() {
+			unverified++
+		}
+	}
+	if unverified > 0 && !strings.Contains(stderr, " "+itoa(unverified)+" images are unverified: images.lock has no digest for them") {
+		t.Errorf("pull should count the %d unverified images:\n%s", unverified, stderr)
+	}
+	for _, want := range []string{
+		"Pulling " + itoa(len(rel.Images)) + " images of Kubernetes " + rel.Kubernetes + " from aliyun\n",
+		"kubelet " + rel.Kubernetes + ": images.lock pins no sha256 for it, so it is not fetched",
+		"Done in ",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("pull should say %q:\n%s", want, stderr)
+		}
+	}
+
+	// A rerun finds every image present and pulls nothing.
+	fake.Calls = nil
+	stdout, _, err = runFake(t, fake, "pull", "--mirror", "aliyun", "--lock", lock, "--dir", dir, "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []struct{ Image, Status, Verified string }
+	if err := json.Unmarshal([]byte(stdout), &rows); err != nil || len(rows) != len(rel.Images) {
+		t.Fatalf("pull -o json: %v\n%s", err, stdout)
+	}
+	for i, r := range rows {
+		if r.Image != rel.Images[i].Name || r.Status != "present" || r.Verified != verdict(rel.Images[i]) {
+			t.Errorf("rerun: %+v, want present and %s", r, verdict(rel.Images[i]))
+		}
+	}
+	if p := fake.Mutations("pull", "untag"); len(p) != 0 {
+		t.Errorf("a rerun pulled or untagged: %v", p)
+	}
+}
+
+func TestPullNamesWhatEachMirrorSaid(t *testing.T) {
+	_, rel := noKubeletLock(t)
+	stdout, stderr, err := runFake(t, fakeHost(), "pull", "--mirror", "aliyun,daocloud", "-o", "json")
+	var exit ExitError
+	if !errors.As(err, &exit) || exit.Code != 1 {
+		t.Errorf("pull with no image to be had: error %v, want exit status 1", err)
+	}
+	var rows []struct{ Image, Status, Error string }
+	if err := json.Unmarshal([]byte(stdout), &rows); err != nil || len(rows) != len(rel.Images) {
+		t.Fatalf("pull -o json: %v\n%s", err, stdout)
+	}
+	for _, r := range rows {
+		if r.Status != "failed" || r.Error == "" {
+			t.Errorf("%+v: want failed, with the error", r)
+		}
+	}
+	for _, want := range []string{
+		itoa(len(rel.Images)) + " of the images could not be brought in:\n",
+		"  " + rel.Images[0].Name + "\n    aliyun: ",
+		"\n    daocloud: ",
+		"Add a mirror that has them (--mirror a,b,...), or carry them in with 'dk8s save' and 'dk8s load'.",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("pull should say %q:\n%s", want, stderr)
+		}
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
