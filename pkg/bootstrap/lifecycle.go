@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/dk8s/dk8s/pkg/containers"
-	"github.com/dk8s/dk8s/pkg/pki"
 	"github.com/dk8s/dk8s/pkg/host"
+	"github.com/dk8s/dk8s/pkg/pki"
 )
 
 // ComponentStatus is one line of `dk8s ps`.

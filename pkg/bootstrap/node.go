@@ -20,7 +20,6 @@ import (
 	"github.com/dk8s/dk8s/pkg/images"
 )
 
-
 // nodeUnits are the host agents' systemd units, used where systemd is init.
 func nodeUnits() host.Units { return host.Units{Runner: host.Exec{}, Dir: host.UnitDir} }
 
