@@ -47,6 +47,12 @@ const minFreeDisk = 1 << 30
 // container), free disk, and what a node will need (swap off, IP
 // forwarding, bridge netfilter) as warnings.
 func Preflight(ctx context.Context, engine containers.Engine, cfg Config) ([]Finding, error) {
+	return preflight(ctx, engine, cfg, listeners)
+}
+
+// preflight is Preflight with the host's listening sockets read by
+// listening, so that a unit test does not depend on what this host runs.
+func preflight(ctx context.Context, engine containers.Engine, cfg Config, listening func() map[int]string) ([]Finding, error) {
 	var out []Finding
 	if os.Geteuid() != 0 {
 		out = append(out, Finding{"root", "dk8s start runs as uid " + strconv.Itoa(os.Geteuid()), "Run it as root (sudo): it owns " + cfg.Dir + " and binds host ports", true})
@@ -58,7 +64,7 @@ func Preflight(ctx context.Context, engine containers.Engine, cfg Config) ([]Fin
 	if apiBelow(v.APIVersion, 1, 40) {
 		out = append(out, Finding{"docker", "the Docker daemon speaks API " + v.APIVersion, "Upgrade Docker to 19.03 or later (API 1.40)", true})
 	}
-	holders := listeners()
+	holders := listening()
 	for _, cp := range controlPlane() {
 		comp := cp.Name
 		c, err := engine.InspectContainer(ctx, containerName(comp))

@@ -43,6 +43,10 @@ type StartOptions struct {
 	// Client makes the Kubernetes client of a kubeconfig; nil means
 	// client-go's, from the file.
 	Client func(kubeconfig string) (kubernetes.Interface, error)
+
+	// listening reads the host's listening sockets for the host checks;
+	// nil means /proc's. A seam for unit tests alone.
+	listening func() map[int]string
 }
 
 func (o StartOptions) probe(ctx context.Context, p *pki.PKI, component string) error {
@@ -120,7 +124,11 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 		return err // made by another start while this one waited
 	}
 
-	findings, err := Preflight(ctx, engine, cfg)
+	listening := opts.listening
+	if listening == nil {
+		listening = listeners
+	}
+	findings, err := preflight(ctx, engine, cfg, listening)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,184 @@
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/dk8s/dk8s"
+	"github.com/dk8s/dk8s/pkg/containers"
+	"github.com/dk8s/dk8s/pkg/containers/containerstest"
+	"github.com/dk8s/dk8s/pkg/images"
+	"github.com/dk8s/dk8s/pkg/pki"
+)
+
+// startFixture is a control plane started against the fake Engine: every
+// image present, every probe healthy, a fake apiserver for the admin
+// binding. The host's checks are real: root, free ports, free disk.
+type startFixture struct {
+	engine *containerstest.Engine
+	kube   *fake.Clientset
+	cfg    Config
+	rel    *images.Release
+	events []Event
+	opts   StartOptions
+}
+
+func newStartFixture(t *testing.T) *startFixture {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("start checks that it runs as root: run the unit tests as root, as 'make test' does in CI")
+	}
+	lock, err := images.ParseLock(dk8s.DefaultLock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, _ := lock.Release("")
+	f := &startFixture{
+		engine: &containerstest.Engine{Images: map[string]containers.Image{}},
+		kube:   fake.NewSimpleClientset(),
+		rel:    rel,
+		cfg: Config{ClusterName: "dk8s", Dir: filepath.Join(t.TempDir(), "cluster"), NodeName: "node-1",
+			AdvertiseAddress: net.ParseIP("192.0.2.10"), AdvertiseGiven: true},
+	}
+	for i, img := range rel.Images {
+		f.engine.Images[img.Name] = containers.Image{ID: "sha256:" + strings.Repeat(string(rune('a'+i)), 64)}
+	}
+	f.opts = StartOptions{
+		Events: func(e Event) { f.events = append(f.events, e) },
+		Probe:  func(context.Context, *pki.PKI, string) error { return nil },
+		Client: func(string) (kubernetes.Interface, error) { return f.kube, nil },
+		// The host's ports are its own business: a cluster may run here.
+		listening: func() map[int]string { return map[int]string{} },
+	}
+	return f
+}
+
+func (f *startFixture) start(t *testing.T) error {
+	t.Helper()
+	f.events = nil
+	return Start(context.Background(), f.engine, f.cfg, f.rel, f.opts)
+}
+
+func (f *startFixture) said(what string) bool {
+	for _, e := range f.events {
+		if strings.Contains(e.Message, what) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestStartMakesTheControlPlaneInOrderAndARerunChangesNothing(t *testing.T) {
+	f := newStartFixture(t)
+	if err := f.start(t); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"create dk8s-etcd", "create dk8s-apiserver", "create dk8s-controller-manager", "create dk8s-scheduler"}
+	if got := f.engine.Mutations("create"); !slices.Equal(got, want) {
+		t.Errorf("created %v, want %v in this order", got, want)
+	}
+	s, err := ReadSettings(f.cfg.Dir)
+	if err != nil || s.KubernetesVersion != f.rel.Kubernetes || s.AdvertiseAddress != "192.0.2.10" || s.NodeName != "node-1" {
+		t.Errorf("the marker should record the cluster: %+v, %v", s, err)
+	}
+	for _, file := range []string{"pki/ca.key", "pki/etcd/ca.key", "pki/sa.key", "admin.conf", "scheduler.conf"} {
+		if st, err := os.Stat(filepath.Join(f.cfg.Dir, file)); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: want it, 0600: %v", file, err)
+		}
+	}
+	if _, err := f.kube.RbacV1().ClusterRoleBindings().Get(context.Background(), AdminGroup, metav1.GetOptions{}); err != nil {
+		t.Errorf("the admin group should be bound once the apiserver is ready: %v", err)
+	}
+
+	f.engine.Calls = nil
+	if err := f.start(t); err != nil {
+		t.Fatal(err)
+	}
+	if m := f.engine.Mutations("create", "stop", "remove", "start"); len(m) != 0 {
+		t.Errorf("a rerun changed containers: %v", m)
+	}
+	if !f.said("dk8s-etcd unchanged") {
+		t.Errorf("a rerun should say each container is unchanged: %+v", f.events)
+	}
+
+	f.cfg.ExtraArgs = map[string]map[string]string{"kube-scheduler": {"v": "4"}}
+	f.engine.Calls = nil
+	if err := f.start(t); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.engine.Mutations("create"); !slices.Equal(got, []string{"create dk8s-scheduler"}) {
+		t.Errorf("a scheduler flag should replace the scheduler alone, made %v", got)
+	}
+}
+
+func TestStartShowsTheHintOfAComponentThatDoesNotComeUp(t *testing.T) {
+	f := newStartFixture(t)
+	f.engine.Logs = map[string]string{"dk8s-apiserver": "cannot reach etcd\n"}
+	f.opts.Probe = func(_ context.Context, _ *pki.PKI, comp string) error {
+		if comp == "kube-apiserver" {
+			return errors.New("HTTP 503")
+		}
+		return nil
+	}
+	f.opts.Timeout = 1500 * 1e6 // 1.5s
+	err := f.start(t)
+	var ce *ComponentError
+	if !errors.As(err, &ce) || ce.Component != "kube-apiserver" || !strings.Contains(err.Error(), "HTTP 503") ||
+		!strings.Contains(err.Error(), "cannot reach etcd") || !strings.Contains(err.Error(), "dk8s logs kube-apiserver") {
+		t.Fatalf("want the apiserver's error with its logs and hint, got %v", err)
+	}
+	if slices.Contains(f.engine.Mutations("create"), "create dk8s-controller-manager") {
+		t.Error("nothing after a component that did not come up should start")
+	}
+}
+
+func TestStartRefusesBeforeChangingAnything(t *testing.T) {
+	f := newStartFixture(t)
+	delete(f.engine.Images, f.rel.Images[0].Name)
+	if err := f.start(t); err == nil || !strings.Contains(err.Error(), "images missing") || !strings.Contains(err.Error(), "dk8s pull") {
+		t.Errorf("want the missing image named with the command that fetches it, got %v", err)
+	}
+	if m := f.engine.Mutations("create"); len(m) != 0 {
+		t.Errorf("a refused start made containers: %v", m)
+	}
+	if _, err := os.Stat(filepath.Join(f.cfg.Dir, "pki")); !os.IsNotExist(err) {
+		t.Error("a refused start made a PKI")
+	}
+
+	g := newStartFixture(t)
+	os.MkdirAll(g.cfg.Dir, 0o700)
+	os.WriteFile(filepath.Join(g.cfg.Dir, "passwd"), []byte("x"), 0o600)
+	if err := g.start(t); err == nil || !strings.Contains(err.Error(), "not made by dk8s") {
+		t.Errorf("a directory of other files should be refused: %v", err)
+	}
+	if entries, _ := os.ReadDir(g.cfg.Dir); len(entries) != 1 {
+		t.Errorf("the refused start wrote into the directory: %v", entries)
+	}
+}
+
+// The host checks cover the whole node: a port kubelet needs stops a start
+// before the control plane is made.
+func TestStartChecksTheNodesPortsFirst(t *testing.T) {
+	f := newStartFixture(t)
+	f.cfg.Node = true
+	f.opts.listening = func() map[int]string { return map[int]string{10250: "kubelet (pid 42)", 6443: "haproxy (pid 7)"} }
+	err := f.start(t)
+	var pe *PreflightError
+	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "port 10250") || !strings.Contains(err.Error(), "kubelet (pid 42)") ||
+		!strings.Contains(err.Error(), "port 6443") || !strings.Contains(err.Error(), "haproxy (pid 7)") {
+		t.Fatalf("want both ports named with their holders, got %v", err)
+	}
+	if m := f.engine.Mutations("create"); len(m) != 0 {
+		t.Errorf("a refused start made containers: %v", m)
+	}
+}
