@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/dk8s/dk8s/internal/wait"
 	"github.com/dk8s/dk8s/pkg/images"
 )
 
@@ -244,26 +245,33 @@ func coreDNS(image string) *appsv1.Deployment {
 	}
 }
 
-// waitAddons waits until kube-proxy runs on the node and CoreDNS is ready.
+// waitAddons waits until kube-proxy and CoreDNS have rolled out: every
+// pod of the current spec scheduled and ready (after an upgrade the old
+// pods are ready too until they are replaced).
 func waitAddons(ctx context.Context, cs kubeClient, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		ds, err1 := cs.AppsV1().DaemonSets(addonNS).Get(ctx, "kube-proxy", metav1.GetOptions{})
-		dep, err2 := cs.AppsV1().Deployments(addonNS).Get(ctx, "coredns", metav1.GetOptions{})
-		// Rolled out, not merely running: after an upgrade the old pods are
-		// ready too until they are replaced.
-		if err1 == nil && err2 == nil &&
-			ds.Status.ObservedGeneration >= ds.Generation && ds.Status.DesiredNumberScheduled >= 1 &&
-			ds.Status.UpdatedNumberScheduled == ds.Status.DesiredNumberScheduled && ds.Status.NumberReady == ds.Status.DesiredNumberScheduled &&
-			dep.Status.ObservedGeneration >= dep.Generation && dep.Spec.Replicas != nil &&
-			dep.Status.UpdatedReplicas == *dep.Spec.Replicas && dep.Status.ReadyReplicas >= 1 && dep.Status.Replicas == dep.Status.UpdatedReplicas {
-			return nil
+	err := wait.Until(ctx, time.Second, timeout, func(ctx context.Context) (bool, string, error) {
+		ds, err := cs.AppsV1().DaemonSets(addonNS).Get(ctx, "kube-proxy", metav1.GetOptions{})
+		if err != nil {
+			return false, "kube-proxy: " + err.Error(), nil
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the add-ons did not come up within %s: see 'kubectl -n kube-system get pods' and 'dk8s logs kubelet'", timeout)
-		case <-time.After(time.Second):
+		dep, err := cs.AppsV1().Deployments(addonNS).Get(ctx, "coredns", metav1.GetOptions{})
+		if err != nil {
+			return false, "coredns: " + err.Error(), nil
 		}
+		st := ds.Status
+		if ds.Status.ObservedGeneration < ds.Generation || st.DesiredNumberScheduled < 1 ||
+			st.UpdatedNumberScheduled != st.DesiredNumberScheduled || st.NumberReady != st.DesiredNumberScheduled {
+			return false, fmt.Sprintf("kube-proxy: %d of %d updated, %d ready", st.UpdatedNumberScheduled, st.DesiredNumberScheduled, st.NumberReady), nil
+		}
+		ds2 := dep.Status
+		if ds2.ObservedGeneration < dep.Generation || dep.Spec.Replicas == nil || ds2.UpdatedReplicas != *dep.Spec.Replicas ||
+			ds2.ReadyReplicas < 1 || ds2.Replicas != ds2.UpdatedReplicas {
+			return false, fmt.Sprintf("coredns: %d updated, %d ready of %d", ds2.UpdatedReplicas, ds2.ReadyReplicas, ds2.Replicas), nil
+		}
+		return true, "", nil
+	})
+	if err != nil {
+		return fmt.Errorf("the add-ons did not come up: %w; see 'kubectl -n kube-system get pods' and 'dk8s logs kubelet'", err)
 	}
+	return nil
 }

@@ -59,7 +59,7 @@ func Status(ctx context.Context, engine containers.Engine, cfg Config) ([]Compon
 		}
 		st.Image, st.State, st.Restarts = c.Image, c.State, c.RestartCount
 		st.Version = c.Image[strings.LastIndex(c.Image, ":")+1:]
-		if v := c.Labels[LabelVersion]; v != "" {
+		if v := c.Labels[containers.LabelVersion]; v != "" {
 			st.Image, st.Version = "host: "+comp, v // not the image it borrows
 		}
 		if c.Running && !c.StartedAt.IsZero() {

@@ -13,7 +13,6 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/dk8s/dk8s/internal/wait"
 	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/images"
 	"github.com/dk8s/dk8s/pkg/pki"
@@ -210,7 +209,7 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 		emit(Event{Step: "healthy", Component: c.Name, Message: c.Name + " is healthy", Done: true})
 	}
 	if node != nil {
-		if err := startNode(ctx, engine, cfg, rel, node, timeout, emit); err != nil {
+		if err := startNode(ctx, engine, cfg, rel, node, p, timeout, opts, emit); err != nil {
 			return err
 		}
 	}
@@ -232,12 +231,7 @@ func startComponent(ctx context.Context, engine containers.Engine, c Component, 
 		}
 	}
 	emit(Event{Step: "container", Component: c.Name, Message: spec.Name + " " + action})
-	err = wait.Until(ctx, 500*time.Millisecond, timeout, func(ctx context.Context) (bool, string, error) {
-		if err := opts.probe(ctx, p, c.Name); err != nil {
-			return false, err.Error(), nil
-		}
-		return true, "", nil
-	})
+	err = waitProbe(ctx, p, c.Name, timeout, opts)
 	if err == nil {
 		return nil
 	}

@@ -15,6 +15,12 @@ const (
 	LabelCluster   = "io.dk8s.cluster"
 	LabelSpecHash  = "io.dk8s.spec-hash"
 	LabelDir       = "io.dk8s.dir"
+	// LabelConfigHash carries a hash of the files a host agent reads, so
+	// that a changed configuration replaces its container.
+	LabelConfigHash = "io.dk8s.config-hash"
+	// LabelVersion is the version of the host binary a node container
+	// runs (its image is only a carrier).
+	LabelVersion = "io.dk8s.version"
 )
 
 // Spec is a container as dk8s wants it: a plan, made by a pure function and
