@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	waitpkg "github.com/dk8s/dk8s/internal/wait"
 )
 
 // ErrBusy says another start holds the cluster directory.
@@ -21,30 +23,32 @@ func lockDir(ctx context.Context, dir string, wait time.Duration, emit func(Even
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(wait)
-	told := false
-	for {
+	try := func() (bool, error) {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil
+		if err != nil && !errors.Is(err, syscall.EWOULDBLOCK) {
+			return false, err
 		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, err
-		}
-		if time.Now().After(deadline) {
-			f.Close()
-			return nil, fmt.Errorf("%w (%s is locked); wait for it to finish, or pass --wait", ErrBusy, dir)
-		}
-		if !told {
-			emit(Event{Step: "lock", Message: "another dk8s start is running; waiting for it"})
-			told = true
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		return err == nil, nil
+	}
+	got, err := try()
+	if err == nil && !got && wait > 0 {
+		emit(Event{Step: "lock", Message: "another dk8s start is running; waiting for it"})
+		err = waitpkg.Until(ctx, 200*time.Millisecond, wait, func(context.Context) (bool, string, error) {
+			ok, err := try()
+			return ok, "locked", err
+		})
+		got = err == nil
+		if errors.Is(err, waitpkg.ErrTimeout) {
+			err = nil
 		}
 	}
+	switch {
+	case err != nil:
+		f.Close()
+		return nil, err
+	case !got:
+		f.Close()
+		return nil, fmt.Errorf("%w (%s is locked); wait for it to finish, or pass --wait", ErrBusy, dir)
+	}
+	return func() { f.Close() }, nil
 }

@@ -3,11 +3,13 @@ package host
 import (
 	"context"
 	"fmt"
-	"github.com/dk8s/dk8s/internal/atomicfile"
 	"io"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/dk8s/dk8s/internal/atomicfile"
+	"github.com/dk8s/dk8s/internal/wait"
 
 	"github.com/dk8s/dk8s/pkg/containers"
 )
@@ -75,21 +77,22 @@ func ImportImages(ctx context.Context, r Runner, docker ImageSource, ctr, record
 // WaitRuntime waits until the runtime answers ctr on its socket, or timeout
 // passes.
 func WaitRuntime(ctx context.Context, r Runner, ctr string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		_, err := r.Run(ctx, nil, ctr, "--address", RuntimeSocket, "version")
-		if err == nil {
-			return nil
+	if timeout <= 0 { // asks once
+		if _, err := r.Run(ctx, nil, ctr, "--address", RuntimeSocket, "version"); err != nil {
+			return fmt.Errorf("the pod runtime did not answer on %s: %w", RuntimeSocket, err)
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the pod runtime did not answer on %s within %s: %w", RuntimeSocket, timeout, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(300 * time.Millisecond):
-		}
+		return nil
 	}
+	err := wait.Until(ctx, 300*time.Millisecond, timeout, func(ctx context.Context) (bool, string, error) {
+		if _, err := r.Run(ctx, nil, ctr, "--address", RuntimeSocket, "version"); err != nil {
+			return false, err.Error(), nil
+		}
+		return true, "", nil
+	})
+	if err != nil {
+		return fmt.Errorf("the pod runtime did not answer on %s: %w", RuntimeSocket, err)
+	}
+	return nil
 }
 
 // StopPods kills every pod container the runtime runs and deletes it, with
@@ -105,12 +108,10 @@ func StopPods(ctx context.Context, r Runner, ctr string) {
 	for _, id := range ids {
 		run("tasks", "kill", "--signal", "SIGKILL", id)
 	}
-	for i := 0; i < 50 && strings.Contains(run("tasks", "ls"), "RUNNING"); i++ {
-		select {
-		case <-ctx.Done():
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	// Killed tasks stop within moments; what does not is deleted by force.
+	_ = wait.Until(ctx, 100*time.Millisecond, 5*time.Second, func(context.Context) (bool, string, error) {
+		return !strings.Contains(run("tasks", "ls"), "RUNNING"), "tasks still running", nil
+	})
 	for _, id := range ids {
 		run("tasks", "delete", "--force", id)
 		run("containers", "delete", id)

@@ -115,7 +115,7 @@ func TestWaitRuntime(t *testing.T) {
 
 	down := &hosttest.Runner{Answer: func(string, int) ([]byte, error) { return nil, errors.New("connection refused") }}
 	err := WaitRuntime(context.Background(), down, "ctr", 0)
-	if err == nil || !strings.Contains(err.Error(), "did not answer on /run/dk8s/containerd/containerd.sock within 0s: connection refused") {
+	if err == nil || !strings.Contains(err.Error(), "did not answer on /run/dk8s/containerd/containerd.sock: connection refused") {
 		t.Errorf("a runtime that never answers should be named with the last error: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

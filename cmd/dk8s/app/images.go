@@ -2,8 +2,9 @@ package app
 
 import (
 	"fmt"
-	"os"
 	"strings"
+
+	"github.com/dk8s/dk8s/internal/atomicfile"
 
 	"github.com/spf13/cobra"
 
@@ -158,7 +159,7 @@ func runImagesLock(cmd *cobra.Command, g *globals, f *lockFlags) error {
 	if file == "" {
 		file = "images.lock"
 	}
-	if err := writeFileAtomic(file, data); err != nil {
+	if err := atomicfile.Write(file, data, 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(g.streams.Err, "Wrote %s\n", file)
@@ -173,14 +174,4 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-// writeFileAtomic replaces path with data through a temporary file, so an
-// interrupted write never leaves half a lock.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
