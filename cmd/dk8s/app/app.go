@@ -132,6 +132,18 @@ func (g *globals) engine(ctx context.Context) (engine, error) {
 	return g.newEngine(ctx)
 }
 
+// releaseAndEngine is the prelude of the commands that bring images in or
+// out: the lock's release for --kubernetes-version, then the engine (the
+// caller closes it). Nothing connects when the release is wrong.
+func (g *globals) releaseAndEngine(ctx context.Context) (*images.Release, engine, error) {
+	_, rel, err := g.release()
+	if err != nil {
+		return nil, nil, err
+	}
+	e, err := g.engine(ctx)
+	return rel, e, err
+}
+
 func newVersion(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",

@@ -29,11 +29,7 @@ lock: run 'dk8s pull' first.`,
 			if out == "" {
 				return errors.New("--output is required: name the tar file to write (- for standard output)")
 			}
-			_, rel, err := g.release()
-			if err != nil {
-				return err
-			}
-			engine, err := g.engine(cmd.Context())
+			rel, engine, err := g.releaseAndEngine(cmd.Context())
 			if err != nil {
 				return err
 			}

@@ -104,12 +104,8 @@ func runPull(cmd *cobra.Command, g *globals, f *pullFlags) error {
 	if err != nil {
 		return err
 	}
-	_, rel, err := g.release()
-	if err != nil {
-		return err
-	}
 	ctx := cmd.Context()
-	engine, err := g.engine(ctx)
+	rel, engine, err := g.releaseAndEngine(ctx)
 	if err != nil {
 		return err
 	}
