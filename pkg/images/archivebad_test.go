@@ -10,6 +10,8 @@ import (
 	"github.com/dk8s/dk8s/pkg/containers"
 )
 
+// Archives Load must refuse or read with care.
+
 // rawArchive is an archive with the carried lock and the entries given.
 func rawArchive(t *testing.T, entries ...*tar.Header) *bytes.Buffer {
 	t.Helper()

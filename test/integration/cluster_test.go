@@ -20,6 +20,9 @@ import (
 	"github.com/dk8s/dk8s/pkg/containers"
 )
 
+// What a test does with the cluster it starts in a directory of its own:
+// start, ask, fault, check its marker object, purge.
+
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
 	harness(t)

@@ -16,6 +16,8 @@ import (
 	"github.com/dk8s/dk8s/pkg/images"
 )
 
+// dk8s save and load, and what load refuses.
+
 func TestSaveLoadRoundTrip(t *testing.T) {
 	engine, rel := harness(t)
 	clean(t, engine, rel)

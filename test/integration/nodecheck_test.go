@@ -13,6 +13,9 @@ import (
 	"time"
 )
 
+// What the node tests ask of the node: kubectl as its admin, a Service
+// from the host, and that a purge left nothing behind.
+
 // kubectl runs the harness's kubectl against the cluster as its admin.
 func (c *cluster) kubectl(args ...string) (string, error) {
 	c.t.Helper()
