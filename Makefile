@@ -20,7 +20,7 @@ harness: ## Docker engine, registries and the image set built from source (cache
 	$(HARNESS) >/dev/null
 
 integration: ## a real Docker daemon and real registries (fails, never skips, without them)
-	@lock=$$($(HARNESS)) && DK8S_TEST_LOCK=$$lock go test -count=1 -p 1 -v ./test/integration/
+	@lock=$$($(HARNESS)) && DK8S_TEST_LOCK=$$lock go test -count=1 -p 1 -timeout 45m -v ./test/integration/
 
 test: lint unit integration ## everything
 
