@@ -139,6 +139,19 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool
 			return nil, err
 		}
 	}
+	// The node's clean-up (units, pods, mounts under DIR/kubelet) is for
+	// dk8s's own directory only: never a kubeadm host's /var/lib.
+	if err := checkOwned(cfg); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(cfg.Dir); err == nil {
+		// Not in the middle of a start on the same directory.
+		unlock, err := lockDir(ctx, cfg.Dir, 0, func(Event) {})
+		if err != nil {
+			return nil, fmt.Errorf("%w: let it finish, then reset", err)
+		}
+		defer unlock()
+	}
 	cs, err := engine.ListContainers(ctx, map[string]string{containers.LabelCluster: cfg.ClusterName, containers.LabelDir: cfg.Dir})
 	if err != nil {
 		return nil, err
@@ -146,9 +159,9 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool
 	var removed []string
 	if units := nodeUnits(); units.Installed("containerd") && host.SystemdIsInit() {
 		host.Systemctl(ctx, units.Runner, "stop", host.UnitName("kubelet"))
-		if t, err := host.FindTools(); err == nil {
-			host.StopPods(ctx, host.Exec{}, t.Ctr)
-		}
+		// Pods outlive a stopped runtime: it is started to stop them.
+		host.Systemctl(ctx, units.Runner, "start", host.UnitName("containerd"))
+		stopPods(ctx)
 		units.Remove(ctx, hostAgentNames())
 		removed = append(removed, host.UnitName("kubelet"), host.UnitName("containerd"))
 	}
@@ -169,9 +182,12 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool
 	}
 	for _, name := range order {
 		if name == containerName("containerd") {
-			if t, err := host.FindTools(); err == nil {
-				host.StopPods(ctx, host.Exec{}, t.Ctr)
+			// Pods outlive a stopped runtime (dk8s stop): it is started
+			// to stop them, or they would run on with nothing to manage them.
+			if c, err := engine.InspectContainer(ctx, name); err == nil && !c.Running {
+				engine.StartContainer(ctx, name)
 			}
+			stopPods(ctx)
 		}
 		if err := engine.StopContainer(ctx, name, 30*time.Second); err != nil && !containers.IsNotFound(err) {
 			return removed, fmt.Errorf("stopping %s: %w", name, err)
@@ -190,6 +206,39 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool
 		}
 	}
 	return removed, nil
+}
+
+// stopPods stops every pod through the runtime, once it answers.
+func stopPods(ctx context.Context) {
+	t, err := host.FindTools()
+	if err != nil {
+		return
+	}
+	if host.WaitRuntime(ctx, host.Exec{}, t.Ctr, 30*time.Second) == nil {
+		host.StopPods(ctx, host.Exec{}, t.Ctr)
+	}
+}
+
+// checkOwned refuses a reset for a directory that holds something but is
+// not this cluster's: one that does not exist, is empty, or that dk8s made
+// (marked, or by an older dk8s) is.
+func checkOwned(cfg Config) error {
+	if _, err := os.Lstat(cfg.Dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	s, err := ReadSettings(cfg.Dir)
+	switch {
+	case err == nil && s.Name == cfg.ClusterName:
+		return nil
+	case err == nil:
+		return fmt.Errorf("%s holds the cluster %q, not %q: pass --name %s; nothing was changed", cfg.Dir, s.Name, cfg.ClusterName, s.Name)
+	case !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("%s: %w; nothing was changed", cfg.Dir, err)
+	}
+	if empty, _ := holdsNothingElse(cfg.Dir); empty || madeByDK8s(cfg.Dir) {
+		return nil
+	}
+	return fmt.Errorf("%s is not a dk8s cluster directory (no %s in it); nothing was changed: pass the --dir the cluster was started with", cfg.Dir, MarkerFile)
 }
 
 // CheckPurge says whether `reset --purge` may delete cfg.Dir: only an

@@ -96,6 +96,12 @@ func TestResetRemovesOnlyItsOwnAndPurgesOnlyItsMarkedDir(t *testing.T) {
 	if m := e.Mutations("remove"); len(m) != 0 {
 		t.Fatalf("a refused purge removed containers: %v", m)
 	}
+	if _, err := Reset(context.Background(), e, Config{ClusterName: "dk8s", Dir: dir}, false); err == nil || !strings.Contains(err.Error(), "not a dk8s cluster directory") {
+		t.Errorf("a reset of a directory of other files should refuse (its node clean-up is for dk8s's own): %v", err)
+	}
+	if err := writeSettings(dir, Settings{Name: "dk8s", NodeName: "n"}); err != nil {
+		t.Fatal(err)
+	}
 	removed, err := Reset(context.Background(), e, Config{ClusterName: "dk8s", Dir: dir}, false)
 	if err != nil {
 		t.Fatal(err)

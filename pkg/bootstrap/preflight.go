@@ -106,7 +106,9 @@ func preflight(ctx context.Context, engine containers.Engine, cfg Config, listen
 // nodePorts checks the node's ports before anything starts, unless this
 // cluster's node already runs here (its kubelet and kube-proxy hold them).
 func nodePorts(ctx context.Context, engine containers.Engine, cfg Config, holders map[int]string) []Finding {
-	if c, err := engine.InspectContainer(ctx, containerName("kubelet")); err == nil && c.Running && c.Labels[containers.LabelDir] == cfg.Dir {
+	// This cluster's node, running or stopped: its pods (kube-proxy) keep
+	// their ports through a 'dk8s stop'.
+	if c, err := engine.InspectContainer(ctx, containerName("kubelet")); err == nil && c.Labels[containers.LabelDir] == cfg.Dir {
 		return nil
 	}
 	if nodeUnits().Installed("kubelet") && host.SystemdIsInit() {

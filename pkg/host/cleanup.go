@@ -30,7 +30,9 @@ func Cleanup(ctx context.Context, r Runner, dir, podCIDR string, purge bool) err
 	if !purge {
 		return nil
 	}
-	if err := UnmountUnder(dir); err != nil {
+	// Below dir, not dir itself: a cluster directory on a disk of its own
+	// stays mounted, so its purge empties that disk.
+	if err := unmountBelow(dir); err != nil {
 		return err
 	}
 	var errs []string
@@ -62,8 +64,12 @@ func Cleanup(ctx context.Context, r Runner, dir, podCIDR string, purge bool) err
 	return nil
 }
 
+func unmountBelow(dir string) error { return unmount(dir, false) }
+
 // UnmountUnder detaches every mount at or below dir, deepest first.
-func UnmountUnder(dir string) error {
+func UnmountUnder(dir string) error { return unmount(dir, true) }
+
+func unmount(dir string, self bool) error {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return err
@@ -73,7 +79,7 @@ func UnmountUnder(dir string) error {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && (fields[4] == dir || strings.HasPrefix(fields[4], dir+"/")) {
+		if len(fields) > 4 && ((self && fields[4] == dir) || strings.HasPrefix(fields[4], dir+"/")) {
 			points = append(points, fields[4])
 		}
 	}
