@@ -26,7 +26,7 @@ func kubeAPIServer() Component {
 				{Name: "front-proxy-ca", CommonName: "dk8s-front-proxy-ca"},
 				{Name: "apiserver", CA: "ca", CommonName: "kube-apiserver",
 					DNSNames: []string{cfg.NodeName, "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc." + domain},
-					IPs:      append(cfg.hostIPs(), cfg.ServiceIP), Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}},
+					IPs:      append(cfg.hostIPs(), cfg.ServiceIP), ExtraIPs: cfg.OtherAddresses, Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}},
 				{Name: "apiserver-kubelet-client", CA: "ca", CommonName: "kube-apiserver-kubelet-client", Organization: []string{AdminGroup}, Usages: clientAuth},
 				{Name: "apiserver-etcd-client", CA: "etcd/ca", CommonName: "kube-apiserver-etcd-client", Usages: clientAuth},
 				{Name: "front-proxy-client", CA: "front-proxy-ca", CommonName: "front-proxy-client", Usages: clientAuth},

@@ -15,9 +15,13 @@ type PKIConfig struct {
 	// NodeName is the node's name: the kubelet's identity
 	// (system:node:NAME) and a SAN of the apiserver's certificate.
 	NodeName string
-	// Addresses are the host's addresses, all of them SANs of the
-	// apiserver's and etcd's serving certificates besides 127.0.0.1.
+	// Addresses are the cluster's own addresses (the advertise address):
+	// SANs of the apiserver's and etcd's serving certificates besides
+	// loopback, reissued for when one is missing.
 	Addresses []net.IP
+	// OtherAddresses are the host's other addresses, named too when those
+	// certificates are issued, but never a reason to reissue them.
+	OtherAddresses []net.IP
 	// ServiceIP is the first address of the service range: the
 	// in-cluster "kubernetes" service.
 	ServiceIP net.IP

@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -168,5 +169,25 @@ func TestCheckPurgeTakesWhatARefusedStartLeft(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "other"), nil, 0o600)
 	if err := CheckPurge(Config{ClusterName: "dk8s", Dir: dir}); err == nil {
 		t.Error("a file dk8s did not write must keep the directory")
+	}
+}
+
+// The host's other addresses come and go (a Docker network, a VPN): they
+// are named when a certificate is issued, but never reissue it, which would
+// restart etcd and the apiserver on a rerun.
+func TestEnsurePKIKeepsCertificatesWhenOtherAddressesChange(t *testing.T) {
+	dir := t.TempDir()
+	cfg := PKIConfig{NodeName: "n", ServiceIP: net.ParseIP("10.96.0.1"), Addresses: []net.IP{net.ParseIP("192.0.2.1")}, OtherAddresses: []net.IP{net.ParseIP("172.17.0.1")}}
+	p, _, err := EnsurePKI(dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := p.Cert("apiserver")
+	if !slices.ContainsFunc(c.IPAddresses, net.ParseIP("172.17.0.1").Equal) {
+		t.Errorf("the host's other addresses should be named when issuing: %v", c.IPAddresses)
+	}
+	cfg.OtherAddresses = []net.IP{net.ParseIP("172.18.0.1")}
+	if _, made, err := EnsurePKI(dir, cfg); err != nil || len(made) != 0 {
+		t.Errorf("a new Docker network's address reissued %v (%v)", made, err)
 	}
 }

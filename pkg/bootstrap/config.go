@@ -104,17 +104,17 @@ func (c Config) PKIConfig() (PKIConfig, error) {
 			ranges = append(ranges, n)
 		}
 	}
-	addrs := []net.IP{c.AdvertiseAddress}
+	var others []net.IP
 	for _, a := range HostAddresses() {
 		keep := !a.Equal(c.AdvertiseAddress)
 		for _, n := range ranges {
 			keep = keep && !n.Contains(a)
 		}
 		if keep {
-			addrs = append(addrs, a)
+			others = append(others, a)
 		}
 	}
-	return PKIConfig{NodeName: c.NodeName, Addresses: addrs, ServiceIP: svc}, nil
+	return PKIConfig{NodeName: c.NodeName, Addresses: []net.IP{c.AdvertiseAddress}, OtherAddresses: others, ServiceIP: svc}, nil
 }
 
 // AdminKubeconfig is the path of the cluster admin's kubeconfig.

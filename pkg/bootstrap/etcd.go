@@ -26,8 +26,8 @@ func etcd() Component {
 			ips := cfg.hostIPs()
 			return []pki.CertSpec{
 				{Name: "etcd/ca", CommonName: "dk8s-etcd-ca"},
-				{Name: "etcd/server", CA: "etcd/ca", CommonName: cfg.NodeName, DNSNames: []string{cfg.NodeName, "localhost"}, IPs: ips, Usages: both},
-				{Name: "etcd/peer", CA: "etcd/ca", CommonName: cfg.NodeName, DNSNames: []string{cfg.NodeName, "localhost"}, IPs: ips, Usages: both},
+				{Name: "etcd/server", CA: "etcd/ca", CommonName: cfg.NodeName, DNSNames: []string{cfg.NodeName, "localhost"}, IPs: ips, ExtraIPs: cfg.OtherAddresses, Usages: both},
+				{Name: "etcd/peer", CA: "etcd/ca", CommonName: cfg.NodeName, DNSNames: []string{cfg.NodeName, "localhost"}, IPs: ips, ExtraIPs: cfg.OtherAddresses, Usages: both},
 				// dk8s's own health probe.
 				{Name: "etcd/healthcheck-client", CA: "etcd/ca", CommonName: "kube-etcd-healthcheck-client", Usages: clientAuth},
 			}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
 	"os"
 	"time"
 
@@ -41,7 +42,7 @@ func (p *PKI) issue(spec CertSpec, now time.Time) error {
 		Subject:      pkix.Name{CommonName: spec.CommonName, Organization: spec.Organization},
 		NotBefore:    now.Add(-5 * time.Minute).UTC(),
 		DNSNames:     spec.DNSNames,
-		IPAddresses:  spec.IPs,
+		IPAddresses:  append(append([]net.IP(nil), spec.IPs...), spec.ExtraIPs...),
 		ExtKeyUsage:  spec.Usages,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 	}

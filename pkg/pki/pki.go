@@ -29,7 +29,12 @@ type CertSpec struct {
 	Organization []string
 	DNSNames     []string
 	IPs          []net.IP
-	Usages       []x509.ExtKeyUsage
+	// ExtraIPs are named too when the certificate is issued, but one
+	// missing from a certificate does not reissue it: the host's other
+	// addresses come and go (a Docker network, a VPN, an IPv6 privacy
+	// address), and reissuing restarts the components that serve it.
+	ExtraIPs []net.IP
+	Usages   []x509.ExtKeyUsage
 }
 
 // IsCA tells whether the spec is a certificate authority.
