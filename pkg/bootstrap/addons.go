@@ -59,7 +59,7 @@ func create[T any](ctx context.Context, what string, fn func(context.Context, T,
 
 // ensureAddons creates kube-proxy and CoreDNS as kubeadm deploys them, with
 // the lock's images (already in the runtime, so no pull happens).
-func ensureAddons(ctx context.Context, cs kubeClient, cfg Config, rel *images.Release, dnsIP string, imageIDs map[string]string) error {
+func ensureAddons(ctx context.Context, cs kubeClient, cfg Config, rel *images.Release, dnsIP string, imageIDs map[string]string, upgrade bool) error {
 	proxyImg, _ := rel.Image("kube-proxy")
 	dnsImg, _ := rel.Image("coredns")
 	core, rbac, apps := cs.CoreV1(), cs.RbacV1(), cs.AppsV1()
@@ -125,25 +125,32 @@ users:
 			return err
 		}
 	}
-	// The add-ons run the release's images: an upgrade (another
-	// --kubernetes-version) rolls them after the node, as kubeadm does. The
-	// images are loaded into the runtime under their canonical names, so a
-	// re-pulled image keeps its name: an annotation with its ID rolls the
-	// add-on's pods when (and only when) the content changed. Nothing else
-	// of an add-on a user changed is touched.
-	if _, err := apps.DaemonSets(addonNS).Patch(ctx, "kube-proxy", types.StrategicMergePatchType, addonPatch("kube-proxy", proxyImg.Name, imageIDs[proxyImg.Name]), metav1.PatchOptions{}); err != nil {
+	// An upgrade (another --kubernetes-version) rolls the add-ons to the
+	// release's images after the node, as kubeadm does; otherwise an image
+	// a user set is left alone. The images are loaded into the runtime
+	// under their canonical names, so a re-pulled image keeps its name: an
+	// annotation with its ID rolls the add-on's pods when (and only when)
+	// the content changed.
+	proxyTo, dnsTo := "", ""
+	if upgrade {
+		proxyTo, dnsTo = proxyImg.Name, dnsImg.Name
+	}
+	if _, err := apps.DaemonSets(addonNS).Patch(ctx, "kube-proxy", types.StrategicMergePatchType, addonPatch("kube-proxy", proxyTo, imageIDs[proxyImg.Name]), metav1.PatchOptions{}); err != nil {
 		return fmt.Errorf("updating kube-proxy: %w", err)
 	}
-	if _, err := apps.Deployments(addonNS).Patch(ctx, "coredns", types.StrategicMergePatchType, addonPatch("coredns", dnsImg.Name, imageIDs[dnsImg.Name]), metav1.PatchOptions{}); err != nil {
+	if _, err := apps.Deployments(addonNS).Patch(ctx, "coredns", types.StrategicMergePatchType, addonPatch("coredns", dnsTo, imageIDs[dnsImg.Name]), metav1.PatchOptions{}); err != nil {
 		return fmt.Errorf("updating CoreDNS: %w", err)
 	}
 	return nil
 }
 
-// addonPatch sets an add-on's container image and the image-ID annotation
-// of its pods: a strategic merge patch, so the container is matched by name
-// and the rest of the spec is left as it is.
+// addonPatch sets the image-ID annotation of an add-on's pods and, unless
+// image is "", its container's image: a strategic merge patch, so the
+// container is matched by name and the rest of the spec is left as it is.
 func addonPatch(container, image, id string) []byte {
+	if image == "" {
+		return []byte(fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"io.dk8s/image-id":%q}}}}}`, id))
+	}
 	return []byte(fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"io.dk8s/image-id":%q}},"spec":{"containers":[{"name":%q,"image":%q}]}}}}`, id, container, image))
 }
 

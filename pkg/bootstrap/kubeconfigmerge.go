@@ -55,11 +55,14 @@ func MergeKubeconfig(adminPath string) (target string, err error) {
 	if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
 		return "", err
 	}
+	// It is about to hold the admin's private key: readable by its owner
+	// only, whatever mode the file had, before the key is written.
+	if err := os.Chmod(target, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
 	if err := clientcmd.WriteToFile(*dst, target); err != nil {
 		return "", err
 	}
-	// It now holds the admin's private key: readable by its owner only,
-	// whatever mode the file had.
 	return target, os.Chmod(target, 0o600)
 }
 

@@ -106,7 +106,7 @@ func planNode(ctx context.Context, cfg Config, rel *images.Release, t *nodeTools
 // startNode makes this host a node of the control plane just started: the
 // runtime, the add-ons' images in it, kubelet until the node is Ready, then
 // kube-proxy and CoreDNS until they have rolled out.
-func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, t *nodeTools, p *pki.PKI, timeout time.Duration, opts StartOptions, emit func(Event)) error {
+func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, t *nodeTools, p *pki.PKI, upgrade bool, timeout time.Duration, opts StartOptions, emit func(Event)) error {
 	shim, err := host.Install(t.shim, filepath.Join(cfg.Dir, "bin", "dk8s"))
 	if err != nil {
 		return err
@@ -163,7 +163,7 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 		return agentError(engine, kubeletAgent(), err, "; 'kubectl describe node "+cfg.NodeName+"'")
 	}
 	emit(Event{Step: "healthy", Component: "kubelet", Message: "node " + cfg.NodeName + " is Ready", Done: true})
-	if err := ensureAddons(ctx, cs, cfg, rel, np.dns, imageIDs); err != nil {
+	if err := ensureAddons(ctx, cs, cfg, rel, np.dns, imageIDs, upgrade); err != nil {
 		return err
 	}
 	if err := waitAddons(ctx, cs, timeout); err != nil {

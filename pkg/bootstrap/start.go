@@ -204,7 +204,7 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 		emit(Event{Step: "healthy", Component: c.Name, Message: c.Name + " is healthy", Done: true})
 	}
 	if node != nil {
-		if err := startNode(ctx, engine, cfg, rel, node, p, timeout, opts, emit); err != nil {
+		if err := startNode(ctx, engine, cfg, rel, node, p, from != "" && from != rel.Kubernetes, timeout, opts, emit); err != nil {
 			return err
 		}
 	}

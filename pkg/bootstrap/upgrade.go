@@ -36,6 +36,11 @@ func imageTag(ref string) string {
 // version. The node's kubelet is checked against the new version when it
 // is found (no newer than the apiserver, at most three minors older).
 func CheckUpgrade(from, fromEtcd string, rel *images.Release) error {
+	// etcd first: a rerun of a version whose etcd is older than the one an
+	// upgrade stopped halfway left running is refused too.
+	if etcd, ok := rel.Image("etcd"); ok && fromEtcd != "" && etcdOlder(imageTag(etcd.Name), fromEtcd) {
+		return fmt.Errorf("the cluster's etcd is %s and release %s has etcd %s: etcd cannot move to an older minor version with the same data; use a release whose etcd is %s or newer", fromEtcd, rel.Kubernetes, imageTag(etcd.Name), fromEtcd)
+	}
 	if from == "" || from == rel.Kubernetes {
 		return nil
 	}
@@ -51,9 +56,6 @@ func CheckUpgrade(from, fromEtcd string, rel *images.Release) error {
 		return fmt.Errorf("the cluster runs Kubernetes %s; dk8s does not downgrade it to %s (its etcd data and API objects are newer than that version knows): start it with --kubernetes-version v1.%d.x", from, rel.Kubernetes, fMinor)
 	case tMinor > fMinor+1:
 		return fmt.Errorf("the cluster runs Kubernetes %s; Kubernetes upgrades one minor version at a time: start it with --kubernetes-version v1.%d.x first, then %s", from, fMinor+1, rel.Kubernetes)
-	}
-	if etcd, ok := rel.Image("etcd"); ok && fromEtcd != "" && etcdOlder(imageTag(etcd.Name), fromEtcd) {
-		return fmt.Errorf("the cluster's etcd is %s and release %s has etcd %s: etcd cannot move to an older minor version with the same data; use a release whose etcd is %s or newer", fromEtcd, rel.Kubernetes, imageTag(etcd.Name), fromEtcd)
 	}
 	return nil
 }

@@ -25,6 +25,9 @@ func TestCheckUpgradeFollowsTheSkewPolicy(t *testing.T) {
 		{"v1.35.4", "3.6.5-0", release("v1.37.2", "3.7.0-0"), "v1.36.x first"}, // two minors
 		{"v1.37.2", "3.7.0-0", release("v1.36.3", "3.7.0-0"), "does not downgrade"},
 		{"v1.36.3", "3.7.0-0", release("v1.37.2", "3.6.5-0"), "etcd cannot move to an older minor"},
+		// A rerun of the recorded version after an upgrade that stopped
+		// with the newer etcd already running.
+		{"v1.36.3", "3.7.0-0", release("v1.36.3", "3.6.5-0"), "etcd cannot move to an older minor"},
 	} {
 		err := CheckUpgrade(tc.from, tc.fromEtcd, tc.to)
 		switch {
@@ -33,6 +36,12 @@ func TestCheckUpgradeFollowsTheSkewPolicy(t *testing.T) {
 		case tc.refused != "" && (err == nil || !strings.Contains(err.Error(), tc.refused)):
 			t.Errorf("%s -> %s: want a refusal saying %q, got %v", tc.from, tc.to.Kubernetes, tc.refused, err)
 		}
+	}
+}
+
+func TestAddonPatchLeavesTheImageAloneOutsideAnUpgrade(t *testing.T) {
+	if got := string(addonPatch("kube-proxy", "", "sha256:abc")); strings.Contains(got, "image\"") || !strings.Contains(got, `"io.dk8s/image-id":"sha256:abc"`) {
+		t.Errorf("patch %s should set the image-ID annotation alone", got)
 	}
 }
 

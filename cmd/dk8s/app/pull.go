@@ -139,10 +139,14 @@ func runPull(cmd *cobra.Command, g *globals, f *pullFlags) error {
 		}
 		return err
 	}
-	if pinned, err := host.FetchKubelet(ctx, f.dir, rel); err != nil {
+	dir, err := bootstrap.AbsDir(f.dir)
+	if err != nil {
+		return err
+	}
+	if pinned, err := host.FetchKubelet(ctx, dir, rel); err != nil {
 		return fmt.Errorf("kubelet: %w", err)
 	} else if pinned {
-		fmt.Fprintf(g.streams.Err, "kubelet %s: in %s/bin, sha256 verified\n", rel.Kubernetes, f.dir)
+		fmt.Fprintf(g.streams.Err, "kubelet %s: in %s/bin, sha256 verified\n", rel.Kubernetes, dir)
 	} else {
 		fmt.Fprintf(g.streams.Err, "kubelet %s: images.lock pins no sha256 for it, so it is not fetched; 'dk8s start' takes --kubelet-binary or a kubelet on the PATH\n", rel.Kubernetes)
 	}
