@@ -85,6 +85,16 @@ func preflight(ctx context.Context, engine containers.Engine, cfg Config, listen
 	}
 	if cfg.Node {
 		out = append(out, nodePorts(ctx, engine, cfg, holders)...)
+		// The service range is routed to the host's own device: it must
+		// not take another network's traffic.
+		conflicts, err := host.ServiceRangeConflicts(ctx, host.Exec{}, cfg.ServiceCIDR)
+		if err != nil {
+			return nil, err
+		}
+		if len(conflicts) > 0 {
+			out = append(out, Finding{"service range", fmt.Sprintf("%s overlaps %s", cfg.ServiceCIDR, strings.Join(conflicts, "; ")),
+				"Choose a range nothing on this host or its networks uses: --service-cidr (e.g. 10.112.0.0/12)", true})
+		}
 	}
 	if free, path, err := freeDisk(cfg.Dir); err == nil && free < minFreeDisk {
 		out = append(out, Finding{"disk", fmt.Sprintf("%s has %d MiB free", path, free>>20), "Free at least 1 GiB there, or choose another --dir", true})

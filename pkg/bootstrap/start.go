@@ -3,6 +3,7 @@ package bootstrap
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -215,6 +216,13 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 // timeout, until c answers its probe; one that does not comes back as a
 // ComponentError with its last log lines and its hint.
 func startComponent(ctx context.Context, engine containers.Engine, c Component, spec containers.Spec, p *pki.PKI, timeout time.Duration, opts StartOptions, emit func(Event)) error {
+	// A file a flag names must be there: Docker would otherwise make an
+	// empty directory in its place.
+	for _, m := range spec.Mounts {
+		if _, err := os.Stat(m.Source); m.ReadOnly && errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%s: its flags name %s, which is not in the cluster directory (%s): put the file there, or drop the flag", c.Name, m.Target, m.Source)
+		}
+	}
 	ens, err := containers.Ensure(ctx, engine, spec)
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.Name, err)

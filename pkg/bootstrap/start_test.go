@@ -182,3 +182,17 @@ func TestStartChecksTheNodesPortsFirst(t *testing.T) {
 		t.Errorf("a refused start made containers: %v", m)
 	}
 }
+
+// A file an extra flag names must be in the cluster directory: Docker would
+// otherwise bind an empty directory made in its place.
+func TestStartRefusesAFlagNamingAMissingFile(t *testing.T) {
+	f := newStartFixture(t)
+	f.cfg.ExtraArgs = map[string]map[string]string{"kube-apiserver": {"audit-policy-file": "/etc/dk8s/audit.yaml"}}
+	err := f.start(t)
+	if err == nil || !strings.Contains(err.Error(), "/etc/dk8s/audit.yaml") || !strings.Contains(err.Error(), "put the file there") {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(f.cfg.Dir, "audit.yaml")); !os.IsNotExist(err) {
+		t.Error("nothing may be made in the file's place")
+	}
+}

@@ -25,7 +25,60 @@ func EnsureServiceRoute(ctx context.Context, r Runner, cidr string) error {
 	if err != nil {
 		return fmt.Errorf("service range %q: %w", cidr, err)
 	}
+	if conflicts, err := ServiceRangeConflicts(ctx, r, cidr); err != nil {
+		return err
+	} else if len(conflicts) > 0 {
+		return fmt.Errorf("the service range %s overlaps %s: choose another --service-cidr", n, strings.Join(conflicts, "; "))
+	}
 	return ensureServiceRoute(ctx, r, n, linkExists(ServiceLink))
+}
+
+// ServiceRangeConflicts lists the host's routes and addresses that overlap
+// the service range: routing the range to ServiceLink would take their
+// traffic (a VPN's, a corporate network's), so dk8s refuses instead. The
+// default route and the range's own route on ServiceLink are not
+// conflicts.
+func ServiceRangeConflicts(ctx context.Context, r Runner, cidr string) ([]string, error) {
+	_, svc, err := net.ParseCIDR(cidr)
+	if err != nil {
+		return nil, fmt.Errorf("service range %q: %w", cidr, err)
+	}
+	out, err := r.Run(ctx, nil, "ip", "-4", "route", "show")
+	if err != nil {
+		return nil, fmt.Errorf("listing the host's routes: %w", err)
+	}
+	var conflicts []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] == "default" || strings.Contains(" "+line+" ", " dev "+ServiceLink+" ") {
+			continue
+		}
+		dst := f[0]
+		switch dst { // a route's type comes before its destination
+		case "unicast", "blackhole", "unreachable", "prohibit", "throw", "local", "broadcast", "anycast", "multicast", "nat":
+			if len(f) < 2 {
+				continue
+			}
+			dst = f[1]
+		}
+		if !strings.Contains(dst, "/") {
+			dst += "/32"
+		}
+		_, n, err := net.ParseCIDR(dst)
+		if err != nil {
+			continue // a route type dk8s does not read (unreachable, ...)
+		}
+		if n.Contains(svc.IP) || svc.Contains(n.IP) {
+			conflicts = append(conflicts, "the route "+strings.TrimSpace(line))
+		}
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && svc.Contains(ipn.IP) {
+			conflicts = append(conflicts, "the host's address "+ipn.String())
+		}
+	}
+	return conflicts, nil
 }
 
 // ensureServiceRoute is EnsureServiceRoute once it knows whether the

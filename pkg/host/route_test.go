@@ -57,3 +57,25 @@ func TestEnsureServiceRoute(t *testing.T) {
 		t.Errorf("nothing more is tried once the device cannot be made: %q", noBridge.Calls)
 	}
 }
+
+func TestServiceRangeConflicts(t *testing.T) {
+	routes := "default via 192.0.2.1 dev eth0\n" +
+		"10.96.0.0/12 dev dk8s-svc scope link linkdown\n" +
+		"10.100.5.0/24 via 192.0.2.9 dev tun0\n" +
+		"172.17.0.0/16 dev docker0 proto kernel scope link src 172.17.0.1\n" +
+		"10.0.0.0/8 via 192.0.2.7 dev eth1\n" +
+		"10.97.1.1 via 192.0.2.9 dev tun0\n" +
+		"blackhole 10.98.0.0/16\n"
+	r := &hosttest.Runner{Answer: func(string, int) ([]byte, error) { return []byte(routes), nil }}
+	got, err := ServiceRangeConflicts(context.Background(), r, "10.96.0.0/12")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"the route 10.100.5.0/24 via 192.0.2.9 dev tun0", "the route 10.0.0.0/8 via 192.0.2.7 dev eth1", "the route 10.97.1.1 via 192.0.2.9 dev tun0", "the route blackhole 10.98.0.0/16"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("got %q, want %q (not the default route, docker0, nor the range's own route)", got, want)
+	}
+	if got, _ := ServiceRangeConflicts(context.Background(), r, "10.128.0.0/12"); len(got) != 1 {
+		t.Errorf("10.128.0.0/12 overlaps only 10.0.0.0/8: %q", got)
+	}
+}

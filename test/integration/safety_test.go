@@ -131,3 +131,28 @@ func TestNoDefaultRoute(t *testing.T) {
 		t.Errorf("start --advertise-address should not look for a route, and stop at the disk check:\n%s", r)
 	}
 }
+
+// The service range is routed to the host's own device: a range that
+// overlaps one of the host's routes (a VPN's, say) is refused before
+// anything is made, rather than taking that network's traffic.
+func TestStartRefusesAServiceRangeInUse(t *testing.T) {
+	engine, _ := harness(t)
+	c := newCluster(t)
+	// A blackhole route sends nothing anywhere.
+	if out, err := exec.Command("ip", "route", "add", "blackhole", "10.100.5.0/24").CombinedOutput(); err != nil {
+		t.Fatalf("adding a route: %v: %s", err, out)
+	}
+	defer exec.Command("ip", "route", "del", "blackhole", "10.100.5.0/24").Run()
+	r := c.run("start", "--timeout", "1m", "--mirror", pathMirror, "--kubelet-binary", filepath.Join(filepath.Dir(testLock), "kubelet"))
+	if r.code == 0 || !strings.Contains(r.stderr, "service range: 10.96.0.0/12 overlaps the route blackhole 10.100.5.0/24") || !strings.Contains(r.stderr, "--service-cidr") {
+		t.Errorf("start should refuse the overlapping range, naming the route and the flag:\n%s", r)
+	}
+	for _, comp := range []string{"dk8s-etcd", "dk8s-containerd"} {
+		if _, err := engine.InspectContainer(context.Background(), comp); !containers.IsNotFound(err) {
+			t.Errorf("%s should not exist after a refused start (err %v)", comp, err)
+		}
+	}
+	if out, _ := exec.Command("ip", "route", "show", "10.100.5.0/24").Output(); !strings.Contains(string(out), "blackhole") {
+		t.Errorf("the host's route should be untouched: %q", out)
+	}
+}
