@@ -16,9 +16,11 @@ func newStop(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "stop",
 		Short: "Stop the cluster (kubelet and runtime first), keeping its containers, data and PKI",
-		Long: `Stop the control plane's containers, newest first. Everything is kept:
-'dk8s start' brings them back. As with any restart=always container, a
-restart of the Docker daemon starts them again too.`,
+		Long: `Stop the node's agents and the control plane's containers, newest first.
+Everything is kept: 'dk8s start' brings them back. Pods keep running (they
+outlive the runtime, as under systemd); start adopts them, reset stops them.
+As with any restart=always container, a restart of the Docker daemon starts
+the stopped containers again too.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, engine, err := f.connect(cmd, g)
@@ -47,10 +49,13 @@ func newReset(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "reset",
 		Short: "Remove the cluster's containers and pods; keep etcd data and PKI unless --purge",
-		Long: `Remove the control plane's containers. The cluster directory (etcd's data,
-the PKI, the kubeconfigs) stays, so 'dk8s start' brings the same cluster
-back. --purge also deletes that directory, and with it every object the
-cluster held: it asks first, or takes --yes.`,
+		Long: `Stop the pods (starting the runtime if 'dk8s stop' stopped it) and remove
+the cluster's containers and the node's units. The cluster directory (etcd's
+data, the PKI, the kubeconfigs) stays, so 'dk8s start' brings the same
+cluster back. --purge also deletes that directory, and with it every object
+the cluster held, and the node's network and runtime state: it asks first,
+or takes --yes. Only a directory dk8s marked for this cluster
+(dk8s-cluster.yaml) is reset or purged.`,
 		Example: "  dk8s reset\n  dk8s reset --purge --yes",
 		Args:    cobra.NoArgs,
 		RunE:    func(cmd *cobra.Command, _ []string) error { return runReset(cmd, g, f) },
