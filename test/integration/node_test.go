@@ -243,4 +243,27 @@ func TestNode(t *testing.T) {
 			t.Errorf("all six containers should be unchanged, %d were:\n%s", n, r)
 		}
 	})
+
+	t.Run("stop keeps the pods running, and start adopts them", func(t *testing.T) {
+		before := snapshot()
+		if r := c.run("stop"); r.code != 0 {
+			t.Fatalf("dk8s stop: %s", r)
+		}
+		// kube-proxy, a pod, still holds its ports: start must not take
+		// them for another process's.
+		r := c.start()
+		if !strings.Contains(r.stderr, "Single-node cluster ready") {
+			t.Errorf("start after stop:\n%s", r)
+		}
+		nodeReady("after stop and start")
+		serves("after stop and start")
+		samePods("dk8s stop and start", before)
+	})
+
+	// The purge that ends the test runs on a stopped node: reset must start
+	// the runtime to stop the pods, or they would run on with nothing to
+	// manage them (assertNodeCleanedUp looks for their shims).
+	if r := c.run("stop"); r.code != 0 {
+		t.Fatalf("dk8s stop: %s", r)
+	}
 }
