@@ -104,12 +104,13 @@ func main() {
 	fmt.Println("the static pods run kubeadm's flags for this version, which are dk8s's too: a memory ratio away from 1 is what the supervisor costs")
 }
 
-// fresh removes the cluster's containers and etcd data, keeping the PKI, so
-// each start does the same work.
+// fresh removes the cluster's containers and etcd data, keeping the PKI
+// and the directory's marker, so each start does the same work (start makes
+// etcd's directory again; a bench that made it would leave dk8s a
+// directory it did not mark, which start refuses).
 func fresh() {
 	run(dk8s, "reset", "--dir", dir)
 	os.RemoveAll(filepath.Join(dir, "etcd"))
-	os.MkdirAll(filepath.Join(dir, "etcd"), 0o700)
 }
 
 // dockerRunFloor starts the control plane dk8s plans, with `docker run`
