@@ -2,8 +2,10 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"os/exec"
 	"strings"
 )
 
@@ -44,6 +46,9 @@ func ServiceRangeConflicts(ctx context.Context, r Runner, cidr string) ([]string
 		return nil, fmt.Errorf("service range %q: %w", cidr, err)
 	}
 	out, err := r.Run(ctx, nil, "ip", "-4", "route", "show")
+	if errors.Is(err, exec.ErrNotFound) {
+		return nil, nil // FindTools says to install iproute2
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listing the host's routes: %w", err)
 	}

@@ -42,6 +42,9 @@ func FindTools() (Tools, error) {
 	if t.Ctr, err = exec.LookPath("ctr"); err != nil {
 		return Tools{}, fmt.Errorf("containerd's ctr tool is missing: reinstall the containerd package")
 	}
+	if _, err = exec.LookPath("ip"); err != nil {
+		return Tools{}, fmt.Errorf("no ip command on this host: the node keeps its service range local with it; install iproute2 ('apt-get install iproute2')")
+	}
 	for _, d := range cniBinDirs {
 		if _, err := os.Stat(filepath.Join(d, "bridge")); err == nil {
 			t.CNIBin = d
