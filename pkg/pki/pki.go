@@ -159,3 +159,32 @@ func (p *PKI) Expiries(specs []CertSpec) ([]Expiry, error) {
 	sort.SliceStable(out, func(i, j int) bool { return out[i].NotAfter.Before(out[j].NotAfter) })
 	return out, nil
 }
+
+// Check tells whether the certificate of spec is what spec asks for at now:
+// a CA that signs certificates, or a leaf that is no CA and verifies
+// against its CA for its usages.
+func (p *PKI) Check(spec CertSpec, now time.Time) error {
+	c, err := p.Cert(spec.Name)
+	if err != nil {
+		return err
+	}
+	if spec.IsCA() {
+		if !c.IsCA || c.KeyUsage&x509.KeyUsageCertSign == 0 {
+			return fmt.Errorf("%s is not a CA that signs certificates", spec.Name)
+		}
+		return nil
+	}
+	if c.IsCA {
+		return fmt.Errorf("%s must not be a CA", spec.Name)
+	}
+	ca, err := p.Cert(spec.CA)
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	if _, err := c.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: spec.Usages, CurrentTime: now}); err != nil {
+		return fmt.Errorf("%s does not verify against %s for %v: %w", spec.Name, spec.CA, spec.Usages, err)
+	}
+	return nil
+}

@@ -56,14 +56,8 @@ func TestEnsureChainsAndNames(t *testing.T) {
 			}
 			continue
 		}
-		ca, _ := p.Cert(spec.CA)
-		roots := x509.NewCertPool()
-		roots.AddCert(ca)
-		if _, err := c.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: spec.Usages}); err != nil {
-			t.Errorf("%s does not verify against %s for %v: %v", spec.Name, spec.CA, spec.Usages, err)
-		}
-		if c.IsCA {
-			t.Errorf("%s must not be a CA", spec.Name)
+		if err := p.Check(spec, time.Now()); err != nil {
+			t.Error(err)
 		}
 		if left := time.Until(c.NotAfter); left < 364*24*time.Hour || left > 366*24*time.Hour {
 			t.Errorf("%s expires in %s, want a year", spec.Name, left)
@@ -207,4 +201,34 @@ func snapshot(t *testing.T, dir string) map[string][]byte {
 		t.Fatalf("%s should hold exactly the PKI's files: missing %v, unexpected %v", dir, missing, extra)
 	}
 	return out
+}
+
+// Check refuses a certificate that does not chain to the CA its spec names,
+// or serves a usage it was not issued for.
+func TestCheckRefusesAWrongChainOrUsage(t *testing.T) {
+	specs := testSpecs("192.0.2.10")
+	p, _, err := Ensure(t.TempDir(), specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := specs[3]
+	if err := p.Check(admin, time.Now()); err != nil {
+		t.Fatalf("the admin certificate as issued: %v", err)
+	}
+	wrongCA := admin
+	wrongCA.CA = "etcd/ca"
+	if err := p.Check(wrongCA, time.Now()); err == nil {
+		t.Error("a certificate checked against another CA should fail")
+	}
+	wrongUsage := admin
+	wrongUsage.Usages = serverUsage
+	if err := p.Check(wrongUsage, time.Now()); err == nil {
+		t.Error("a client certificate checked for serving should fail")
+	}
+	if err := p.Check(admin, time.Now().Add(2*CertValidity)); err == nil {
+		t.Error("an expired certificate should fail")
+	}
+	if err := p.Check(specs[0], time.Now()); err != nil {
+		t.Errorf("the CA: %v", err)
+	}
 }
