@@ -92,7 +92,7 @@ users:
 			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "kube-proxy", Namespace: addonNS}},
 		}),
 		create(ctx, "kube-proxy's config", core.ConfigMaps(addonNS).Create, &corev1.ConfigMap{ObjectMeta: meta("kube-proxy"), Data: map[string]string{"kubeconfig.conf": proxyKubeconfig}}),
-		create(ctx, "the kube-proxy daemon set", apps.DaemonSets(addonNS).Create, kubeProxy(cfg, proxyImg.Name)),
+		create(ctx, "the kube-proxy daemon set", apps.DaemonSets(addonNS).Create, kubeProxy(cfg, proxyImg.Name, imageIDs[proxyImg.Name])),
 		create(ctx, "the coredns service account", core.ServiceAccounts(addonNS).Create, &corev1.ServiceAccount{ObjectMeta: meta("coredns")}),
 		create(ctx, "CoreDNS's role", rbac.ClusterRoles().Create, &rbacv1.ClusterRole{
 			ObjectMeta: metav1.ObjectMeta{Name: "system:coredns", Labels: managed},
@@ -107,7 +107,7 @@ users:
 			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "coredns", Namespace: addonNS}},
 		}),
 		create(ctx, "CoreDNS's config", core.ConfigMaps(addonNS).Create, &corev1.ConfigMap{ObjectMeta: meta("coredns"), Data: map[string]string{"Corefile": corefile}}),
-		create(ctx, "the CoreDNS deployment", apps.Deployments(addonNS).Create, coreDNS(dnsImg.Name)),
+		create(ctx, "the CoreDNS deployment", apps.Deployments(addonNS).Create, coreDNS(dnsImg.Name, imageIDs[dnsImg.Name])),
 	}
 	// A Service is checked for first: creating it again fails on its
 	// cluster IP, which it already holds, before the name is compared.
@@ -149,9 +149,9 @@ users:
 // container is matched by name and the rest of the spec is left as it is.
 func addonPatch(container, image, id string) []byte {
 	if image == "" {
-		return []byte(fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"io.dk8s/image-id":%q}}}}}`, id))
+		return []byte(fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{%q:%q}}}}}`, imageIDAnnotation, id))
 	}
-	return []byte(fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"io.dk8s/image-id":%q}},"spec":{"containers":[{"name":%q,"image":%q}]}}}}`, id, container, image))
+	return []byte(fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{%q:%q}},"spec":{"containers":[{"name":%q,"image":%q}]}}}}`, imageIDAnnotation, id, container, image))
 }
 
 const corefile = `.:53 {
@@ -175,7 +175,12 @@ const corefile = `.:53 {
 }
 `
 
-func kubeProxy(cfg Config, image string) *appsv1.DaemonSet {
+// imageIDAnnotation carries the ID of the image an add-on's pods run, so
+// that new content under the same name rolls them. An add-on is made with
+// it, so that its first start is not a rollout too.
+const imageIDAnnotation = "io.dk8s/image-id"
+
+func kubeProxy(cfg Config, image, imageID string) *appsv1.DaemonSet {
 	labels := map[string]string{"k8s-app": "kube-proxy"}
 	privileged := true
 	fileOrCreate := corev1.HostPathFileOrCreate
@@ -184,7 +189,7 @@ func kubeProxy(cfg Config, image string) *appsv1.DaemonSet {
 		Spec: appsv1.DaemonSetSpec{
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{imageIDAnnotation: imageID}},
 				Spec: corev1.PodSpec{
 					HostNetwork:        true,
 					ServiceAccountName: "kube-proxy",
@@ -218,7 +223,7 @@ func kubeProxy(cfg Config, image string) *appsv1.DaemonSet {
 	}
 }
 
-func coreDNS(image string) *appsv1.Deployment {
+func coreDNS(image, imageID string) *appsv1.Deployment {
 	labels := map[string]string{"k8s-app": "kube-dns"}
 	replicas := int32(1)
 	return &appsv1.Deployment{
@@ -227,7 +232,7 @@ func coreDNS(image string) *appsv1.Deployment {
 			Replicas: &replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{imageIDAnnotation: imageID}},
 				Spec: corev1.PodSpec{
 					ServiceAccountName: "coredns",
 					PriorityClassName:  "system-cluster-critical",

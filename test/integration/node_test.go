@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func TestNode(t *testing.T) {
@@ -115,7 +117,26 @@ func TestNode(t *testing.T) {
 		return strings.Join(running, "\n")
 	}
 	type podsAndTasks struct{ pods, tasks string }
-	snapshot := func() podsAndTasks { return podsAndTasks{pods(), tasks()} }
+	snapshot := func() podsAndTasks {
+		t.Helper()
+		// A pod still terminating (the old one of a rollout) would leave
+		// between the two readings: take them once none is.
+		if !waitFor(2*time.Minute, func() bool {
+			list, err := c.client().CoreV1().Pods("").List(context.Background(), metav1.ListOptions{})
+			if err != nil {
+				return false
+			}
+			for _, p := range list.Items {
+				if p.DeletionTimestamp != nil {
+					return false
+				}
+			}
+			return true
+		}) {
+			t.Fatalf("pods still terminating after two minutes:\n%s", pods())
+		}
+		return podsAndTasks{pods(), tasks()}
+	}
 	samePods := func(when string, before podsAndTasks) {
 		t.Helper()
 		if after := tasks(); after != before.tasks {
