@@ -3,7 +3,6 @@ package bootstrap
 import (
 	"context"
 	"fmt"
-	"sort"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -29,15 +28,6 @@ func clientFor(kubeconfig string) (kubeClient, error) {
 	}
 	rc.Timeout = 15 * time.Second
 	return kubernetes.NewForConfig(rc)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	var keys []string
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 const addonNS = "kube-system"

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -203,7 +205,7 @@ type nodeFiles map[string]string
 
 func (f nodeFiles) hash(prefix string) string {
 	h := sha256.New()
-	for _, p := range sortedKeys(f) {
+	for _, p := range slices.Sorted(maps.Keys(f)) {
 		if strings.HasPrefix(p, prefix) {
 			fmt.Fprintf(h, "%s\n%s\n", p, f[p])
 		}

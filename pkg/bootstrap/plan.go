@@ -133,7 +133,7 @@ func (c Component) spec(cfg Config, rel *images.Release) (containers.Spec, error
 func fileMounts(dir string, flags map[string]string) []containers.Mount {
 	var mounts []containers.Mount
 	seen := map[string]bool{}
-	for _, name := range sortedKeys(flags) {
+	for _, name := range slices.Sorted(maps.Keys(flags)) {
 		rel, ok := strings.CutPrefix(flags[name], confMount+"/")
 		if !ok || seen[rel] {
 			continue

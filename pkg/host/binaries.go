@@ -4,11 +4,12 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"github.com/dk8s/dk8s/internal/atomicfile"
 	"io"
 	"os"
 	"strings"
 	"syscall"
+
+	"github.com/dk8s/dk8s/internal/atomicfile"
 )
 
 // BinaryVersion is the version a host binary reports through r, e.g.

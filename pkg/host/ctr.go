@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -68,7 +70,7 @@ func ImportImages(ctx context.Context, r Runner, docker ImageSource, ctr, record
 		return nil, fmt.Errorf("loading %s into the pod runtime: %w", strings.Join(todo, ", "), err)
 	}
 	var lines []string
-	for _, ref := range sortedKeys(done) {
+	for _, ref := range slices.Sorted(maps.Keys(done)) {
 		lines = append(lines, ref+" "+done[ref])
 	}
 	return ids, atomicfile.Write(record, []byte(strings.Join(lines, "\n")+"\n"), 0o644)

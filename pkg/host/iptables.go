@@ -2,7 +2,9 @@ package host
 
 import (
 	"context"
+	"maps"
 	"net"
+	"slices"
 	"strings"
 )
 
@@ -56,10 +58,10 @@ func removeChains(ctx context.Context, r Runner, podCIDR string) error {
 		}
 		// Every chain is emptied before any is deleted: one may jump to
 		// another.
-		for _, chain := range sortedKeys(ours) {
+		for _, chain := range slices.Sorted(maps.Keys(ours)) {
 			iptables("-t", table, "-F", chain)
 		}
-		for _, chain := range sortedKeys(ours) {
+		for _, chain := range slices.Sorted(maps.Keys(ours)) {
 			iptables("-t", table, "-X", chain)
 		}
 	}

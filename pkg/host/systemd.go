@@ -3,10 +3,11 @@ package host
 import (
 	"context"
 	"fmt"
-	"github.com/dk8s/dk8s/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/dk8s/dk8s/internal/atomicfile"
 )
 
 // UnitDir is where the node agents' units go where systemd is PID 1: there
