@@ -47,11 +47,20 @@ func create[T any](ctx context.Context, what string, fn func(context.Context, T,
 	return nil
 }
 
-// ensureAddons creates kube-proxy and CoreDNS as kubeadm deploys them, with
+// ensureAddons creates the pod network (flannel.go), kube-proxy and CoreDNS
+// as kubeadm and its tutorials deploy them, with
 // the lock's images (already in the runtime, so no pull happens).
 func ensureAddons(ctx context.Context, cs kubeClient, cfg Config, rel *images.Release, dnsIP string, imageIDs map[string]string, upgrade bool) error {
 	proxyImg, _ := rel.Image("kube-proxy")
 	dnsImg, _ := rel.Image("coredns")
+	netImg, ok := rel.Image("flannel")
+	if !ok {
+		return fmt.Errorf("the lock's release %s names no flannel image: use a lock that does (dk8s images)", rel.Kubernetes)
+	}
+	// The pod network first: no other pod can start without it.
+	if err := ensureFlannel(ctx, cs, cfg, netImg.Name, imageIDs[netImg.Name]); err != nil {
+		return err
+	}
 	core, rbac, apps := cs.CoreV1(), cs.RbacV1(), cs.AppsV1()
 	meta := func(name string) metav1.ObjectMeta {
 		return metav1.ObjectMeta{Name: name, Namespace: addonNS, Labels: managed}
@@ -121,9 +130,12 @@ users:
 	// under their canonical names, so a re-pulled image keeps its name: an
 	// annotation with its ID rolls the add-on's pods when (and only when)
 	// the content changed.
-	proxyTo, dnsTo := "", ""
+	proxyTo, dnsTo, netTo := "", "", ""
 	if upgrade {
-		proxyTo, dnsTo = proxyImg.Name, dnsImg.Name
+		proxyTo, dnsTo, netTo = proxyImg.Name, dnsImg.Name, netImg.Name
+	}
+	if _, err := apps.DaemonSets(addonNS).Patch(ctx, flannelDaemonSet, types.StrategicMergePatchType, addonPatch(flannelContainer, netTo, imageIDs[netImg.Name]), metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("updating flannel: %w", err)
 	}
 	if _, err := apps.DaemonSets(addonNS).Patch(ctx, "kube-proxy", types.StrategicMergePatchType, addonPatch("kube-proxy", proxyTo, imageIDs[proxyImg.Name]), metav1.PatchOptions{}); err != nil {
 		return fmt.Errorf("updating kube-proxy: %w", err)
@@ -247,23 +259,23 @@ func coreDNS(image, imageID string) *appsv1.Deployment {
 	}
 }
 
-// waitAddons waits until kube-proxy and CoreDNS have rolled out: every
+// waitAddons waits until flannel, kube-proxy and CoreDNS have rolled out: every
 // pod of the current spec scheduled and ready (after an upgrade the old
 // pods are ready too until they are replaced).
 func waitAddons(ctx context.Context, cs kubeClient, timeout time.Duration) error {
 	err := wait.Until(ctx, time.Second, timeout, func(ctx context.Context) (bool, string, error) {
-		ds, err := cs.AppsV1().DaemonSets(addonNS).Get(ctx, "kube-proxy", metav1.GetOptions{})
-		if err != nil {
-			return false, "kube-proxy: " + err.Error(), nil
+		for _, name := range []string{flannelDaemonSet, "kube-proxy"} {
+			ds, err := cs.AppsV1().DaemonSets(addonNS).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return false, name + ": " + err.Error(), nil
+			}
+			if msg := daemonSetPending(ds); msg != "" {
+				return false, name + ": " + msg, nil
+			}
 		}
 		dep, err := cs.AppsV1().Deployments(addonNS).Get(ctx, "coredns", metav1.GetOptions{})
 		if err != nil {
 			return false, "coredns: " + err.Error(), nil
-		}
-		st := ds.Status
-		if ds.Status.ObservedGeneration < ds.Generation || st.DesiredNumberScheduled < 1 ||
-			st.UpdatedNumberScheduled != st.DesiredNumberScheduled || st.NumberReady != st.DesiredNumberScheduled {
-			return false, fmt.Sprintf("kube-proxy: %d of %d updated, %d ready", st.UpdatedNumberScheduled, st.DesiredNumberScheduled, st.NumberReady), nil
 		}
 		ds2 := dep.Status
 		if ds2.ObservedGeneration < dep.Generation || dep.Spec.Replicas == nil || ds2.UpdatedReplicas != *dep.Spec.Replicas ||
@@ -276,4 +288,15 @@ func waitAddons(ctx context.Context, cs kubeClient, timeout time.Duration) error
 		return fmt.Errorf("the add-ons did not come up: %w; see 'kubectl -n kube-system get pods' and 'dk8s logs kubelet'", err)
 	}
 	return nil
+}
+
+// daemonSetPending says how far a DaemonSet's rollout is, or "" when every
+// node runs a ready pod of its current spec.
+func daemonSetPending(ds *appsv1.DaemonSet) string {
+	st := ds.Status
+	if st.ObservedGeneration < ds.Generation || st.DesiredNumberScheduled < 1 ||
+		st.UpdatedNumberScheduled != st.DesiredNumberScheduled || st.NumberReady != st.DesiredNumberScheduled {
+		return fmt.Sprintf("%d of %d updated, %d ready", st.UpdatedNumberScheduled, st.DesiredNumberScheduled, st.NumberReady)
+	}
+	return ""
 }

@@ -3,6 +3,7 @@ package bootstrap
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net"
@@ -14,6 +15,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/dk8s/dk8s/internal/atomicfile"
 	"github.com/dk8s/dk8s/internal/wait"
@@ -41,18 +43,27 @@ func findNodeTools(ctx context.Context, cfg Config, rel *images.Release) (*nodeT
 	if t.Tools, err = host.FindTools(); err != nil {
 		return nil, err
 	}
-	if t.shim = cfg.ShimBinary; t.shim == "" {
-		if t.shim, err = os.Executable(); err != nil {
-			return nil, err
-		}
-	}
-	if err := host.CheckStatic(t.shim); err != nil {
+	if t.shim, err = findShim(cfg); err != nil {
 		return nil, err
 	}
 	if t.kubelet, t.kubeletVersion, err = host.FindKubelet(ctx, host.Exec{}, cfg.KubeletBinary, cfg.Dir, rel); err != nil {
 		return nil, err
 	}
 	return &t, nil
+}
+
+// findShim finds the static dk8s binary that dk8s's own containers run
+// (the node's supervisors enter the host through it; the csr-approver is
+// it): cfg.ShimBinary, or the running executable.
+func findShim(cfg Config) (string, error) {
+	shim := cfg.ShimBinary
+	if shim == "" {
+		var err error
+		if shim, err = os.Executable(); err != nil {
+			return "", err
+		}
+	}
+	return shim, host.CheckStatic(shim)
 }
 
 // nodePlan is everything a node's start writes and supervises, planned
@@ -67,13 +78,17 @@ type nodePlan struct {
 	ctr                  string
 }
 
+// nodeIdentity says how a node's kubelet gets its client certificate:
+// from dk8s on the host that holds the CA (a control plane), or by TLS
+// bootstrap with a token (a joining machine), kubelet then writing
+// kubelet.conf itself.
+type nodeIdentity struct {
+	bootstrapKubeconfig string // "" on a control plane
+}
+
 // planNode plans the node for tools installed under cfg.Dir/bin.
-func planNode(ctx context.Context, cfg Config, rel *images.Release, t *nodeTools, shim, kubelet string, systemd bool) (*nodePlan, error) {
+func planNode(ctx context.Context, cfg Config, rel *images.Release, t *nodeTools, shim, kubelet string, systemd bool, id nodeIdentity) (*nodePlan, error) {
 	pause, _ := rel.Image("pause")
-	podSubnet, err := host.NodePodSubnet(cfg.PodCIDR)
-	if err != nil {
-		return nil, err
-	}
 	svc, err := cfg.ServiceIP()
 	if err != nil {
 		return nil, err
@@ -85,7 +100,6 @@ func planNode(ctx context.Context, cfg Config, rel *images.Release, t *nodeTools
 	kubeletConf := filepath.Join(cfg.Dir, "kubelet", "config.yaml")
 	np.files = nodeFiles{
 		runtimeConf: host.RuntimeConfig(cfg.Dir, pause.Name, t.CNIBin, systemd, len(containers.MissingCapabilities()) > 0),
-		filepath.Join(cfg.Dir, "cni", "10-dk8s.conflist"): host.CNIConfig(podSubnet),
 		kubeletConf: host.KubeletConfig(cfg.AdvertiseAddress, np.dns, filepath.Join(cfg.PKIDir(), "ca.crt"), systemd, host.CgroupV1()),
 	}
 	if len(cfg.Mirrors) > 0 {
@@ -95,6 +109,9 @@ func planNode(ctx context.Context, cfg Config, rel *images.Release, t *nodeTools
 	np.kubelet = []string{kubelet, "--config=" + kubeletConf, "--kubeconfig=" + filepath.Join(cfg.Dir, "kubelet.conf"),
 		"--root-dir=" + filepath.Join(cfg.Dir, "kubelet"), "--cert-dir=" + filepath.Join(cfg.Dir, "kubelet", "pki"),
 		"--hostname-override=" + cfg.NodeName, "--node-ip=" + cfg.AdvertiseAddress.String()}
+	if id.bootstrapKubeconfig != "" {
+		np.kubelet = append(np.kubelet, "--bootstrap-kubeconfig="+id.bootstrapKubeconfig)
+	}
 	versions := map[string]string{"kubelet": t.kubeletVersion, "containerd": host.BinaryVersion(ctx, host.Exec{}, t.Containerd)}
 	np.runtime = agentSpec(cfg, "containerd", pause.Name, shim, np.runtimeCmd, runtimePrep(cfg), np.files.hash(filepath.Join(cfg.Dir, "containerd")), versions["containerd"])
 	np.kubeletSpec = agentSpec(cfg, "kubelet", pause.Name, shim, np.kubelet, nil, np.files.hash(filepath.Join(cfg.Dir, "kubelet")), versions["kubelet"])
@@ -105,73 +122,103 @@ func planNode(ctx context.Context, cfg Config, rel *images.Release, t *nodeTools
 	return np, nil
 }
 
-// startNode makes this host a node of the control plane just started: the
-// runtime, the add-ons' images in it, kubelet until the node is Ready, then
-// kube-proxy and CoreDNS until they have rolled out.
-func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, t *nodeTools, p *pki.PKI, upgrade bool, timeout time.Duration, opts StartOptions, emit func(Event)) error {
-	shim, err := host.Install(t.shim, filepath.Join(cfg.Dir, "bin", "dk8s"))
+// nodeImages are the images every node's runtime holds before kubelet
+// starts, so that no pod of dk8s's waits on a pull: the sandbox, the pod
+// network, kube-proxy and CoreDNS.
+var nodeImages = []string{"pause", "flannel", "kube-proxy", "coredns"}
+
+// startAgents installs this host's node agents and starts them: the tools
+// under cfg.Dir/bin, the runtime with the node's images in it, then
+// kubelet, until kubelet answers its health check. It returns the plan
+// and the IDs of the images it loaded.
+func startAgents(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, t *nodeTools, id nodeIdentity, timeout time.Duration, opts StartOptions, emit func(Event)) (*nodePlan, map[string]string, error) {
+	shim, err := host.Install(t.shim, shimPath(cfg.Dir))
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	kubelet, err := host.Install(t.kubelet, filepath.Join(cfg.Dir, "bin", "kubelet"))
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	systemd := host.SystemdIsInit()
-	np, err := planNode(ctx, cfg, rel, t, shim, kubelet, systemd)
+	np, err := planNode(ctx, cfg, rel, t, shim, kubelet, systemd, id)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	for path, content := range np.files {
 		if _, err := atomicfile.WriteIfChanged(path, []byte(content), 0o644); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	if err := host.EnsureSharedRoot(); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := superviseRuntime(ctx, engine, np, systemd, emit); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := host.WaitRuntime(ctx, host.Exec{}, np.ctr, timeout); err != nil {
-		return agentError(engine, containerdAgent(), err, "")
+		return nil, nil, agentError(engine, containerdAgent(), err, "")
 	}
 	var refs []string
-	for _, c := range []string{"pause", "kube-proxy", "coredns"} {
-		img, _ := rel.Image(c)
+	for _, c := range nodeImages {
+		img, ok := rel.Image(c)
+		if !ok {
+			return nil, nil, fmt.Errorf("the lock's release %s names no %s image: use a lock that does (dk8s images)", rel.Kubernetes, c)
+		}
 		refs = append(refs, img.Name)
 	}
 	imageIDs, err := host.ImportImages(ctx, host.Exec{}, engine, np.ctr, filepath.Join(cfg.Dir, "containerd", "imported"), refs)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	emit(Event{Step: "healthy", Component: "containerd", Message: "containerd (CRI) is up, with the pause, kube-proxy and CoreDNS images", Done: true})
+	emit(Event{Step: "healthy", Component: "containerd", Message: "containerd (CRI) is up, with the pause, flannel, kube-proxy and CoreDNS images", Done: true})
 
 	if !systemd {
 		ens, err := containers.Ensure(ctx, engine, np.kubeletSpec)
 		if err != nil {
-			return fmt.Errorf("kubelet: %w", err)
+			return nil, nil, fmt.Errorf("kubelet: %w", err)
 		}
 		emit(Event{Step: "container", Component: "kubelet", Message: np.kubeletSpec.Name + " " + ens.String()})
 	}
-	if err := waitProbe(ctx, p, "kubelet", timeout, opts); err != nil {
-		return agentError(engine, kubeletAgent(), err, "")
+	if err := waitProbe(ctx, nil, "kubelet", timeout, opts); err != nil {
+		return nil, nil, agentError(engine, kubeletAgent(), err, "")
+	}
+	return np, imageIDs, nil
+}
+
+// startNode makes this host a node of the control plane just started: the
+// runtime and kubelet, the node labelled as a control plane, the add-ons,
+// the pod network on this node, until the node is Ready and the add-ons
+// have rolled out.
+func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, t *nodeTools, p *pki.PKI, upgrade bool, timeout time.Duration, opts StartOptions, emit func(Event)) error {
+	np, imageIDs, err := startAgents(ctx, engine, cfg, rel, t, nodeIdentity{}, timeout, opts, emit)
+	if err != nil {
+		return err
 	}
 	cs, err := opts.client(filepath.Join(cfg.Dir, "super-admin.conf"))
 	if err != nil {
+		return err
+	}
+	if err := waitNodeRegistered(ctx, cs, cfg.NodeName, timeout); err != nil {
+		return agentError(engine, kubeletAgent(), err, "")
+	}
+	if err := labelNode(ctx, cs, cfg.NodeName, map[string]string{ControlPlaneLabel: ""}); err != nil {
+		return err
+	}
+	if err := ensureAddons(ctx, cs, cfg, rel, np.dns, imageIDs, upgrade); err != nil {
+		return err
+	}
+	if _, err := ensureCNI(ctx, cfg.Dir, timeout); err != nil {
 		return err
 	}
 	if err := waitNodeReady(ctx, cs, cfg.NodeName, timeout); err != nil {
 		return agentError(engine, kubeletAgent(), err, "; 'kubectl describe node "+cfg.NodeName+"'")
 	}
 	emit(Event{Step: "healthy", Component: "kubelet", Message: "node " + cfg.NodeName + " is Ready", Done: true})
-	if err := ensureAddons(ctx, cs, cfg, rel, np.dns, imageIDs, upgrade); err != nil {
-		return err
-	}
 	if err := waitAddons(ctx, cs, timeout); err != nil {
 		return err
 	}
-	emit(Event{Step: "healthy", Component: "add-ons", Message: "kube-proxy and CoreDNS are running", Done: true})
+	emit(Event{Step: "healthy", Component: "add-ons", Message: "flannel, kube-proxy and CoreDNS are running", Done: true})
 	return nil
 }
 
@@ -257,6 +304,36 @@ func waitProbe(ctx context.Context, p *pki.PKI, component string, timeout time.D
 		}
 		return true, "", nil
 	})
+}
+
+// ControlPlaneLabel marks a control plane's node, as kubeadm labels it:
+// 'kubectl get nodes' shows it under ROLES.
+const ControlPlaneLabel = "node-role.kubernetes.io/control-plane"
+
+// labelNode sets labels on node (a merge patch: other labels are kept).
+func labelNode(ctx context.Context, cs kubeClient, node string, labels map[string]string) error {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": labels}})
+	if err != nil {
+		return err
+	}
+	if _, err := cs.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("labelling node %s: %w", node, err)
+	}
+	return nil
+}
+
+// waitNodeRegistered waits until kubelet has registered the node.
+func waitNodeRegistered(ctx context.Context, cs kubeClient, node string, timeout time.Duration) error {
+	err := wait.Until(ctx, time.Second, timeout, func(ctx context.Context) (bool, string, error) {
+		if _, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{}); err != nil {
+			return false, "not registered: " + err.Error(), nil
+		}
+		return true, "", nil
+	})
+	if err != nil {
+		return fmt.Errorf("node %s did not register: %w", node, err)
+	}
+	return nil
 }
 
 // waitNodeReady waits until the node reports Ready.

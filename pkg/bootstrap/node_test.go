@@ -39,7 +39,7 @@ func nodeConfig(t *testing.T) Config {
 func TestPlanNodeFeedsContainerAndUnitFromOneCommand(t *testing.T) {
 	rel := defaultRelease(t)
 	tools := &nodeTools{Tools: host.Tools{Containerd: "/usr/bin/containerd", Ctr: "/usr/bin/ctr", CNIBin: "/usr/lib/cni"}, kubeletVersion: "v1.37.2"}
-	np, err := planNode(context.Background(), nodeConfig(t), rel, tools, "/var/lib/dk8s/bin/dk8s", "/var/lib/dk8s/bin/kubelet", false)
+	np, err := planNode(context.Background(), nodeConfig(t), rel, tools, "/var/lib/dk8s/bin/dk8s", "/var/lib/dk8s/bin/kubelet", false, nodeIdentity{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +78,16 @@ func TestEnsureAddonsKeepsAUsersImageOutsideAnUpgrade(t *testing.T) {
 	if err != nil || ds.Spec.Template.Spec.Containers[0].Image != proxy.Name || ds.Spec.Template.Annotations["io.dk8s/image-id"] != "sha256:1" {
 		t.Fatalf("kube-proxy: %+v, %v", ds, err)
 	}
+	// The pod network reaches the apiserver at its address (the service
+	// IP is kube-proxy's to make routable) and spans the pod range.
+	net, err := cs.AppsV1().DaemonSets(addonNS).Get(ctx, flannelDaemonSet, metav1.GetOptions{})
+	if err != nil || !slices.Contains(net.Spec.Template.Spec.Containers[0].Env, corev1.EnvVar{Name: "KUBERNETES_SERVICE_HOST", Value: "192.0.2.10"}) {
+		t.Fatalf("flannel: %+v, %v", net, err)
+	}
+	conf, err := cs.CoreV1().ConfigMaps(addonNS).Get(ctx, "kube-flannel-cfg", metav1.GetOptions{})
+	if err != nil || !strings.Contains(conf.Data["net-conf.json"], `"Network": "10.244.0.0/16"`) || !strings.Contains(conf.Data["net-conf.json"], "vxlan") {
+		t.Fatalf("flannel's net-conf: %+v, %v", conf, err)
+	}
 	svc, err := cs.CoreV1().Services(addonNS).Get(ctx, "kube-dns", metav1.GetOptions{})
 	if err != nil || svc.Spec.ClusterIP != "10.96.0.10" {
 		t.Fatalf("kube-dns: %+v, %v", svc, err)
@@ -107,7 +117,9 @@ func TestWaitAddonsWaitsForTheRollout(t *testing.T) {
 		Status: appsv1.DaemonSetStatus{ObservedGeneration: 2, DesiredNumberScheduled: 1, UpdatedNumberScheduled: 0, NumberReady: 1}}
 	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "coredns", Namespace: addonNS, Generation: 1}, Spec: appsv1.DeploymentSpec{Replicas: &replicas},
 		Status: appsv1.DeploymentStatus{ObservedGeneration: 1, UpdatedReplicas: 1, ReadyReplicas: 1, Replicas: 1}}
-	cs := fake.NewSimpleClientset(ds, dep)
+	flannel := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: flannelDaemonSet, Namespace: addonNS, Generation: 1},
+		Status: appsv1.DaemonSetStatus{ObservedGeneration: 1, DesiredNumberScheduled: 2, UpdatedNumberScheduled: 2, NumberReady: 2}}
+	cs := fake.NewSimpleClientset(ds, dep, flannel)
 	err := waitAddons(ctx, cs, 1500*time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), "kube-proxy: 0 of 1 updated") {
 		t.Fatalf("an old kube-proxy pod, ready, is not a rolled-out add-on: %v", err)

@@ -15,8 +15,8 @@ import (
 // kubelet of the cluster kept in dir are gone: the mounts under the
 // kubelet's directory (always: they are runtime state, and a removed
 // kubelet cannot clean them), and with purge also the CNI bridge and its
-// address records, the iptables chains of kube-proxy and of dk8s's CNI
-// network (and its rules for podCIDR), the service range's device, the
+// address records, flannel's device and lease, the iptables chains of
+// kube-proxy, flannel and dk8s's CNI network (and its rules for podCIDR), the service range's device, the
 // runtime's cgroups and its state directory. Commands run through r.
 func Cleanup(ctx context.Context, r Runner, dir, podCIDR string, purge bool) error {
 	if _, err := os.Stat(filepath.Join(dir, "kubelet")); os.IsNotExist(err) {
@@ -36,12 +36,16 @@ func Cleanup(ctx context.Context, r Runner, dir, podCIDR string, purge bool) err
 		return err
 	}
 	var errs []string
-	if _, err := os.Stat("/sys/class/net/dk8s0"); err == nil {
-		if _, err := r.Run(ctx, nil, "ip", "link", "delete", "dk8s0"); err != nil {
-			errs = append(errs, fmt.Sprintf("deleting the dk8s0 bridge: %v", err))
+	// The pods' bridge, and flannel's VXLAN device (flanneld runs as a pod,
+	// so it is gone with them and cannot remove its own).
+	for _, link := range []string{"dk8s0", "flannel.1"} {
+		if _, err := os.Stat("/sys/class/net/" + link); err == nil {
+			if _, err := r.Run(ctx, nil, "ip", "link", "delete", link); err != nil {
+				errs = append(errs, fmt.Sprintf("deleting %s: %v", link, err))
+			}
 		}
 	}
-	for _, d := range []string{"/var/lib/cni/networks/dk8s", RuntimeState} {
+	for _, d := range []string{"/var/lib/cni/networks/dk8s", RuntimeState, filepath.Dir(FlannelSubnetFile)} {
 		if err := os.RemoveAll(d); err != nil {
 			errs = append(errs, err.Error())
 		}

@@ -8,9 +8,10 @@ import (
 	"strings"
 )
 
-// removeChains deletes, with iptables through r, kube-proxy's KUBE-* chains
-// and the CNI chains of the dk8s network, the rules elsewhere that jump to
-// them, and the CNI firewall rules for addresses of podCIDR; nothing else.
+// removeChains deletes, with iptables through r, kube-proxy's KUBE-* chains,
+// flanneld's FLANNEL-* chains and the CNI chains of the dk8s network, the
+// rules elsewhere that jump to them, and the CNI firewall rules for
+// addresses of podCIDR; nothing else.
 // A host without iptables has none of them.
 func removeChains(ctx context.Context, r Runner, podCIDR string) error {
 	_, pods, _ := net.ParseCIDR(podCIDR)
@@ -38,7 +39,7 @@ func removeChains(ctx context.Context, r Runner, podCIDR string) error {
 		var rules [][]string
 		for _, line := range strings.Split(string(out), "\n") {
 			f := splitRule(line)
-			if len(f) == 2 && f[0] == "-N" && strings.HasPrefix(f[1], "KUBE-") {
+			if len(f) == 2 && f[0] == "-N" && (strings.HasPrefix(f[1], "KUBE-") || strings.HasPrefix(f[1], "FLANNEL-")) {
 				ours[f[1]] = true
 			}
 			if len(f) > 2 && f[0] == "-A" {

@@ -28,6 +28,7 @@ var iptablesSave = map[string]string{
 -N CNI-0c5f
 -N CNI-9a1e
 -N DOCKER
+-N FLANNEL-POSTRTG
 -N KUBE-SEP-ABC
 -N KUBE-SERVICES
 -N KUBE-SVC-XYZ
@@ -36,6 +37,8 @@ var iptablesSave = map[string]string{
 -A POSTROUTING -s 10.244.0.10/32 -m comment --comment "name: \"dk8s\" id: \"3dfd\"" -j CNI-0c5f
 -A POSTROUTING -s 10.88.0.5/32 -m comment --comment "name: \"podman\" id: \"77aa\"" -j CNI-9a1e
 -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
+-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG
+-A FLANNEL-POSTRTG -s 10.244.0.0/16 ! -d 224.0.0.0/4 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully
 -A CNI-0c5f -d 10.244.0.0/24 -m comment --comment "name: \"dk8s\" id: \"3dfd\"" -j ACCEPT
 -A CNI-9a1e -d 10.88.0.0/16 -m comment --comment "name: \"podman\" id: \"77aa\"" -j ACCEPT
 -A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m comment --comment "default/kubernetes:https cluster IP" -j KUBE-SVC-XYZ
@@ -76,8 +79,9 @@ func TestRemoveChains(t *testing.T) {
 		{"-t", "nat", "-S"},
 		{"-t", "nat", "-D", "PREROUTING", "-m", "comment", "--comment", "kubernetes service portals", "-j", "KUBE-SERVICES"},
 		{"-t", "nat", "-D", "POSTROUTING", "-s", "10.244.0.10/32", "-m", "comment", "--comment", `name: "dk8s" id: "3dfd"`, "-j", "CNI-0c5f"},
-		{"-t", "nat", "-F", "CNI-0c5f"}, {"-t", "nat", "-F", "KUBE-SEP-ABC"}, {"-t", "nat", "-F", "KUBE-SERVICES"}, {"-t", "nat", "-F", "KUBE-SVC-XYZ"},
-		{"-t", "nat", "-X", "CNI-0c5f"}, {"-t", "nat", "-X", "KUBE-SEP-ABC"}, {"-t", "nat", "-X", "KUBE-SERVICES"}, {"-t", "nat", "-X", "KUBE-SVC-XYZ"},
+		{"-t", "nat", "-D", "POSTROUTING", "-m", "comment", "--comment", "flanneld masq", "-j", "FLANNEL-POSTRTG"},
+		{"-t", "nat", "-F", "CNI-0c5f"}, {"-t", "nat", "-F", "FLANNEL-POSTRTG"}, {"-t", "nat", "-F", "KUBE-SEP-ABC"}, {"-t", "nat", "-F", "KUBE-SERVICES"}, {"-t", "nat", "-F", "KUBE-SVC-XYZ"},
+		{"-t", "nat", "-X", "CNI-0c5f"}, {"-t", "nat", "-X", "FLANNEL-POSTRTG"}, {"-t", "nat", "-X", "KUBE-SEP-ABC"}, {"-t", "nat", "-X", "KUBE-SERVICES"}, {"-t", "nat", "-X", "KUBE-SVC-XYZ"},
 		{"-t", "filter", "-S"},
 		{"-t", "filter", "-D", "FORWARD", "-m", "comment", "--comment", "kubernetes forwarding rules", "-j", "KUBE-FORWARD"},
 		{"-t", "filter", "-D", "CNI-FORWARD", "-d", "10.244.0.10/32", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/dk8s/dk8s/pkg/mirror"
@@ -92,18 +93,64 @@ state = %q
 // plugin accepts the pods' traffic in the FORWARD chain: Docker sets that
 // chain's policy to DROP, which with br_netfilter also drops traffic between
 // two pods on the bridge (DNS to CoreDNS among it).
-func CNIConfig(podSubnet string) string {
+func CNIConfig(n FlannelNetwork) string {
 	return fmt.Sprintf(`{
   "cniVersion": "0.4.0",
   "name": "dk8s",
   "plugins": [
-    {"type": "bridge", "bridge": "dk8s0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
-     "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+    {"type": "bridge", "bridge": "dk8s0", "isGateway": true, "isDefaultGateway": true, "ipMasq": %t, "hairpinMode": true, "mtu": %d,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]]}},
     {"type": "portmap", "capabilities": {"portMappings": true}},
     {"type": "firewall"}
   ]
 }
-`, podSubnet)
+`, !n.IPMasq, n.MTU, n.Subnet)
+}
+
+// FlannelSubnetFile is where flanneld writes the node's share of the pod
+// network once it has its lease: what flannel's own CNI plugin reads.
+const FlannelSubnetFile = "/run/flannel/subnet.env"
+
+// FlannelNetwork is what flanneld wrote in FlannelSubnetFile.
+type FlannelNetwork struct {
+	Network string // the whole pod range
+	Subnet  string // this node's, as a network (10.244.1.0/24)
+	MTU     int    // the overlay's: the link's less the VXLAN header
+	IPMasq  bool   // flanneld masquerades traffic leaving the pod range
+}
+
+// ReadFlannelSubnet reads FlannelSubnetFile (at path): an error wrapping
+// os.ErrNotExist until flanneld has written it.
+func ReadFlannelSubnet(path string) (FlannelNetwork, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return FlannelNetwork{}, err
+	}
+	var n FlannelNetwork
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "FLANNEL_NETWORK":
+			n.Network = v
+		case "FLANNEL_SUBNET":
+			// flanneld writes the bridge's address (10.244.1.1/24); the
+			// IPAM range is its network.
+			if _, ipn, err := net.ParseCIDR(v); err == nil {
+				n.Subnet = ipn.String()
+			}
+		case "FLANNEL_MTU":
+			n.MTU, _ = strconv.Atoi(v)
+		case "FLANNEL_IPMASQ":
+			n.IPMasq = v == "true"
+		}
+	}
+	if n.Subnet == "" || n.MTU <= 0 {
+		return FlannelNetwork{}, fmt.Errorf("%s holds no FLANNEL_SUBNET and FLANNEL_MTU: %q", path, data)
+	}
+	return n, nil
 }
 
 // NodePodSubnet is the first /24 of the pod range: the controller-manager

@@ -1,7 +1,10 @@
 package host
 
 import (
+	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -77,11 +80,30 @@ func TestNodePodSubnet(t *testing.T) {
 			t.Errorf("%s should be refused", bad)
 		}
 	}
-	cni := CNIConfig("10.244.0.0/24")
+}
+
+func TestFlannelSubnetAndCNIConfig(t *testing.T) {
+	env := filepath.Join(t.TempDir(), "subnet.env")
+	if _, err := ReadFlannelSubnet(env); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("before flanneld writes it: %v, want not-exist", err)
+	}
+	os.WriteFile(env, []byte("FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1350\nFLANNEL_IPMASQ=true\n"), 0o644)
+	n, err := ReadFlannelSubnet(env)
+	if err != nil || n != (FlannelNetwork{Network: "10.244.0.0/16", Subnet: "10.244.1.0/24", MTU: 1350, IPMasq: true}) {
+		t.Fatalf("got %+v, %v", n, err)
+	}
+	cni := CNIConfig(n)
 	if !strings.Contains(cni, `"type": "firewall"`) {
 		t.Error("the CNI config needs the firewall plugin: Docker's FORWARD policy is DROP")
 	}
-	if !strings.Contains(cni, `"subnet": "10.244.0.0/24"`) || !strings.Contains(cni, `"name": "dk8s"`) {
-		t.Errorf("the CNI network is dk8s's, on the node's subnet:\n%s", cni)
+	if !strings.Contains(cni, `"subnet": "10.244.1.0/24"`) || !strings.Contains(cni, `"name": "dk8s"`) || !strings.Contains(cni, `"mtu": 1350`) {
+		t.Errorf("the CNI network is dk8s's, on the node's flannel subnet and MTU:\n%s", cni)
+	}
+	if !strings.Contains(cni, `"ipMasq": false`) {
+		t.Errorf("flanneld masquerades, so the bridge must not (pod-to-pod traffic across nodes keeps its source):\n%s", cni)
+	}
+	os.WriteFile(env, []byte("FLANNEL_NETWORK=10.244.0.0/16\n"), 0o644)
+	if _, err := ReadFlannelSubnet(env); err == nil {
+		t.Error("a subnet.env without a subnet must be an error")
 	}
 }
