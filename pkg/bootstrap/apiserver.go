@@ -45,6 +45,7 @@ func kubeAPIServer() Component {
 				"etcd-certfile":                      pkiPath("apiserver-etcd-client.crt"),
 				"etcd-keyfile":                       pkiPath("apiserver-etcd-client.key"),
 				"etcd-servers":                       "https://127.0.0.1:2379",
+				"kubelet-certificate-authority":      pkiPath("ca.crt"), // kubelets serve certificates the cluster CA signed (csr-approver)
 				"kubelet-client-certificate":         pkiPath("apiserver-kubelet-client.crt"),
 				"kubelet-client-key":                 pkiPath("apiserver-kubelet-client.key"),
 				"kubelet-preferred-address-types":    "InternalIP,ExternalIP,Hostname",
@@ -65,9 +66,12 @@ func kubeAPIServer() Component {
 			}
 		},
 		// The admin kubeconfig's group gets cluster-admin as soon as there
-		// is an apiserver to ask.
+		// is an apiserver to ask, and the cluster becomes joinable.
 		Ready: func(ctx context.Context, cfg Config, opts StartOptions) error {
-			return ensureAdminBinding(ctx, cfg, opts)
+			if err := ensureAdminBinding(ctx, cfg, opts); err != nil {
+				return err
+			}
+			return ensureJoinable(ctx, cfg, opts)
 		},
 	}
 }

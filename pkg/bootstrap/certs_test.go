@@ -151,7 +151,7 @@ func TestKubeconfigs(t *testing.T) {
 	ca, _ := os.ReadFile(p.Path("ca", ".crt"))
 	want := map[string]string{
 		"admin": "kubernetes-admin", "super-admin": "kubernetes-super-admin", "kubelet": "system:node:node-1",
-		"controller-manager": "system:kube-controller-manager", "scheduler": "system:kube-scheduler",
+		"controller-manager": "system:kube-controller-manager", "scheduler": "system:kube-scheduler", "csr-approver": "system:dk8s:csr-approver",
 	}
 	if len(Kubeconfigs()) != len(want) {
 		t.Errorf("kubeconfigs %+v, want one for each of %v", Kubeconfigs(), want)

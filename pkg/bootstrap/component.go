@@ -33,8 +33,13 @@ type Component struct {
 	// Flags are a control-plane component's command line, before
 	// --extra-args; nil for a host agent.
 	Flags func(Config) map[string]string
-	// Mounts are host directories it needs besides the files its flags
-	// name, which are bound in read-only (fileMounts).
+	// ImageOf names the lock component whose image a control-plane
+	// component runs; "" for its own. Entrypoint is what it runs there;
+	// nil for [Name].
+	ImageOf    string
+	Entrypoint []string
+	// Mounts are host paths it needs besides the files its flags name,
+	// which are bound in read-only (fileMounts).
 	Mounts func(Config) []containers.Mount
 	// Ready runs once it is healthy, before the next component starts.
 	Ready func(ctx context.Context, cfg Config, opts StartOptions) error
@@ -60,7 +65,7 @@ type Endpoint struct {
 // Components lists the cluster's components in start order: the control
 // plane, then the node's agents. It is a new slice each call.
 func Components() []Component {
-	return []Component{etcd(), kubeAPIServer(), kubeControllerManager(), kubeScheduler(), containerdAgent(), kubeletAgent()}
+	return []Component{etcd(), kubeAPIServer(), kubeControllerManager(), kubeScheduler(), csrApprover(), containerdAgent(), kubeletAgent()}
 }
 
 // ComponentNames are the names of Components, in order.

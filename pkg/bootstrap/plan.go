@@ -89,9 +89,16 @@ func Plan(cfg Config, rel *images.Release) ([]containers.Spec, error) {
 // restart=always, its image from the lock, its flags with --extra-args
 // over them, and exactly the files those flags name.
 func (c Component) spec(cfg Config, rel *images.Release) (containers.Spec, error) {
-	img, ok := rel.Image(c.Name)
+	imageOf, entry := c.Name, []string{c.Name}
+	if c.ImageOf != "" {
+		imageOf = c.ImageOf
+	}
+	if c.Entrypoint != nil {
+		entry = c.Entrypoint
+	}
+	img, ok := rel.Image(imageOf)
 	if !ok {
-		return containers.Spec{}, fmt.Errorf("the lock's release %s has no %s image", rel.Kubernetes, c.Name)
+		return containers.Spec{}, fmt.Errorf("the lock's release %s has no %s image", rel.Kubernetes, imageOf)
 	}
 	f := c.Flags(cfg)
 	for k, v := range cfg.ExtraArgs[c.Name] {
@@ -104,7 +111,7 @@ func (c Component) spec(cfg Config, rel *images.Release) (containers.Spec, error
 	return containers.Spec{
 		Name:       containerName(c.Name),
 		Image:      img.Name,
-		Entrypoint: []string{c.Name},
+		Entrypoint: entry,
 		Args:       containers.Flags(f),
 		Labels: map[string]string{
 			containers.LabelComponent: c.Name,

@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/dk8s/dk8s/pkg/containers"
+	"github.com/dk8s/dk8s/pkg/host"
 	"github.com/dk8s/dk8s/pkg/images"
 	"github.com/dk8s/dk8s/pkg/pki"
 )
@@ -145,6 +146,10 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 	if err != nil {
 		return err
 	}
+	shim, err := findShim(cfg)
+	if err != nil {
+		return err
+	}
 	var node *nodeTools
 	if cfg.Node {
 		// Everything the node needs from the host is found before anything
@@ -181,6 +186,9 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 		return err
 	}
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "etcd"), 0o700); err != nil {
+		return err
+	}
+	if _, err := host.Install(shim, shimPath(cfg.Dir)); err != nil {
 		return err
 	}
 	emit(Event{Step: "pki", Message: fmt.Sprintf("certificates in %s (%d new)", cfg.PKIDir(), len(made)), Done: true})

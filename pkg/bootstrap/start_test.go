@@ -48,7 +48,7 @@ func newStartFixture(t *testing.T) *startFixture {
 		kube:   fake.NewSimpleClientset(),
 		rel:    rel,
 		cfg: Config{ClusterName: "dk8s", Dir: filepath.Join(t.TempDir(), "cluster"), NodeName: "node-1",
-			AdvertiseAddress: net.ParseIP("192.0.2.10"), AdvertiseGiven: true},
+			AdvertiseAddress: net.ParseIP("192.0.2.10"), AdvertiseGiven: true, ShimBinary: staticELF(t)},
 	}
 	for i, img := range rel.Images {
 		f.engine.Images[img.Name] = containers.Image{ID: "sha256:" + strings.Repeat(string(rune('a'+i)), 64)}
@@ -83,7 +83,7 @@ func TestStartMakesTheControlPlaneInOrderAndARerunChangesNothing(t *testing.T) {
 	if err := f.start(t); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"create dk8s-etcd", "create dk8s-apiserver", "create dk8s-controller-manager", "create dk8s-scheduler"}
+	want := []string{"create dk8s-etcd", "create dk8s-apiserver", "create dk8s-controller-manager", "create dk8s-scheduler", "create dk8s-csr-approver"}
 	if got := f.engine.Mutations("create"); !slices.Equal(got, want) {
 		t.Errorf("created %v, want %v in this order", got, want)
 	}
@@ -195,4 +195,21 @@ func TestStartRefusesAFlagNamingAMissingFile(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(f.cfg.Dir, "audit.yaml")); !os.IsNotExist(err) {
 		t.Error("nothing may be made in the file's place")
 	}
+}
+
+// staticELF writes the smallest file debug/elf reads as a static
+// executable (no program interpreter): the shim start installs, which the
+// fake engine never runs.
+func staticELF(t *testing.T) string {
+	t.Helper()
+	var h [64]byte
+	copy(h[:], "\x7fELF")
+	h[4], h[5], h[6] = 2, 1, 1       // 64-bit, little-endian, version 1
+	h[16], h[18], h[20] = 2, 0x3e, 1 // ET_EXEC, x86-64, version 1
+	h[52], h[54], h[58] = 64, 56, 64 // header, program and section header sizes
+	path := filepath.Join(t.TempDir(), "dk8s")
+	if err := os.WriteFile(path, h[:], 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

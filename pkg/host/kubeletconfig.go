@@ -10,7 +10,9 @@ import (
 
 // KubeletConfig renders the KubeletConfiguration of a kubelet serving on
 // address: client certificates checked against the cluster CA at caFile,
-// webhook authentication and authorization, no anonymous access, the
+// webhook authentication and authorization, no anonymous access, a serving
+// certificate signed by the cluster CA (requested from the cluster, approved
+// by dk8s's csr-approver) rather than a self-signed one, the
 // runtime's cgroup driver, the cluster DNS at dns, and a resolv.conf that
 // does not loop back into systemd-resolved.
 func KubeletConfig(address net.IP, dns, caFile string, systemdCgroup, cgroupV1 bool) string {
@@ -41,6 +43,7 @@ containerRuntimeEndpoint: unix://%s
 clusterDNS: [%s]
 clusterDomain: cluster.local
 rotateCertificates: true
+serverTLSBootstrap: true
 resolvConf: %s
 `, address, caFile, driver, RuntimeSocket, dns, resolvConf())
 	if cgroupV1 {

@@ -38,6 +38,7 @@ func TestPsTable(t *testing.T) {
 		{"kube-apiserver", "dk8s-apiserver", "running", "unhealthy", "0", "v1.36.2", "1m3", "https://127.0.0.1:6443/readyz"},
 		{"kube-controller-manager", "dk8s-controller-manager", "exited", "-", "0", "v1.36.2", "-", "https://127.0.0.1:10257/healthz"},
 		{"kube-scheduler", "dk8s-scheduler", "absent", "-", "0", "-", "-", "https://127.0.0.1:10259/healthz"},
+		{"csr-approver", "dk8s-csr-approver", "absent", "-", "0", "-", "-", "http://127.0.0.1:10270/healthz"},
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("ps printed %d lines, want %d:\n%s", len(lines), len(want), stdout)
@@ -72,8 +73,8 @@ func TestPsJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &rows); err != nil {
 		t.Fatalf("ps -o json printed no JSON array: %v\n%s", err, stdout)
 	}
-	if len(rows) != 4 {
-		t.Fatalf("ps -o json: %d rows, want 4:\n%s", len(rows), stdout)
+	if len(rows) != 5 {
+		t.Fatalf("ps -o json: %d rows, want 5:\n%s", len(rows), stdout)
 	}
 	etcd, cm, sched := rows[0], rows[2], rows[3]
 	if etcd.Component != "etcd" || etcd.State != "running" || etcd.Healthy || !strings.HasPrefix(etcd.Health, "unhealthy: ") ||
@@ -109,7 +110,7 @@ func TestLogs(t *testing.T) {
 	}
 
 	_, _, err := runFake(t, fake, "logs", "kube-proxy")
-	want := `unknown component "kube-proxy": use one of etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd, kubelet`
+	want := `unknown component "kube-proxy": use one of etcd, kube-apiserver, kube-controller-manager, kube-scheduler, csr-approver, containerd, kubelet`
 	if err == nil || err.Error() != want {
 		t.Errorf("logs of an unknown component: error %v, want %q", err, want)
 	}
