@@ -84,7 +84,11 @@ func runImages(cmd *cobra.Command, g *globals, f *imagesFlags) error {
 	for _, st := range sts {
 		row := []string{st.Name, yesNo(st.Present), st.Verdict}
 		if m != nil {
-			row = append([]string{st.Name, st.MirrorRef}, row[1:]...)
+			ref := st.MirrorRef
+			if ref == "" {
+				ref = "- (not served)"
+			}
+			row = append([]string{st.Name, ref}, row[1:]...)
 		}
 		rows = append(rows, row)
 	}
