@@ -30,6 +30,15 @@ func TestShippedLock(t *testing.T) {
 	if img, _ := rel.Image("coredns"); !strings.HasPrefix(img.Name, "registry.k8s.io/coredns/coredns:") {
 		t.Errorf("coredns lives at coredns/coredns upstream, got %s", img.Name)
 	}
+	// flannel, the pod network across machines, is in every release under
+	// its full Docker Hub name; no digest is published for it, so it is
+	// reported unverified rather than trusted.
+	for _, r := range l.Releases {
+		img, ok := r.Image("flannel")
+		if !ok || !strings.HasPrefix(img.Name, "docker.io/flannel/flannel:v") || len(img.Aliases) != 0 || img.Known() {
+			t.Errorf("%s: flannel %+v, want docker.io/flannel/flannel:TAG with no alias and no digest", r.Kubernetes, img)
+		}
+	}
 	// Round trip: what Marshal writes parses to the same lock.
 	data, err := l.Marshal()
 	if err != nil {

@@ -85,6 +85,27 @@ func TestRefreshLock(t *testing.T) {
 	}
 }
 
+// A catalogue mirror not known to serve docker.io cannot record flannel's
+// digests: the lock is not written, and the error says where to resolve.
+func TestRefreshLockOnAMirrorWithoutDockerHub(t *testing.T) {
+	lock, err := ParseLock(dk8s.DefaultLock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, _ := lock.Release("")
+	aliyun, _ := mirror.Parse("aliyun")
+	r := &fakeResolver{}
+	data, err := RefreshLock(context.Background(), r, aliyun, lock, *rel, []string{"linux/amd64"})
+	if data != nil || err == nil || !strings.Contains(err.Error(), "flannel: aliyun is not known to serve docker.io images (daocloud, upstream") {
+		t.Errorf("got %v, %d bytes; want flannel refused with the mirrors that serve it", err, len(data))
+	}
+	for _, ref := range r.asked {
+		if strings.Contains(ref, "flannel") {
+			t.Errorf("asked %s of a mirror that does not serve it", ref)
+		}
+	}
+}
+
 func mustRef(t *testing.T, m mirror.Mirror, canonical string) string {
 	t.Helper()
 	ref, err := m.Ref(canonical)

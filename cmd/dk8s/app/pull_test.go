@@ -79,7 +79,8 @@ func servedBy(t *testing.T, canonical string, mirrors ...string) (string, string
 	return "", ""
 }
 
-// Pull from Aliyun, and what Aliyun is not known to serve from DaoCloud.
+// Pull from Aliyun, and flannel, on docker.io, which Aliyun is not known to
+// serve, from DaoCloud.
 func TestPullFromAMirror(t *testing.T) {
 	lock, rel := noKubeletLock(t)
 	fake := &containerstest.Engine{Images: map[string]containers.Image{}}
@@ -117,6 +118,9 @@ func TestPullFromAMirror(t *testing.T) {
 		if f := strings.Fields(l); len(f) != 5 || f[0] != img.Name || f[1] != from || f[2] != "pulled" || f[3] != verdict(img) {
 			t.Errorf("summary row %q: want %s pulled from %s, %s", l, img.Name, from, verdict(img))
 		}
+	}
+	if flannel, ok := rel.Image("flannel"); !ok || !strings.HasPrefix(strings.Join(strings.Fields(lines[len(lines)-1]), " "), flannel.Name+" daocloud ") {
+		t.Errorf("flannel should come from daocloud:\n%s", stdout)
 	}
 	unverified := 0
 	for _, img := range rel.Images {
