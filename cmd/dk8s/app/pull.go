@@ -56,7 +56,7 @@ Mirrors, with where each serves registry.k8s.io's images and docker.io's
 
 Private mirrors use the logins of 'docker login'. Exits non-zero when any image
 could not be brought in, naming it and what each mirror said.`,
-		Example: `  dk8s pull --mirror aliyun
+		Example: `  dk8s pull --mirror aliyun,daocloud        # flannel (docker.io) from daocloud
   dk8s pull --mirror aliyun,daocloud,upstream
   dk8s pull --mirror harbor.corp.local:8443/google_containers --platform linux/arm64
   DK8S_MIRROR=daocloud dk8s pull`,
