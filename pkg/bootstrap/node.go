@@ -22,6 +22,7 @@ import (
 	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/host"
 	"github.com/dk8s/dk8s/pkg/images"
+	"github.com/dk8s/dk8s/pkg/mirror"
 	"github.com/dk8s/dk8s/pkg/pki"
 )
 
@@ -103,7 +104,12 @@ func planNode(ctx context.Context, cfg Config, rel *images.Release, t *nodeTools
 		kubeletConf: host.KubeletConfig(cfg.AdvertiseAddress, np.dns, filepath.Join(cfg.PKIDir(), "ca.crt"), systemd, host.CgroupV1()),
 	}
 	if len(cfg.Mirrors) > 0 {
-		np.files[filepath.Join(cfg.Dir, "containerd", "certs.d", "registry.k8s.io", "hosts.toml")] = host.HostsToml(cfg.Mirrors)
+		// docker.io too: flannel's image is Docker Hub's, as are many of
+		// users' images, and kubelet pulls through the runtime whatever
+		// the runtime lacks.
+		for _, registry := range []string{mirror.Upstream, mirror.DockerHub} {
+			np.files[filepath.Join(cfg.Dir, "containerd", "certs.d", registry, "hosts.toml")] = host.HostsToml(registry, cfg.Mirrors)
+		}
 	}
 	np.runtimeCmd = []string{t.Containerd, "--config", runtimeConf}
 	np.kubelet = []string{kubelet, "--config=" + kubeletConf, "--kubeconfig=" + filepath.Join(cfg.Dir, "kubelet.conf"),

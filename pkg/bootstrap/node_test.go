@@ -16,6 +16,7 @@ import (
 	"github.com/dk8s/dk8s"
 	"github.com/dk8s/dk8s/pkg/host"
 	"github.com/dk8s/dk8s/pkg/images"
+	"github.com/dk8s/dk8s/pkg/mirror"
 )
 
 func defaultRelease(t *testing.T) *images.Release {
@@ -61,6 +62,29 @@ func TestPlanNodeFeedsContainerAndUnitFromOneCommand(t *testing.T) {
 	}
 	if np.runtime.Labels["io.dk8s.version"] == "" || np.kubeletSpec.Labels["io.dk8s.version"] != "v1.37.2" {
 		t.Errorf("the agents' versions should be labelled: %v %v", np.runtime.Labels, np.kubeletSpec.Labels)
+	}
+}
+
+// With mirrors named, the runtime resolves pods' images of both registries
+// the lock uses through them: flannel's, on docker.io, too.
+func TestPlanNodeSendsBothRegistriesThroughTheMirrors(t *testing.T) {
+	cfg := nodeConfig(t)
+	tools := &nodeTools{Tools: host.Tools{Containerd: "/usr/bin/containerd", Ctr: "/usr/bin/ctr", CNIBin: "/usr/lib/cni"}, kubeletVersion: "v1.37.2"}
+	var err error
+	if cfg.Mirrors, err = mirror.ParseList("aliyun,daocloud"); err != nil {
+		t.Fatal(err)
+	}
+	np, err := planNode(context.Background(), cfg, defaultRelease(t), tools, "/var/lib/dk8s/bin/dk8s", "/var/lib/dk8s/bin/kubelet", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for file, want := range map[string]string{
+		"/var/lib/dk8s/containerd/certs.d/registry.k8s.io/hosts.toml": `[host."https://k8s.m.daocloud.io"]`,
+		"/var/lib/dk8s/containerd/certs.d/docker.io/hosts.toml":       `[host."https://docker.m.daocloud.io"]`,
+	} {
+		if !strings.Contains(np.files[file], want) {
+			t.Errorf("%s lacks %s:\n%s", file, want, np.files[file])
+		}
 	}
 }
 

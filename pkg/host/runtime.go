@@ -58,8 +58,8 @@ func FindTools() (Tools, error) {
 // RuntimeConfig renders containerd's configuration for the cluster kept in
 // dir: CRI on, the lock's pause image as the sandbox image (so the image
 // the runtime needs is the one dk8s pulled), dk8s's CNI directory, and
-// registry hosts under dir so that pods' registry.k8s.io images resolve
-// through the mirrors.
+// registry hosts under dir so that pods' registry.k8s.io and docker.io
+// images resolve through the mirrors.
 func RuntimeConfig(dir, pauseImage, cniBin string, systemdCgroup, restrictOOM bool) string {
 	return fmt.Sprintf(`# Written by dk8s: the containerd that runs this node's pods.
 version = 2
@@ -166,20 +166,28 @@ func NodePodSubnet(podCIDR string) (string, error) {
 	return fmt.Sprintf("%s/24", n.IP.To4()), nil
 }
 
-// HostsToml points registry.k8s.io at the mirrors, in order, for pods'
-// images: a flat mirror through containerd's override_path.
-func HostsToml(mirrors []mirror.Mirror) string {
+// HostsToml points registry (registry.k8s.io or docker.io) at the mirrors
+// that serve it, in order, for pods' images: a mirror with a path through
+// containerd's override_path. containerd keeps an image's whole path below
+// a mirror's, so a flat mirror is left out for docker.io, whose names have
+// two elements at least (flannel/flannel) where a flat mirror keeps one.
+func HostsToml(registry string, mirrors []mirror.Mirror) string {
+	server := "https://" + registry
+	if registry == mirror.DockerHub {
+		server = "https://registry-1.docker.io" // docker.io is only a name
+	}
 	var b strings.Builder
-	b.WriteString("# Written by dk8s: pods' registry.k8s.io images through the mirrors.\nserver = \"https://registry.k8s.io\"\n")
+	fmt.Fprintf(&b, "# Written by dk8s: pods' %s images through the mirrors.\nserver = %q\n", registry, server)
 	for _, m := range mirrors {
-		if m.Prefix == mirror.Upstream {
+		prefix := m.PrefixFor(registry)
+		if prefix == "" || prefix == registry || (m.Layout == mirror.Flat && registry == mirror.DockerHub) {
 			continue
 		}
+		host, path, _ := strings.Cut(prefix, "/")
 		scheme := "https"
-		if h, _, err := net.SplitHostPort(m.Host()); err == nil && (h == "localhost" || net.ParseIP(h).IsLoopback()) {
+		if h, _, err := net.SplitHostPort(host); err == nil && (h == "localhost" || net.ParseIP(h).IsLoopback()) {
 			scheme = "http"
 		}
-		host, path, _ := strings.Cut(m.Prefix, "/")
 		if m.Layout == mirror.Flat || path != "" {
 			fmt.Fprintf(&b, "\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n  override_path = true\n", scheme+"://"+host+"/v2/"+path)
 			continue

@@ -53,7 +53,7 @@ func TestHostsToml(t *testing.T) {
 	flat, _ := mirror.Parse("registry.aliyuncs.com/google_containers")
 	path, _ := mirror.Parse("127.0.0.1:5002/...")
 	up, _ := mirror.Parse("upstream")
-	got := HostsToml([]mirror.Mirror{flat, path, up})
+	got := HostsToml(mirror.Upstream, []mirror.Mirror{flat, path, up})
 	for _, want := range []string{
 		`server = "https://registry.k8s.io"`,
 		`[host."https://registry.aliyuncs.com/v2/google_containers"]`, "override_path = true",
@@ -68,6 +68,37 @@ func TestHostsToml(t *testing.T) {
 	}
 	if strings.Count(got, "[host.") != 2 {
 		t.Errorf("upstream is the server itself, not a host:\n%s", got)
+	}
+}
+
+// Pods' docker.io images (flannel's) go through the mirrors that serve
+// docker.io in a layout containerd can follow: it keeps the whole path
+// (flannel/flannel), which a flat mirror does not.
+func TestHostsTomlDockerHub(t *testing.T) {
+	var ms []mirror.Mirror
+	for _, word := range []string{"aliyun", "127.0.0.1:5001/google_containers", "daocloud", "127.0.0.1:5002/...", "harbor.local/hub/...", "upstream"} {
+		m, err := mirror.Parse(word)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms = append(ms, m)
+	}
+	got := HostsToml(mirror.DockerHub, ms)
+	want := `# Written by dk8s: pods' docker.io images through the mirrors.
+server = "https://registry-1.docker.io"
+
+[host."https://docker.m.daocloud.io"]
+  capabilities = ["pull", "resolve"]
+
+[host."http://127.0.0.1:5002"]
+  capabilities = ["pull", "resolve"]
+
+[host."https://harbor.local/v2/hub"]
+  capabilities = ["pull", "resolve"]
+  override_path = true
+`
+	if got != want {
+		t.Errorf("hosts.toml for docker.io:\n%s\nwant:\n%s", got, want)
 	}
 }
 

@@ -207,3 +207,28 @@ func TestLoadUnverified(t *testing.T) {
 	}
 	noQuarantineLeft(t, f)
 }
+
+// Docker's classic store writes a docker.io image into an archive under its
+// short name (flannel/flannel:TAG): Load takes it for the lock's full name,
+// not for a name outside the set.
+func TestLoadTakesDockerHubShortNames(t *testing.T) {
+	const flannel = "docker.io/flannel/flannel:v0.28.10"
+	trusted := trustedLock()
+	trusted.Releases[0].Images = append(trusted.Releases[0].Images, Image{Component: "flannel", Name: flannel,
+		Platforms: map[string]PlatformDigests{"linux/amd64": {Config: digest('f')}}})
+	ar := makeArchive(t, trusted, archiveEntry{digest('a'), []string{apiserver}}, archiveEntry{digest('c'), []string{pause}},
+		archiveEntry{digest('f'), []string{"flannel/flannel:v0.28.10"}})
+	f := &fakeStore{names: map[string]containers.Image{}}
+
+	loaded, err := Load(context.Background(), f, trusted, ar, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := loaded.Results[2]; res.Verdict != Verified || f.names[flannel].ID != digest('f') {
+		t.Errorf("flannel: %s, %v; named %v", res.Verdict, res.Err, f.names)
+	}
+	if len(loaded.Ignored) != 0 {
+		t.Errorf("ignored %v: the short name is flannel's", loaded.Ignored)
+	}
+	noQuarantineLeft(t, f)
+}

@@ -155,12 +155,12 @@ func (r Release) validate() error {
 }
 
 func (img Image) validate() error {
-	if _, _, err := SplitRef(img.Name); err != nil {
-		return err
-	}
-	for _, a := range img.Aliases {
-		if _, _, err := SplitRef(a); err != nil {
-			return fmt.Errorf("alias: %w", err)
+	for i, name := range append([]string{img.Name}, img.Aliases...) {
+		if err := checkName(name); err != nil {
+			if i > 0 {
+				err = fmt.Errorf("alias: %w", err)
+			}
+			return err
 		}
 	}
 	if img.Digest != "" && !digestRE.MatchString(img.Digest) {
@@ -255,6 +255,36 @@ func SplitRef(ref string) (repo, tag string, err error) {
 		return "", "", fmt.Errorf("image name %q must be HOST/PATH:TAG", ref)
 	}
 	return ref[:colon], ref[colon+1:], nil
+}
+
+// checkName refuses a name the lock cannot hold: one without a tag, or a
+// short one. Docker takes flannel/flannel:TAG and its full name for one
+// name, but a mirror maps only the full one, and as an alias the short name
+// would add nothing.
+func checkName(name string) error {
+	if _, _, err := SplitRef(name); err != nil {
+		return err
+	}
+	if full := FullName(name); full != name {
+		return fmt.Errorf("image name %q is Docker's short form: write it in full, %s", name, full)
+	}
+	return nil
+}
+
+// FullName is the name Docker means by ref: one whose first element is no
+// registry host (it has no dot or port, is not localhost, and is lower
+// case) is Docker Hub's, and a name of one element is in its library. So
+// flannel/flannel:TAG is docker.io/flannel/flannel:TAG, the name the lock
+// uses, while Docker shows the short one.
+func FullName(ref string) string {
+	first, _, ok := strings.Cut(ref, "/")
+	if ok && (strings.ContainsAny(first, ".:") || first == "localhost" || strings.ToLower(first) != first) {
+		return ref
+	}
+	if !ok {
+		ref = "library/" + ref
+	}
+	return "docker.io/" + ref
 }
 
 func versionLess(a, b string) bool {

@@ -30,6 +30,15 @@ func TestShippedLock(t *testing.T) {
 	if img, _ := rel.Image("coredns"); !strings.HasPrefix(img.Name, "registry.k8s.io/coredns/coredns:") {
 		t.Errorf("coredns lives at coredns/coredns upstream, got %s", img.Name)
 	}
+	// flannel, the pod network across machines, is in every release under
+	// its full Docker Hub name; no digest is published for it, so it is
+	// reported unverified rather than trusted.
+	for _, r := range l.Releases {
+		img, ok := r.Image("flannel")
+		if !ok || !strings.HasPrefix(img.Name, "docker.io/flannel/flannel:v") || len(img.Aliases) != 0 || img.Known() {
+			t.Errorf("%s: flannel %+v, want docker.io/flannel/flannel:TAG with no alias and no digest", r.Kubernetes, img)
+		}
+	}
 	// Round trip: what Marshal writes parses to the same lock.
 	data, err := l.Marshal()
 	if err != nil {
@@ -54,6 +63,8 @@ func TestParseLockErrors(t *testing.T) {
 		"bad default":     {strings.Replace(head, "default: v1.37.2", "default: v1.38.0", 1) + img, `default "v1.38.0" is not one of the releases (v1.37.2)`},
 		"short digest":    {head + img + "        digest: sha256:abc\n", `digest "sha256:abc" is not sha256:<64 hex digits>`},
 		"no tag":          {head + "      - component: pause\n        name: registry.k8s.io/pause\n", "must be HOST/PATH:TAG"},
+		"short name":      {head + "      - component: flannel\n        name: flannel/flannel:v0.28.10\n", `"flannel/flannel:v0.28.10" is Docker's short form: write it in full, docker.io/flannel/flannel:v0.28.10`},
+		"short alias":     {head + "      - component: flannel\n        name: docker.io/flannel/flannel:v0.28.10\n        aliases: [flannel/flannel:v0.28.10]\n", "alias: image name"},
 		"twice":           {head + img + img, "component pause is listed twice"},
 		"bad version":     {strings.Replace(head, "kubernetes: v1.37.2", "kubernetes: 1.37", 1) + img, "must look like v1.37.2"},
 		"bad platform":    {head + img + "        platforms:\n          amd64: {config: sha256:" + strings.Repeat("a", 64) + "}\n", `platform "amd64"`},
@@ -64,6 +75,22 @@ func TestParseLockErrors(t *testing.T) {
 		_, err := ParseLock([]byte(c.lock))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: got %v, want an error containing %q", name, err, c.want)
+		}
+	}
+}
+
+func TestFullName(t *testing.T) {
+	for short, full := range map[string]string{
+		"flannel/flannel:v0.28.10":                          "docker.io/flannel/flannel:v0.28.10",
+		"busybox:1":                                         "docker.io/library/busybox:1",
+		"docker.io/flannel/flannel:v0.28.10":                "docker.io/flannel/flannel:v0.28.10",
+		"registry.k8s.io/pause:3.10.2":                      "registry.k8s.io/pause:3.10.2",
+		"localhost/x:1":                                     "localhost/x:1",
+		"127.0.0.1:5001/google_containers/flannel:v0.28.10": "127.0.0.1:5001/google_containers/flannel:v0.28.10",
+		"dk8s-load.local/abc:1":                             "dk8s-load.local/abc:1",
+	} {
+		if got := FullName(short); got != full {
+			t.Errorf("FullName(%s) = %s, want %s", short, got, full)
 		}
 	}
 }

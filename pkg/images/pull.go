@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -181,7 +182,9 @@ func (p *puller) pullOne(ctx context.Context, img Image) Result {
 	m, tried, err := p.fb.DoNotify(ctx, func(ctx context.Context, m mirror.Mirror) error {
 		v, err := p.fromMirror(ctx, img, m)
 		res.Verification = v
-		if err != nil && classify(err) == mirror.Permanent && ctx.Err() == nil {
+		// A mirror not known to serve the image's registry was never asked:
+		// nothing to report unless every mirror fails.
+		if err != nil && classify(err) == mirror.Permanent && ctx.Err() == nil && !errors.Is(err, mirror.ErrNotServed) {
 			p.emit(Event{Image: img.Name, Mirror: m.Name, Phase: PhaseFallback, Err: err, Verification: v})
 		}
 		return err
@@ -199,8 +202,11 @@ func (p *puller) pullOne(ctx context.Context, img Image) Result {
 
 // fromMirror pulls img's mirror name from m, verifies it, and names it.
 func (p *puller) fromMirror(ctx context.Context, img Image, m mirror.Mirror) (Verification, error) {
-	ref := m.Ref(img.Name)
-	_, err := p.engine.InspectImage(ctx, ref)
+	ref, err := m.Ref(img.Name)
+	if err != nil {
+		return Verification{}, err
+	}
+	_, err = p.engine.InspectImage(ctx, ref)
 	hadRef := err == nil
 	p.emit(Event{Image: img.Name, Mirror: m.Name, Ref: ref, Phase: PhasePulling})
 	prog := newProgress(func(cur, total int64) {
@@ -208,7 +214,8 @@ func (p *puller) fromMirror(ctx context.Context, img Image, m mirror.Mirror) (Ve
 	})
 	po := containers.PullOptions{Platform: p.platform, Progress: prog.update}
 	if p.opts.Auth != nil {
-		po.Auth = p.opts.Auth(m.Host())
+		host, _, _ := strings.Cut(ref, "/")
+		po.Auth = p.opts.Auth(host)
 	}
 	if err := p.engine.PullImage(ctx, ref, po); err != nil {
 		return Verification{}, describePullErr(ref, err)
@@ -253,7 +260,8 @@ func (p *puller) tagAliases(ctx context.Context, img Image, source string) error
 
 func classify(err error) mirror.Class {
 	switch {
-	case errors.Is(err, ErrContentMismatch), errors.Is(err, ErrUnverified), containers.IsNotFound(err), containers.IsDenied(err):
+	case errors.Is(err, ErrContentMismatch), errors.Is(err, ErrUnverified), errors.Is(err, mirror.ErrNotServed),
+		containers.IsNotFound(err), containers.IsDenied(err):
 		return mirror.Permanent
 	case containers.IsUnreachable(err):
 		return mirror.Unreachable

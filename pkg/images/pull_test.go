@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/dk8s/dk8s/pkg/containers"
@@ -146,5 +148,87 @@ func TestPullRequireVerifiedRefusesBeforeTagging(t *testing.T) {
 	}
 	if got := f.names["registry.k8s.io/etcd:3.6.0-0"]; got.ID != digest('e') || results[1].Verdict != Verified {
 		t.Errorf("etcd, verified, should be pulled: %+v, %+v", got, results[1])
+	}
+}
+
+// flannel's image is docker.io's. Per image, a mirror not known to serve
+// docker.io is passed over at once, with no word, retry or request (never
+// one for the upstream name, unreachable behind the firewall); the next
+// mirror maps it in its own layout, and the pull asks that mirror's
+// docker.io host for a login.
+func TestPullDockerHubImageFallsBackPastMirrorThatDoesNotServeIt(t *testing.T) {
+	pauseImg, flannelImg := containers.Image{ID: digest('c')}, containers.Image{ID: digest('f')}
+	rel := &Release{Images: []Image{
+		{Component: "pause", Name: "registry.k8s.io/pause:3.10.2",
+			Platforms: map[string]PlatformDigests{"linux/amd64": {Config: digest('c')}}},
+		{Component: "flannel", Name: "docker.io/flannel/flannel:v0.28.10",
+			Platforms: map[string]PlatformDigests{"linux/amd64": {Config: digest('f')}}},
+	}}
+	aliyun, _ := mirror.Parse("aliyun")
+	daocloud, _ := mirror.Parse("daocloud")
+	f := &fakeStore{
+		names: map[string]containers.Image{},
+		registries: map[string]containers.Image{
+			"registry.aliyuncs.com/google_containers/pause:3.10.2": pauseImg,
+			"docker.m.daocloud.io/flannel/flannel:v0.28.10":        flannelImg,
+		},
+	}
+	var events []Event
+	var mu sync.Mutex
+	var logins []string
+	results, err := Pull(context.Background(), f, rel, PullOptions{
+		Mirrors: []mirror.Mirror{aliyun, daocloud},
+		Events:  func(e Event) { mu.Lock(); events = append(events, e); mu.Unlock() },
+		Auth:    func(host string) string { mu.Lock(); logins = append(logins, host); mu.Unlock(); return "" },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if results[0].Mirror != "aliyun" || results[1].Mirror != "daocloud" || results[1].Verdict != Verified {
+		t.Errorf("pause from %s, flannel from %s (%s); want aliyun, then daocloud, verified", results[0].Mirror, results[1].Mirror, results[1].Verdict)
+	}
+	if f.names["docker.io/flannel/flannel:v0.28.10"].ID != digest('f') {
+		t.Errorf("flannel is not under its canonical name: %v", f.names)
+	}
+	if _, ok := f.names["docker.m.daocloud.io/flannel/flannel:v0.28.10"]; ok {
+		t.Error("the mirror's name for flannel should be gone")
+	}
+	for _, e := range events {
+		if e.Phase == PhaseFallback || e.Phase == PhaseRetry {
+			t.Errorf("a mirror that does not serve docker.io is passed over, not retried nor reported: %+v", e)
+		}
+	}
+	slices.Sort(logins)
+	if !slices.Equal(logins, []string{"docker.m.daocloud.io", "registry.aliyuncs.com"}) {
+		t.Errorf("logins asked for %v, want each image's mirror host", logins)
+	}
+}
+
+// When no mirror serves an image's registry, the pull fails for that image
+// alone, saying which mirrors would, and asks no registry for it.
+func TestPullDockerHubImageNoMirrorServes(t *testing.T) {
+	rel := &Release{Images: []Image{
+		{Component: "pause", Name: "registry.k8s.io/pause:3.10.2"},
+		{Component: "flannel", Name: "docker.io/flannel/flannel:v0.28.10"},
+	}}
+	aliyun, _ := mirror.Parse("aliyun")
+	hangzhou, _ := mirror.Parse("aliyun-hangzhou")
+	f := &fakeStore{
+		names:      map[string]containers.Image{},
+		registries: map[string]containers.Image{"registry.aliyuncs.com/google_containers/pause:3.10.2": {ID: digest('c')}},
+	}
+	_, err := Pull(context.Background(), f, rel, PullOptions{Mirrors: []mirror.Mirror{aliyun, hangzhou}})
+	var pe *PullError
+	if !errors.As(err, &pe) || len(pe.Failed) != 1 || pe.Failed[0].Image.Component != "flannel" {
+		t.Fatalf("want flannel alone failed, got %v", err)
+	}
+	msg := pe.Error()
+	for _, want := range []string{"docker.io/flannel/flannel:v0.28.10", "aliyun: not known to serve docker.io images (daocloud, upstream and mirrors given by address do)", "aliyun-hangzhou: not known to serve docker.io images"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the error should say %q:\n%s", want, msg)
+		}
+	}
+	if !errors.Is(pe.Failed[0].Err, mirror.ErrNotServed) {
+		t.Errorf("flannel's error should wrap mirror.ErrNotServed: %v", pe.Failed[0].Err)
 	}
 }

@@ -37,7 +37,7 @@ var errStoppedReading = errors.New("Docker stopped reading the archive")
 // archive gives reaches the store.
 type quarantine struct {
 	repo  string            // dk8s-load.local/<random>
-	names map[string]string // the archive's name -> its quarantine name
+	names map[string]string // the archive's name, in full -> its quarantine name
 }
 
 func newQuarantine() (*quarantine, error) {
@@ -49,8 +49,11 @@ func newQuarantine() (*quarantine, error) {
 	return &quarantine{repo: quarantineHost + "/" + hex.EncodeToString(b), names: map[string]string{}}, nil
 }
 
-// rename returns the quarantine name for one the archive gives.
+// rename returns the quarantine name for one the archive gives. Names are
+// kept in full, as the lock has them: Docker's classic store writes a
+// docker.io image's short name (flannel/flannel:TAG) into the archive.
 func (q *quarantine) rename(name string) string {
+	name = FullName(name)
 	if n, ok := q.names[name]; ok {
 		return n
 	}

@@ -23,7 +23,10 @@ func Refresh(ctx context.Context, r Resolver, m mirror.Mirror, rel Release, plat
 	out := rel
 	out.Images = make([]Image, len(rel.Images))
 	for i, img := range rel.Images {
-		ref := m.Ref(img.Name)
+		ref, err := m.Ref(img.Name)
+		if err != nil {
+			return Release{}, fmt.Errorf("%s: %s is %w", img.Component, m.Name, err)
+		}
 		res, err := r.Resolve(ctx, ref, platforms)
 		if err != nil {
 			return Release{}, fmt.Errorf("%s: %w", img.Component, err)

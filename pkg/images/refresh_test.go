@@ -42,7 +42,7 @@ func TestRefreshLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, _ := mirror.Parse("aliyun")
+	m, _ := mirror.Parse("registry.local/google_containers")
 	r := &fakeResolver{}
 	data, err := RefreshLock(context.Background(), r, m, lock, *rel, []string{"linux/amd64"})
 	if err != nil {
@@ -69,7 +69,7 @@ func TestRefreshLock(t *testing.T) {
 			continue
 		}
 		for j, img := range gr.Images {
-			ref := m.Ref(rel.Images[j].Name)
+			ref := mustRef(t, m, rel.Images[j].Name)
 			want := PlatformDigests{Manifest: digestOf(ref + "linux/amd64m"), Config: digestOf(ref + "linux/amd64c")}
 			if img.Name != rel.Images[j].Name || img.Digest != digestOf(ref) || len(img.Platforms) != 1 || img.Platforms["linux/amd64"] != want {
 				t.Errorf("%s: digest %s, platforms %v; want what %s resolved to", img.Name, img.Digest, img.Platforms, ref)
@@ -78,9 +78,39 @@ func TestRefreshLock(t *testing.T) {
 	}
 
 	// A release that cannot be resolved whole writes nothing.
-	r = &fakeResolver{fail: m.Ref(rel.Images[1].Name)}
+	r = &fakeResolver{fail: mustRef(t, m, rel.Images[1].Name)}
 	if data, err := RefreshLock(context.Background(), r, m, lock, *rel, []string{"linux/amd64"}); err == nil || data != nil ||
 		!strings.HasPrefix(err.Error(), rel.Images[1].Component+": ") {
 		t.Errorf("an image not found: %v, %d bytes; want an error naming %s and no lock", err, len(data), rel.Images[1].Component)
 	}
+}
+
+// A catalogue mirror not known to serve docker.io cannot record flannel's
+// digests: the lock is not written, and the error says where to resolve.
+func TestRefreshLockOnAMirrorWithoutDockerHub(t *testing.T) {
+	lock, err := ParseLock(dk8s.DefaultLock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, _ := lock.Release("")
+	aliyun, _ := mirror.Parse("aliyun")
+	r := &fakeResolver{}
+	data, err := RefreshLock(context.Background(), r, aliyun, lock, *rel, []string{"linux/amd64"})
+	if data != nil || err == nil || !strings.Contains(err.Error(), "flannel: aliyun is not known to serve docker.io images (daocloud, upstream") {
+		t.Errorf("got %v, %d bytes; want flannel refused with the mirrors that serve it", err, len(data))
+	}
+	for _, ref := range r.asked {
+		if strings.Contains(ref, "flannel") {
+			t.Errorf("asked %s of a mirror that does not serve it", ref)
+		}
+	}
+}
+
+func mustRef(t *testing.T, m mirror.Mirror, canonical string) string {
+	t.Helper()
+	ref, err := m.Ref(canonical)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
 }

@@ -18,8 +18,9 @@ type Status struct {
 }
 
 // Inspect reports, for every image of rel, its name on m (when a mirror is
-// given), whether Docker has it under its canonical name, and whether that
-// image matches the lock for platform ("" means the daemon's own).
+// given and serves the image's registry), whether Docker has it under its
+// canonical name, and whether that image matches the lock for platform (""
+// means the daemon's own).
 func Inspect(ctx context.Context, engine containers.Engine, rel *Release, m *mirror.Mirror, platform string) ([]Status, error) {
 	platform, err := resolvePlatform(ctx, engine, platform)
 	if err != nil {
@@ -29,7 +30,8 @@ func Inspect(ctx context.Context, engine containers.Engine, rel *Release, m *mir
 	for _, img := range rel.Images {
 		st := Status{Component: img.Component, Name: img.Name, Verdict: "-"}
 		if m != nil {
-			st.MirrorRef = m.Ref(img.Name)
+			// Empty where the mirror does not serve the image's registry.
+			st.MirrorRef, _ = m.Ref(img.Name)
 		}
 		got, err := engine.InspectImage(ctx, img.Name)
 		switch {

@@ -47,6 +47,9 @@ func LoadDockerCredentials() *DockerCredentials {
 
 // Lookup returns the user and password stored for host.
 func (c *DockerCredentials) Lookup(host string) (user, password string) {
+	if host == DockerHub {
+		host = "index.docker.io" // where 'docker login' files Docker Hub's login
+	}
 	raw, err := base64.StdEncoding.DecodeString(c.auths[host])
 	if err != nil {
 		return "", ""

@@ -1,7 +1,8 @@
-// Package mirror knows where Kubernetes images can be pulled from when
-// registry.k8s.io cannot be reached: a catalogue of named mirrors, the
-// mapping from a canonical image name to its name on a mirror (flat, as
-// Aliyun's google_containers, or path-preserving, as DaoCloud), and Fallback,
+// Package mirror knows where a cluster's images can be pulled from when
+// registry.k8s.io and docker.io cannot be reached: a catalogue of named
+// mirrors and which of the two registries each serves, the mapping from a
+// canonical image name to its name on a mirror (flat, as Aliyun's
+// google_containers, or path-preserving, as DaoCloud), and Fallback,
 // which tries an ordered list of mirrors for one image, retrying only what is
 // temporary and skipping mirrors already found down.
 package mirror

@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -17,15 +18,42 @@ func TestRef(t *testing.T) {
 		{"harbor.local:8443/k8s", "registry.k8s.io/coredns/coredns:v1.14.6", "harbor.local:8443/k8s/coredns:v1.14.6"},
 		{"harbor.local:8443/k8s/...", "registry.k8s.io/coredns/coredns:v1.14.6", "harbor.local:8443/k8s/coredns/coredns:v1.14.6"},
 		{"cache.local:5000", "registry.k8s.io/coredns/coredns:v1.14.6", "cache.local:5000/coredns/coredns:v1.14.6"},
-		{"aliyun", "docker.io/library/busybox:1", "docker.io/library/busybox:1"},
+		// docker.io's images: DaoCloud keeps them on a host of their own;
+		// a mirror given by address serves them beside registry.k8s.io's.
+		{"daocloud", "docker.io/flannel/flannel:v0.28.10", "docker.m.daocloud.io/flannel/flannel:v0.28.10"},
+		{"upstream", "docker.io/flannel/flannel:v0.28.10", "docker.io/flannel/flannel:v0.28.10"},
+		{"127.0.0.1:5001/google_containers", "docker.io/flannel/flannel:v0.28.10", "127.0.0.1:5001/google_containers/flannel:v0.28.10"},
+		{"127.0.0.1:5002/...", "docker.io/flannel/flannel:v0.28.10", "127.0.0.1:5002/flannel/flannel:v0.28.10"},
+		{"harbor.local/hub/...", "docker.io/library/busybox:1", "harbor.local/hub/library/busybox:1"},
 	}
 	for _, c := range cases {
 		m, err := Parse(c.mirror)
 		if err != nil {
 			t.Fatalf("Parse(%q): %v", c.mirror, err)
 		}
-		if got := m.Ref(c.canonical); got != c.want {
-			t.Errorf("%s.Ref(%s) = %s, want %s", c.mirror, c.canonical, got, c.want)
+		if got, err := m.Ref(c.canonical); got != c.want || err != nil {
+			t.Errorf("%s.Ref(%s) = %s, %v; want %s", c.mirror, c.canonical, got, err, c.want)
+		}
+	}
+}
+
+// A mirror not known to serve an image's registry never hands back the
+// upstream name (behind the firewall, a pull from docker.io hangs): it says
+// which mirrors do.
+func TestRefNotServed(t *testing.T) {
+	cases := []struct {
+		mirror, canonical, want string
+	}{
+		{"aliyun", "docker.io/flannel/flannel:v0.28.10", "not known to serve docker.io images (daocloud, upstream and mirrors given by address do)"},
+		{"aliyun-hangzhou", "docker.io/library/busybox:1", "not known to serve docker.io images"},
+		{"daocloud", "quay.io/coreos/etcd:v3.5.0", "not known to serve quay.io images: dk8s knows mirrors of registry.k8s.io and docker.io only"},
+		{"127.0.0.1:5001/google_containers", "ghcr.io/x/y:1", "not known to serve ghcr.io images"},
+	}
+	for _, c := range cases {
+		m, _ := Parse(c.mirror)
+		got, err := m.Ref(c.canonical)
+		if got != "" || !errors.Is(err, ErrNotServed) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s.Ref(%s) = %q, %v; want no name and %q", c.mirror, c.canonical, got, err, c.want)
 		}
 	}
 }

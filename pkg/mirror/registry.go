@@ -63,6 +63,9 @@ func (r *Registry) Resolve(ctx context.Context, ref string, platforms []string) 
 	if err != nil {
 		return Resolved{}, err
 	}
+	if host == DockerHub {
+		host = dockerHubAPI
+	}
 	s := &session{r: r, host: host, repo: repo}
 	top, body, err := s.manifest(ctx, tag)
 	if err != nil {
@@ -99,6 +102,10 @@ func (r *Registry) Resolve(ctx context.Context, ref string, platforms []string) 
 	}
 	return out, nil
 }
+
+// dockerHubAPI is where Docker Hub serves the registry API: docker.io is
+// only the name its images go by.
+const dockerHubAPI = "registry-1.docker.io"
 
 // maxBodySize bounds the manifests, indexes and configs dk8s reads.
 const maxBodySize = 16 << 20

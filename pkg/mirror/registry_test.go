@@ -81,6 +81,25 @@ func TestResolveNotFound(t *testing.T) {
 	}
 }
 
+// docker.io is only the name Docker Hub's images go by: `dk8s images lock
+// --from upstream` asks Docker Hub's API host for flannel.
+func TestResolveDockerHubAtItsAPIHost(t *testing.T) {
+	var asked []string
+	client := &http.Client{Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
+		asked = append(asked, r.URL.String())
+		return &http.Response{StatusCode: http.StatusNotFound, Body: io.NopCloser(strings.NewReader("")), Request: r}, nil
+	})}
+	_, err := (&Registry{Client: client}).Resolve(context.Background(), "docker.io/flannel/flannel:v0.28.10", nil)
+	want := "https://registry-1.docker.io/v2/flannel/flannel/manifests/v0.28.10"
+	if err == nil || len(asked) != 1 || asked[0] != want {
+		t.Errorf("asked %v (err %v), want %s", asked, err, want)
+	}
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
 func sha(body string) string { return fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(body))) }
 
 // serveManifests serves the repository pause: each ref's body, with the

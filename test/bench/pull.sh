@@ -26,7 +26,8 @@ shell_loop() {
     path=${n#registry.k8s.io/}; flat=${path##*/}
     docker pull -q "$mirror/$flat" >/dev/null
     docker tag "$mirror/$flat" "$n"
-    docker tag "$mirror/$flat" "k8s.gcr.io/$path"
+    # The legacy alias is registry.k8s.io's alone: flannel (docker.io) has none.
+    [ "$path" = "$n" ] || docker tag "$mirror/$flat" "k8s.gcr.io/$path"
     docker rmi "$mirror/$flat" >/dev/null
   done
 }

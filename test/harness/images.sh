@@ -3,16 +3,20 @@
 # Kubernetes version from source and pushes it into the harness registries
 # (see registries.sh), unless they have it already: a warm run builds nothing.
 # It also leaves kubectl of that version at CACHE/kubectl for the tests.
-# The images are real: etcd, the control plane and coredns built from the Go
-# module proxy; pause is the harness's own static stand-in.
+# The images are real: etcd, the control plane, coredns and flannel built from
+# the Go module proxy; pause is the harness's own static stand-in.
 set -euo pipefail
 cache=$1 dk8s=$2 lock=$3
 here=$(cd "$(dirname "$0")" && pwd)
 mapfile -t names < <("$dk8s" images --lock "$lock" -o name)
 tag_of() { for n in "${names[@]}"; do case "$n" in */"$1":*) echo "${n##*:}"; return;; esac; done; }
 kube=$(tag_of kube-apiserver) etcd=$(tag_of etcd) coredns=$(tag_of coredns) pause=$(tag_of pause)
+flannel=$(tag_of flannel)
+# repo_of NAME: the image's path below its registry (registry.k8s.io or
+# docker.io), which a path-preserving mirror keeps.
+repo_of() { local path=${1#registry.k8s.io/}; path=${path#docker.io/}; echo "${path%:*}"; }
 
-bins=$cache/bin-$kube extra=$cache/bin-extra-$etcd-$coredns
+bins=$cache/bin-$kube extra=$cache/bin-extra-$etcd-$coredns flannelbin=$cache/bin-flannel-$flannel
 # kubectl is what the tests talk to the cluster with, as a user would.
 if [ ! -x "$bins/kubectl" ]; then
   echo "harness: building Kubernetes $kube from source (a few minutes when cold)" >&2
@@ -24,14 +28,14 @@ cp "$bins/kubelet" "$cache/kubelet"   # the node's kubelet, given to dk8s start 
 has() { curl -fs -o /dev/null -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' "http://127.0.0.1:$1/v2/$2/manifests/$3"; }
 
 # The harness's images change now and then (kube-proxy gained iptables, the
-# echo workload was added): a stamp says which make of them the registries
-# hold, and a different one pushes everything again.
-make_id=5
+# echo workload was added, then flannel): a stamp says which make of them the
+# registries hold, and a different one pushes everything again.
+make_id=6
 # Everything present on every registry? Then there is nothing to do.
 missing=0
 [ "$(cat "$cache/images.stamp" 2>/dev/null)" = "$make_id" ] || missing=1
 for n in "${names[@]}"; do
-  path=${n#registry.k8s.io/}; repo=${path%:*}; tag=${path##*:}; flat=${repo##*/}
+  repo=$(repo_of "$n"); tag=${n##*:}; flat=${repo##*/}
   has 5001 "google_containers/$flat" "$tag" && has 5002 "$repo" "$tag" || missing=1
 done
 has 5003 google_containers/kube-apiserver "$kube" || missing=1
@@ -42,6 +46,10 @@ if [ ! -x "$extra/coredns" ]; then
   "$here/build-etcd-coredns.sh" "$etcd" "$coredns" "$extra"
 fi
 mkdir -p "$extra"
+if [ ! -x "$flannelbin/flanneld" ]; then
+  echo "harness: building flannel $flannel from source" >&2
+  "$here/build-flannel.sh" "$flannel" "$flannelbin"
+fi
 for tool in pause echo; do
   (cd "$here/../.." && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$extra/$tool" "./test/harness/$tool")
 done
@@ -80,6 +88,13 @@ image() {
   [ "$name" = pause ] && cp "$extra/pause" "$root/pause"
   [ "$name" = coredns ] && cp "$extra/coredns" "$root/coredns"
   [ "$name" = kube-proxy ] && add_iptables "$root"
+  if [ "$name" = flannel ]; then
+    # Upstream's layout: the daemon and the CNI config installer in
+    # /opt/bin; flanneld programs iptables, as kube-proxy does.
+    mkdir -p "$root/opt/bin"
+    cp "$flannelbin/flanneld" "$flannelbin/install-conf" "$root/opt/bin/"
+    add_iptables "$root"
+  fi
   tar -C "$root" -c . | docker import \
     --change 'ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/bin' \
     --change "ENTRYPOINT $entry" - "dk8s-harness/$name:$tag" >/dev/null
@@ -92,11 +107,12 @@ done
 image etcd "$etcd" '["/usr/local/bin/etcd"]' "$extra/etcd" "$extra/etcdctl"
 image pause "$pause" '["/pause"]'
 image coredns "$coredns" '["/coredns"]'
+image flannel "$flannel" '["/opt/bin/flanneld"]'
 image echo 1.0 '["/usr/local/bin/echo"]' "$extra/echo"
 
 push() { docker tag "$1" "$2" && docker push -q "$2" >/dev/null && docker rmi "$2" >/dev/null; }
 for n in "${names[@]}"; do
-  path=${n#registry.k8s.io/}; repo=${path%:*}; tag=${path##*:}; flat=${repo##*/}
+  repo=$(repo_of "$n"); tag=${n##*:}; flat=${repo##*/}
   src="dk8s-harness/$flat:$tag"
   push "$src" "127.0.0.1:5001/google_containers/$flat:$tag"   # flat, like Aliyun
   push "$src" "127.0.0.1:5002/$repo:$tag"                     # path-preserving, like DaoCloud
@@ -113,5 +129,5 @@ push dk8s-harness/echo:1.0 127.0.0.1:5002/e2e-test-images/dk8s-echo:1.0
 docker rmi dk8s-harness/echo:1.0 >/dev/null
 echo "$make_id" >"$cache/images.stamp"
 # The store starts empty of them: pulls in tests and benchmarks download.
-for n in "${names[@]}"; do path=${n#registry.k8s.io/}; repo=${path%:*}; docker rmi "dk8s-harness/${repo##*/}:${path##*:}" >/dev/null; done
+for n in "${names[@]}"; do repo=$(repo_of "$n"); docker rmi "dk8s-harness/${repo##*/}:${n##*:}" >/dev/null; done
 echo "harness: image set pushed" >&2

@@ -13,13 +13,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/images"
+	"github.com/dk8s/dk8s/pkg/mirror"
 )
 
 // The harness's mirrors (test/harness/registries.sh).
@@ -162,14 +162,19 @@ func assertComplete(t *testing.T, engine containers.Engine, rel *images.Release)
 	}
 }
 
+// mirrorRef is canonical's name on the harness mirror m: every harness
+// mirror serves registry.k8s.io's and docker.io's images.
 func mirrorRef(t *testing.T, m, canonical string) string {
 	t.Helper()
-	repo := strings.TrimPrefix(canonical, "registry.k8s.io/")
-	prefix, preserve := strings.CutSuffix(m, "/...")
-	if !preserve {
-		repo = repo[strings.LastIndex(repo, "/")+1:]
+	mm, err := mirror.Parse(m)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return prefix + "/" + repo
+	ref, err := mm.Ref(canonical)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
 }
 
 // startDK8s starts dk8s in the background, for tests that interrupt it.

@@ -181,11 +181,11 @@ func TestVersionAndImageNamesNeedNoDocker(t *testing.T) {
 	}
 	names := strings.Split(strings.TrimSpace(stdout), "\n")
 	for _, n := range names {
-		if !strings.HasPrefix(n, "registry.k8s.io/") || !strings.Contains(n, ":") || strings.ContainsAny(n, " \t") {
+		if !(strings.HasPrefix(n, "registry.k8s.io/") || strings.HasPrefix(n, "docker.io/")) || !strings.Contains(n, ":") || strings.ContainsAny(n, " \t") {
 			t.Errorf("dk8s images -o name printed %q, want one canonical name a line", n)
 		}
 	}
-	for _, want := range []string{"/kube-apiserver:", "/etcd:", "/coredns/coredns:", "/pause:"} {
+	for _, want := range []string{"/kube-apiserver:", "/etcd:", "/coredns/coredns:", "/pause:", "\ndocker.io/flannel/flannel:"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("dk8s images -o name lacks %s:\n%s", want, stdout)
 		}

@@ -84,7 +84,11 @@ func runImages(cmd *cobra.Command, g *globals, f *imagesFlags) error {
 	for _, st := range sts {
 		row := []string{st.Name, yesNo(st.Present), st.Verdict}
 		if m != nil {
-			row = append([]string{st.Name, st.MirrorRef}, row[1:]...)
+			ref := st.MirrorRef
+			if ref == "" {
+				ref = "- (not served)"
+			}
+			row = append([]string{st.Name, ref}, row[1:]...)
 		}
 		rows = append(rows, row)
 	}
@@ -116,7 +120,9 @@ manifest and config digests.
 
 Resolve from upstream (or a faithful mirror such as daocloud) to record
 upstream's digests. The release (its image names and tags) must already be in
-the lock; image versions per Kubernetes release come from kubeadm's constants.`,
+the lock; image versions per Kubernetes release come from kubeadm's constants,
+flannel's from flannel's releases. The registry must serve every image: aliyun
+is not known to serve docker.io's (flannel's).`,
 		Example: `  dk8s images lock --from upstream                   # refresh ./images.lock
   dk8s images lock --from 127.0.0.1:5001/google_containers --file test.lock
   dk8s images lock --from daocloud --kubernetes-version v1.36.2 --file -`,

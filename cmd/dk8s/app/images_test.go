@@ -46,6 +46,17 @@ func TestImagesShowsWhatDockerHas(t *testing.T) {
 		t.Errorf("images --mirror aliyun: %v\n%s", err, stdout)
 	}
 
+	// flannel is docker.io's: Aliyun is not known to serve it, DaoCloud
+	// keeps it on its docker.io mirror.
+	flannel, _ := rel.Image("flannel")
+	if line := strings.Join(strings.Fields(lineWith(stdout, flannel.Name)), " "); line != flannel.Name+" - (not served) no -" {
+		t.Errorf("images --mirror aliyun, flannel's row: %q", line)
+	}
+	stdout, _, err = runFake(t, fake, "images", "--lock", lock, "--mirror", "daocloud")
+	if line := lineWith(stdout, flannel.Name); err != nil || !strings.Contains(line, " docker.m.daocloud.io/flannel/flannel:") {
+		t.Errorf("images --mirror daocloud, flannel's row: %v, %q", err, line)
+	}
+
 	stdout, _, err = runFake(t, fake, "images", "--lock", lock, "-o", "json")
 	var rows []map[string]any
 	if err != nil || json.Unmarshal([]byte(stdout), &rows) != nil || len(rows) != len(rel.Images) {
@@ -82,4 +93,14 @@ func TestLoadRefusesWhatIsNoArchive(t *testing.T) {
 	if m := fake.Mutations("tag", "untag", "pull"); len(m) != 0 {
 		t.Errorf("a refused load named images: %v", m)
 	}
+}
+
+// lineWith returns the first line of text that contains s.
+func lineWith(text, s string) string {
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return ""
 }

@@ -34,7 +34,8 @@ func newPull(g *globals) *cobra.Command {
 		Short: "Pull every image of the cluster through mirrors, verified, under canonical names",
 		Long: `Pull every image of a Kubernetes version through the Docker daemon from the
 first mirror that has it, check it against images.lock, and tag it with its
-canonical name (registry.k8s.io/...) and legacy aliases (k8s.gcr.io/...).
+canonical name (registry.k8s.io/..., or docker.io/... for flannel, which Docker
+shows as flannel/flannel) and legacy aliases (k8s.gcr.io/...).
 
 --mirror is an ordered list. Per image, when a mirror is down, lacks the tag,
 or serves content that does not match the lock, the next one is tried.
@@ -43,16 +44,19 @@ matching are skipped, so a rerun is a quick no-op, and an interrupted pull
 finishes when run again. The mirror's own name for each image is removed
 afterwards (by name, never by ID) unless --keep-mirror-tags.
 
-Mirrors:
+Mirrors, with where each serves registry.k8s.io's images and docker.io's
+(flannel's): a mirror not known to serve docker.io is passed over for it.
 ` + mirrorHelp() + `
-  HOST[:PORT]/PATH        your own registry, flat like aliyun
-                          (registry.local/k8s -> registry.local/k8s/coredns)
+  HOST[:PORT]/PATH        your own registry, flat like aliyun, for both
+                          (registry.local/k8s -> registry.local/k8s/coredns,
+                          registry.local/k8s/flannel)
   HOST[:PORT][/PATH]/...  your own registry, keeping upstream paths
-                          (registry.local/... -> registry.local/coredns/coredns)
+                          (registry.local/... -> registry.local/coredns/coredns,
+                          registry.local/flannel/flannel)
 
 Private mirrors use the logins of 'docker login'. Exits non-zero when any image
 could not be brought in, naming it and what each mirror said.`,
-		Example: `  dk8s pull --mirror aliyun
+		Example: `  dk8s pull --mirror aliyun,daocloud        # flannel (docker.io) from daocloud
   dk8s pull --mirror aliyun,daocloud,upstream
   dk8s pull --mirror harbor.corp.local:8443/google_containers --platform linux/arm64
   DK8S_MIRROR=daocloud dk8s pull`,
@@ -88,7 +92,11 @@ func pullShown(ctx context.Context, g *globals, engine containers.Engine, rel *i
 func mirrorHelp() string {
 	var b strings.Builder
 	for _, m := range mirror.Catalogue() {
-		fmt.Fprintf(&b, "  %-23s %s\n  %-23s %s, %s\n", m.Name, m.Prefix, "", m.About, m.Layout)
+		hub := m.Hub
+		if hub == "" {
+			hub = "none known"
+		}
+		fmt.Fprintf(&b, "  %-23s %s\n  %-23s docker.io: %s\n  %-23s %s, %s\n", m.Name, m.Prefix, "", hub, "", m.About, m.Layout)
 	}
 	return strings.TrimSuffix(b.String(), "\n")
 }

@@ -65,15 +65,31 @@ func verdict(img images.Image) string {
 	return "unverified"
 }
 
+// servedBy returns the first of mirrors that serves canonical, with its
+// name there.
+func servedBy(t *testing.T, canonical string, mirrors ...string) (string, string) {
+	t.Helper()
+	for _, word := range mirrors {
+		m, _ := mirror.Parse(word)
+		if ref, err := m.Ref(canonical); err == nil {
+			return m.Name, ref
+		}
+	}
+	t.Fatalf("none of %v serves %s", mirrors, canonical)
+	return "", ""
+}
+
+// Pull from Aliyun, and flannel, on docker.io, which Aliyun is not known to
+// serve, from DaoCloud.
 func TestPullFromAMirror(t *testing.T) {
 	lock, rel := noKubeletLock(t)
-	aliyun, _ := mirror.Parse("aliyun")
 	fake := &containerstest.Engine{Images: map[string]containers.Image{}}
 	for _, img := range rel.Images {
-		fake.Images[aliyun.Ref(img.Name)] = lockedImage(img)
+		_, ref := servedBy(t, img.Name, "aliyun", "daocloud")
+		fake.Images[ref] = lockedImage(img)
 	}
 	dir := t.TempDir()
-	stdout, stderr, err := runFake(t, fake, "pull", "--mirror", "aliyun", "--lock", lock, "--dir", dir)
+	stdout, stderr, err := runFake(t, fake, "pull", "--mirror", "aliyun,daocloud", "--lock", lock, "--dir", dir)
 	if err != nil {
 		t.Fatalf("pull: %v\n%s", err, stderr)
 	}
@@ -81,7 +97,7 @@ func TestPullFromAMirror(t *testing.T) {
 	// names, as if pulled by hand before, and those names, not made by
 	// dk8s, stay.
 	for _, img := range rel.Images {
-		ref := aliyun.Ref(img.Name)
+		_, ref := servedBy(t, img.Name, "aliyun", "daocloud")
 		if !slices.Contains(fake.Calls, "pull "+ref) || !slices.Contains(fake.Calls, "tag "+ref+" "+img.Name) {
 			t.Errorf("%s was not pulled as %s and named: %v", img.Name, ref, fake.Calls)
 		}
@@ -98,9 +114,13 @@ func TestPullFromAMirror(t *testing.T) {
 	}
 	for i, l := range lines[1:] {
 		img := rel.Images[i]
-		if f := strings.Fields(l); len(f) != 5 || f[0] != img.Name || f[1] != "aliyun" || f[2] != "pulled" || f[3] != verdict(img) {
-			t.Errorf("summary row %q: want %s pulled from aliyun, %s", l, img.Name, verdict(img))
+		from, _ := servedBy(t, img.Name, "aliyun", "daocloud")
+		if f := strings.Fields(l); len(f) != 5 || f[0] != img.Name || f[1] != from || f[2] != "pulled" || f[3] != verdict(img) {
+			t.Errorf("summary row %q: want %s pulled from %s, %s", l, img.Name, from, verdict(img))
 		}
+	}
+	if flannel, ok := rel.Image("flannel"); !ok || !strings.HasPrefix(strings.Join(strings.Fields(lines[len(lines)-1]), " "), flannel.Name+" daocloud ") {
+		t.Errorf("flannel should come from daocloud:\n%s", stdout)
 	}
 	unverified := 0
 	for _, img := range rel.Images {
@@ -112,7 +132,7 @@ func TestPullFromAMirror(t *testing.T) {
 		t.Errorf("pull should count the %d unverified images:\n%s", unverified, stderr)
 	}
 	for _, want := range []string{
-		"Pulling " + itoa(len(rel.Images)) + " images of Kubernetes " + rel.Kubernetes + " from aliyun\n",
+		"Pulling " + itoa(len(rel.Images)) + " images of Kubernetes " + rel.Kubernetes + " from aliyun, then daocloud\n",
 		"kubelet " + rel.Kubernetes + ": images.lock pins no sha256 for it, so it is not fetched",
 		"Done in ",
 	} {
@@ -123,7 +143,7 @@ func TestPullFromAMirror(t *testing.T) {
 
 	// A rerun finds every image present and pulls nothing.
 	fake.Calls = nil
-	stdout, _, err = runFake(t, fake, "pull", "--mirror", "aliyun", "--lock", lock, "--dir", dir, "-o", "json")
+	stdout, _, err = runFake(t, fake, "pull", "--mirror", "aliyun,daocloud", "--lock", lock, "--dir", dir, "-o", "json")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,8 @@ Then make this host the cluster's node: dk8s's own containerd (CRI on, the
 lock's pause image as sandbox image) and kubelet run on the host, each
 supervised by Docker through a container in the host's namespaces, with a
 bridge CNI network, kube-proxy and CoreDNS from the lock's images. Pods'
-registry.k8s.io images come through --mirror. --control-plane-only skips this.
+registry.k8s.io and docker.io images come through --mirror.
+--control-plane-only skips this.
 
 dk8s makes the cluster's PKI and kubeconfigs in --dir (default /var/lib/dk8s),
 beside etcd's data; a rerun keeps them, recreates nothing that has not
@@ -61,7 +62,7 @@ Nothing is changed until the host checks pass.`,
 	fl.StringArrayVar(&f.extraArgs, "extra-args", nil, "add or override a component flag: `COMPONENT:FLAG=VALUE` (repeatable)")
 	fl.StringVar(&f.configFile, "config", "", "YAML `FILE` with nodeName, advertiseAddress, serviceCIDR, podCIDR and extraArgs (per component, flag: value); flags win over it")
 	fl.BoolVar(&f.pull, "pull", false, "pull missing images first (see 'dk8s pull')")
-	fl.StringVar(&f.mirrors, "mirror", envOr("DK8S_MIRROR", "upstream"), "mirrors for --pull, and for pods' registry.k8s.io images, in order")
+	fl.StringVar(&f.mirrors, "mirror", envOr("DK8S_MIRROR", "upstream"), "mirrors for --pull, and for pods' registry.k8s.io and docker.io images, in order")
 	fl.StringVar(&f.kubeletBinary, "kubelet-binary", "", "kubelet `FILE` to run (default: kubelet on the PATH, else downloaded and checked against images.lock)")
 	fl.BoolVar(&f.controlPlaneOnly, "control-plane-only", false, "run the control plane only: no pod runtime, kubelet or add-ons on this host")
 	fl.DurationVar(&f.timeout, "timeout", 3*time.Minute, "how long each component may take to become healthy")
@@ -147,7 +148,7 @@ func (f *startFlags) startConfig(cmd *cobra.Command) (bootstrap.Config, []mirror
 		return cfg, nil, err
 	}
 	// Pods' images go through the mirrors only when the user named them;
-	// by default the runtime pulls from registry.k8s.io itself.
+	// by default the runtime pulls from each image's registry itself.
 	if cmd.Flags().Changed("mirror") || os.Getenv("DK8S_MIRROR") != "" {
 		cfg.Mirrors = mirrors
 	}
