@@ -9,8 +9,10 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/dk8s/dk8s"
+	"github.com/dk8s/dk8s/pkg/bootstrap"
 	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/images"
 )
@@ -37,6 +39,7 @@ type globals struct {
 	version   string
 	streams   Streams
 	newEngine engineFunc
+	newKube   kubeFunc
 }
 
 // engine is the container engine a command drives, and the connection to
@@ -49,6 +52,11 @@ type engine interface {
 // engineFunc connects to the container engine. Commands connect only once
 // their flags are checked, so a refused command never reaches the daemon.
 type engineFunc func(ctx context.Context) (engine, error)
+
+// kubeFunc connects to the apiserver of a cluster as its admin: with the
+// cluster directory's admin kubeconfig (bootstrap.AdminClient), or a fake
+// clientset in unit tests.
+type kubeFunc func(cfg bootstrap.Config) (kubernetes.Interface, error)
 
 // dockerFromEnv connects to the Docker daemon the environment names
 // (DOCKER_HOST, ...).
@@ -69,7 +77,7 @@ func Run(ctx context.Context, streams Streams, args []string) error {
 // execute runs dk8s with the engine newEngine connects to: Docker for Run,
 // an in-memory fake in unit tests.
 func execute(ctx context.Context, streams Streams, args []string, newEngine engineFunc) error {
-	root := newRoot(&globals{streams: streams, newEngine: newEngine})
+	root := newRoot(&globals{streams: streams, newEngine: newEngine, newKube: bootstrap.AdminClient})
 	root.SetArgs(args)
 	return root.ExecuteContext(ctx)
 }
@@ -101,7 +109,7 @@ Behind the Great Firewall or on an air-gapped site:
 	pf.StringVar(&g.lock, "lock", os.Getenv("DK8S_LOCK"), "image lock `FILE` to use instead of the one built into dk8s (env DK8S_LOCK)")
 	pf.StringVar(&g.version, "kubernetes-version", "", "Kubernetes `VERSION` of the lock to use (default: the lock's default)")
 	root.AddCommand(newVersion(g), newImages(g), newPull(g), newSave(g), newLoad(g),
-		newStart(g), newPs(g), newStop(g), newReset(g), newLogs(g), newKubeconfig(g), newCerts(g), newHostExec())
+		newStart(g), newPs(g), newStop(g), newReset(g), newLogs(g), newKubeconfig(g), newCerts(g), newToken(g), newHostExec())
 	return root
 }
 
@@ -130,6 +138,11 @@ func (g *globals) release() (*images.Lock, *images.Release, error) {
 // engine connects to the container engine.
 func (g *globals) engine(ctx context.Context) (engine, error) {
 	return g.newEngine(ctx)
+}
+
+// kube connects to the apiserver of cfg's cluster as its admin.
+func (g *globals) kube(cfg bootstrap.Config) (kubernetes.Interface, error) {
+	return g.newKube(cfg)
 }
 
 // releaseAndEngine is the prelude of the commands that bring images in or

@@ -71,6 +71,10 @@ func TestBadFlagsAndArgumentsAreRefused(t *testing.T) {
 		{[]string{"images", "lock"}, "--from is required"},
 		{[]string{"version", "--lock", "/nonexistent/images.lock"}, "/nonexistent/images.lock"},
 		{[]string{"images", "-o", "name", "--kubernetes-version", "v0.0.1"}, "kubernetes v0.0.1 is not in the image lock"},
+		{[]string{"token", "list", "-o", "yaml"}, `unknown output format "yaml": use one of table, json, name`},
+		{[]string{"token", "create", "--ttl", "-1h"}, "--ttl -1h0m0s is negative"},
+		{[]string{"token", "delete"}, "requires at least 1 arg(s), only received 0"},
+		{[]string{"token", "mint"}, `unknown command "mint" for "dk8s token"`},
 	} {
 		stdout, _, err := run(t, nil, c.args...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
