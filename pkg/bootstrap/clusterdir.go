@@ -42,7 +42,22 @@ type Settings struct {
 	// KubernetesVersion is the version of the last start that finished:
 	// what an upgrade is checked against.
 	KubernetesVersion string `yaml:"kubernetesVersion,omitempty"`
+	// Role is what this host is in the cluster: RoleControlPlane (what
+	// 'dk8s start' makes; "" in markers from before joins) or RoleWorker
+	// (what 'dk8s join' makes).
+	Role string `yaml:"role,omitempty"`
+	// Server is the apiserver a worker joined.
+	Server string `yaml:"server,omitempty"`
 }
+
+// The roles a host has in its cluster.
+const (
+	RoleControlPlane = "control-plane"
+	RoleWorker       = "worker"
+)
+
+// IsWorker tells whether the marker is a joined worker's.
+func (s *Settings) IsWorker() bool { return s != nil && s.Role == RoleWorker }
 
 const settingsKind = "Cluster"
 
@@ -103,6 +118,9 @@ func claimDir(dir, cluster string) (*Settings, error) {
 	s, err := ReadSettings(dir)
 	switch {
 	case err == nil:
+		if s.IsWorker() {
+			return nil, fmt.Errorf("%s holds a worker joined to %s, not a control plane: run 'dk8s reset' there first to make this host a control plane of its own, or choose another --dir", dir, s.Server)
+		}
 		if s.Name != cluster {
 			return nil, fmt.Errorf("%s holds the cluster %q, not %q: pass --name %s, or another --dir", dir, s.Name, cluster, s.Name)
 		}
@@ -159,7 +177,7 @@ func madeByDK8s(dir string) bool {
 // settingsOf is what cfg records in the marker; explicit says whether the
 // advertise address was given rather than found.
 func settingsOf(cfg Config) Settings {
-	s := Settings{Name: cfg.ClusterName, NodeName: cfg.NodeName, ServiceCIDR: cfg.ServiceCIDR, PodCIDR: cfg.PodCIDR}
+	s := Settings{Name: cfg.ClusterName, NodeName: cfg.NodeName, ServiceCIDR: cfg.ServiceCIDR, PodCIDR: cfg.PodCIDR, Role: RoleControlPlane}
 	if cfg.AdvertiseGiven && cfg.AdvertiseAddress != nil {
 		s.AdvertiseAddress = cfg.AdvertiseAddress.String()
 	}

@@ -53,9 +53,16 @@ func Preflight(ctx context.Context, engine containers.Engine, cfg Config) ([]Fin
 // preflight is Preflight with the host's listening sockets read by
 // listening, so that a unit test does not depend on what this host runs.
 func preflight(ctx context.Context, engine containers.Engine, cfg Config, listening func() map[int]string) ([]Finding, error) {
+	return hostChecks(ctx, engine, cfg, listening, true)
+}
+
+// hostChecks are the checks of a host about to run the control plane
+// (unless controlPlane is false: a joining worker) and, with cfg.Node, a
+// node.
+func hostChecks(ctx context.Context, engine containers.Engine, cfg Config, listening func() map[int]string, controlPlaneToo bool) ([]Finding, error) {
 	var out []Finding
 	if os.Geteuid() != 0 {
-		out = append(out, Finding{"root", "dk8s start runs as uid " + strconv.Itoa(os.Geteuid()), "Run it as root (sudo): it owns " + cfg.Dir + " and binds host ports", true})
+		out = append(out, Finding{"root", "dk8s runs as uid " + strconv.Itoa(os.Geteuid()), "Run it as root (sudo): it owns " + cfg.Dir + " and binds host ports", true})
 	}
 	v, err := engine.Version(ctx)
 	if err != nil {
@@ -66,6 +73,9 @@ func preflight(ctx context.Context, engine containers.Engine, cfg Config, listen
 	}
 	holders := listening()
 	for _, cp := range controlPlane() {
+		if !controlPlaneToo {
+			break
+		}
 		comp := cp.Name
 		c, err := engine.InspectContainer(ctx, containerName(comp))
 		if dir := c.Labels[containers.LabelDir]; err == nil && dir != cfg.Dir {

@@ -3,8 +3,11 @@ package bootstrap
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 
+	"github.com/dk8s/dk8s/pkg/token"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,6 +35,54 @@ func ensureAdminBinding(ctx context.Context, cfg Config, opts StartOptions) erro
 	_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("binding %s to cluster-admin: %w", AdminGroup, err)
+	}
+	return nil
+}
+
+// ensureJoinable makes the cluster joinable by token: the signed
+// cluster-info and the join RBAC kubeadm makes (token.EnsureClusterInfo),
+// and the cluster's ranges for joining machines and nodes to read
+// (clusterSettingsName).
+func ensureJoinable(ctx context.Context, cfg Config, opts StartOptions) error {
+	cs, err := opts.client(filepath.Join(cfg.Dir, "super-admin.conf"))
+	if err != nil {
+		return err
+	}
+	caPEM, err := os.ReadFile(filepath.Join(cfg.PKIDir(), "ca.crt"))
+	if err != nil {
+		return err
+	}
+	if err := token.EnsureClusterInfo(ctx, cs, cfg.APIServerURL(), caPEM); err != nil {
+		return err
+	}
+	data := map[string]string{"clusterName": cfg.ClusterName, "serviceCIDR": cfg.ServiceCIDR, "podCIDR": cfg.PodCIDR}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: clusterSettingsName, Namespace: addonNS, Labels: managed}, Data: data}
+	if _, err := cs.CoreV1().ConfigMaps(addonNS).Update(ctx, cm, metav1.UpdateOptions{}); apierrors.IsNotFound(err) {
+		_, err = cs.CoreV1().ConfigMaps(addonNS).Create(ctx, cm, metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("writing the cluster's settings: %w", err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("writing the cluster's settings: %w", err)
+	}
+	reader := "dk8s:read-cluster-settings"
+	for _, err := range []error{
+		create(ctx, "the cluster settings' role", cs.RbacV1().Roles(addonNS).Create, &rbacv1.Role{
+			ObjectMeta: metav1.ObjectMeta{Name: reader, Namespace: addonNS, Labels: managed},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{clusterSettingsName}, Verbs: []string{"get"}}},
+		}),
+		create(ctx, "the cluster settings' role binding", cs.RbacV1().RoleBindings(addonNS).Create, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: reader, Namespace: addonNS, Labels: managed},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: reader},
+			Subjects: []rbacv1.Subject{
+				{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: token.Group},
+				{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: "system:nodes"},
+			},
+		}),
+	} {
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }

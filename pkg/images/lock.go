@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -297,4 +298,16 @@ func versionLess(a, b string) bool {
 		}
 	}
 	return false
+}
+
+// Only is the release cut down to the images of the named components (a
+// worker needs the node's, not the control plane's).
+func (r *Release) Only(components ...string) *Release {
+	out := &Release{Kubernetes: r.Kubernetes}
+	for _, img := range r.Images {
+		if slices.Contains(components, img.Component) {
+			out.Images = append(out.Images, img)
+		}
+	}
+	return out
 }

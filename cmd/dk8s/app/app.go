@@ -109,7 +109,8 @@ Behind the Great Firewall or on an air-gapped site:
 	pf.StringVar(&g.lock, "lock", os.Getenv("DK8S_LOCK"), "image lock `FILE` to use instead of the one built into dk8s (env DK8S_LOCK)")
 	pf.StringVar(&g.version, "kubernetes-version", "", "Kubernetes `VERSION` of the lock to use (default: the lock's default)")
 	root.AddCommand(newVersion(g), newImages(g), newPull(g), newSave(g), newLoad(g),
-		newStart(g), newPs(g), newStop(g), newReset(g), newLogs(g), newKubeconfig(g), newCerts(g), newToken(g), newHostExec())
+		newStart(g), newJoin(g), newAgent(g), newPs(g), newStop(g), newReset(g), newLogs(g), newKubeconfig(g), newCerts(g), newToken(g),
+		newHostExec(), newCSRApprover(g))
 	return root
 }
 

@@ -1,0 +1,127 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dk8s/dk8s/pkg/bootstrap"
+	"github.com/dk8s/dk8s/pkg/images"
+	"github.com/dk8s/dk8s/pkg/mirror"
+)
+
+type joinFlags struct {
+	clusterFlags
+	token, nodeName, advertise string
+	hashes                     []string
+	kubeletBinary, mirrors     string
+	timeout, wait              time.Duration
+}
+
+func newJoin(g *globals) *cobra.Command {
+	f := &joinFlags{}
+	cmd := &cobra.Command{
+		Use:   "join https://HOST:6443 --token TOKEN --ca-cert-hash sha256:HASH",
+		Short: "Make this machine a worker of a dk8s cluster",
+		Long: `Make this machine a worker node of the cluster whose apiserver is at
+https://HOST:6443, with a bootstrap token and the hash of the cluster CA's
+public key, both printed by 'dk8s token create --print-join-command' on a
+control plane.
+
+The cluster CA is found through the token-signed cluster-info and checked
+against the hash before anything is trusted or written. The node's images
+(pause, flannel, kube-proxy, CoreDNS) of the release the cluster runs come
+through --mirror and are verified against images.lock, as 'dk8s pull' does.
+Then dk8s's containerd and a kubelet run on this host, supervised by Docker
+(or systemd where it is init) as on the first machine; kubelet gets its own
+certificate by TLS bootstrap, and the token is not kept.
+
+A wrong token, hash or server is refused before this host is changed. A
+rerun on a joined machine needs no token: it puts back what is missing.`,
+		Example: `  dk8s join https://192.0.2.10:6443 --token abcdef.0123456789abcdef \
+      --ca-cert-hash sha256:1f0e...9a --mirror aliyun,daocloud
+  dk8s ps                       # this machine's parts
+  dk8s reset                    # take it out again`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return fmt.Errorf("give the control plane's apiserver, e.g. 'dk8s join https://192.0.2.10:6443 --token ... --ca-cert-hash sha256:...'")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error { return runJoin(cmd, g, f, args[0]) },
+	}
+	f.add(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&f.token, "token", os.Getenv("DK8S_TOKEN"), "bootstrap `TOKEN` (ID.SECRET) from 'dk8s token create'; or $DK8S_TOKEN")
+	fl.StringArrayVar(&f.hashes, "ca-cert-hash", nil, "`sha256:HASH` of the cluster CA's public key (repeatable)")
+	fl.StringVar(&f.nodeName, "node-name", "", "this node's `NAME` (default: the host name)")
+	fl.StringVar(&f.advertise, "advertise-address", "", "`IP` of this node (default: the default route's)")
+	fl.StringVar(&f.mirrors, "mirror", envOr("DK8S_MIRROR", "upstream"), "mirrors to pull the node's images through, in order")
+	fl.StringVar(&f.kubeletBinary, "kubelet-binary", "", "kubelet `FILE` to run (default: kubelet on the PATH, else downloaded and checked against images.lock)")
+	fl.DurationVar(&f.timeout, "timeout", 3*time.Minute, "how long each step may take")
+	fl.DurationVar(&f.wait, "wait", 0, "how long to wait for another dk8s on the same --dir to finish")
+	return cmd
+}
+
+// joinConfig checks join's input and turns it into the library's.
+func (f *joinFlags) joinConfig(cmd *cobra.Command, server string) (bootstrap.JoinConfig, []mirror.Mirror, error) {
+	cfg, err := f.config()
+	if err != nil {
+		return bootstrap.JoinConfig{}, nil, err
+	}
+	cfg.NodeName, cfg.KubeletBinary, cfg.Node = f.nodeName, f.kubeletBinary, true
+	if f.advertise != "" {
+		if cfg.AdvertiseAddress = net.ParseIP(f.advertise); cfg.AdvertiseAddress == nil {
+			return bootstrap.JoinConfig{}, nil, fmt.Errorf("--advertise-address %q is not an IP address", f.advertise)
+		}
+		cfg.AdvertiseGiven = true
+	}
+	mirrors, err := mirror.ParseList(f.mirrors)
+	if err != nil {
+		return bootstrap.JoinConfig{}, nil, err
+	}
+	if cmd.Flags().Changed("mirror") || os.Getenv("DK8S_MIRROR") != "" {
+		cfg.Mirrors = mirrors
+	}
+	return bootstrap.JoinConfig{Config: cfg, Server: server, Token: f.token, CACertHashes: f.hashes}, mirrors, nil
+}
+
+func runJoin(cmd *cobra.Command, g *globals, f *joinFlags, server string) error {
+	jc, mirrors, err := f.joinConfig(cmd, server)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	lock, err := g.readLock()
+	if err != nil {
+		return err
+	}
+	engine, err := g.engine(ctx)
+	if err != nil {
+		return err
+	}
+	defer engine.Close()
+	fmt.Fprintf(g.streams.Err, "Joining %s as a worker\n", server)
+	start := time.Now()
+	err = bootstrap.Join(ctx, engine, jc, lock, bootstrap.JoinOptions{
+		StartOptions: bootstrap.StartOptions{Timeout: f.timeout, LockWait: f.wait, Events: startEvents(g)},
+		Pull: func(ctx context.Context, rel *images.Release, components []string) error {
+			_, err := pullShown(ctx, g, engine, rel.Only(components...), images.PullOptions{Mirrors: mirrors})
+			var pe *images.PullError
+			if errors.As(err, &pe) {
+				return errors.New(describeFailures(pe))
+			}
+			return err
+		},
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(g.streams.Err, "This machine joined in %s. On a control plane:\n  kubectl get nodes\n", time.Since(start).Round(100*time.Millisecond))
+	return nil
+}
