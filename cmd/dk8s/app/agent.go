@@ -1,0 +1,79 @@
+package app
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dk8s/dk8s/pkg/bootstrap"
+)
+
+func newAgent(g *globals) *cobra.Command {
+	f := &joinFlags{}
+	var server string
+	var check, converge time.Duration
+	cmd := &cobra.Command{
+		Use:   "agent --server https://HOST:6443 --token TOKEN --ca-cert-hash sha256:HASH",
+		Short: "Join this machine and keep it joined (run as a container, Rancher-style)",
+		Long: `The node agent: 'dk8s join' as a container that stays. Run on a new machine as
+
+  docker run -d --name dk8s-agent --restart=always --net=host --pid=host \
+    -v /var/run/docker.sock:/var/run/docker.sock -v /var/lib/dk8s:/var/lib/dk8s \
+    IMAGE agent --server https://HOST:6443 --token TOKEN --ca-cert-hash sha256:HASH
+
+('dk8s token create --print-join-command' on a control plane prints it). It
+joins the machine, then watches the node's runtime and kubelet containers:
+one removed or stopped by hand is put back, and every --converge a whole
+join runs again, so a changed setting (start the agent again with it) is
+applied. Each join runs on the host in a one-shot container (dk8s-join) that
+enters the host's root, as the node's own agents do; the agent itself needs
+Docker's socket and nothing else. Stop it with 'docker rm -f dk8s-agent'
+before 'dk8s reset'.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if server == "" {
+				return fmt.Errorf("--server is required: the control plane's apiserver, https://HOST:6443")
+			}
+			jc, _, err := f.joinConfig(cmd, server)
+			if err != nil {
+				return err
+			}
+			args := []string{server, "--dir", jc.Dir, "--timeout", f.timeout.String()}
+			for _, h := range f.hashes {
+				args = append(args, "--ca-cert-hash", h)
+			}
+			for flag, v := range map[string]string{"--node-name": f.nodeName, "--advertise-address": f.advertise, "--kubelet-binary": f.kubeletBinary, "--lock": g.lock, "--kubernetes-version": g.version} {
+				if v != "" {
+					args = append(args, flag, v)
+				}
+			}
+			if cmd.Flags().Changed("mirror") || len(jc.Mirrors) > 0 {
+				args = append(args, "--mirror", f.mirrors)
+			}
+			engine, err := g.engine(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer engine.Close()
+			fmt.Fprintf(g.streams.Err, "dk8s agent: keeping this machine a node of %s\n", server)
+			return bootstrap.RunAgent(cmd.Context(), engine, bootstrap.AgentConfig{
+				Dir: jc.Dir, JoinArgs: args, Env: []string{"DK8S_TOKEN=" + f.token},
+				Check: check, Converge: converge, Out: g.streams.Err,
+			})
+		},
+	}
+	f.add(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&server, "server", "", "the control plane's apiserver, `https://HOST:6443`")
+	fl.StringVar(&f.token, "token", "", "bootstrap `TOKEN` (ID.SECRET) from 'dk8s token create'")
+	fl.StringArrayVar(&f.hashes, "ca-cert-hash", nil, "`sha256:HASH` of the cluster CA's public key (repeatable)")
+	fl.StringVar(&f.nodeName, "node-name", "", "this node's `NAME` (default: the host name)")
+	fl.StringVar(&f.advertise, "advertise-address", "", "`IP` of this node (default: the default route's)")
+	fl.StringVar(&f.mirrors, "mirror", envOr("DK8S_MIRROR", "upstream"), "mirrors to pull the node's images through, in order")
+	fl.StringVar(&f.kubeletBinary, "kubelet-binary", "", "kubelet `FILE` on the host to run")
+	fl.DurationVar(&f.timeout, "timeout", 3*time.Minute, "how long each step of a join may take")
+	fl.DurationVar(&check, "check", 5*time.Second, "how often the node's agents are looked at")
+	fl.DurationVar(&converge, "converge", 5*time.Minute, "how often a whole join runs anyway")
+	return cmd
+}
