@@ -39,6 +39,9 @@ type JoinConfig struct {
 	// CACertHashes pin the cluster CA's public key (sha256:HEX); one must
 	// match.
 	CACertHashes []string
+	// DiscoveryTimeout bounds the wait for the control plane to answer and
+	// for a new token's signature; 0 means 20s.
+	DiscoveryTimeout time.Duration
 }
 
 // JoinOptions tune Join.
@@ -49,10 +52,6 @@ type JoinOptions struct {
 	// images must be there already.
 	Pull func(ctx context.Context, rel *images.Release, components []string) error
 }
-
-// discoveryWait bounds the wait for a control plane to answer, and for a
-// new token's signature to appear in cluster-info.
-var discoveryWait = 20 * time.Second
 
 // clusterSettingsName is the ConfigMap in kube-system that tells a joining
 // machine the cluster's ranges (its kube-dns address and pod range follow
@@ -142,7 +141,11 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 		// A control plane still starting, or a token made a moment ago that
 		// the controller-manager has not signed yet, is waited for a little;
 		// any other answer is final at once.
-		err = wait.Until(ctx, 2*time.Second, discoveryWait, func(ctx context.Context) (bool, string, error) {
+		discoveryWait := jc.DiscoveryTimeout
+		if discoveryWait == 0 {
+			discoveryWait = 20 * time.Second
+		}
+		err = wait.Until(ctx, time.Second, discoveryWait, func(ctx context.Context) (bool, string, error) {
 			var derr error
 			caPEM, derr = token.Discover(ctx, server, tok, pins)
 			if errors.Is(derr, token.ErrUnreachable) || errors.Is(derr, token.ErrNoSignature) {
@@ -172,7 +175,7 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 			return err
 		}
 	}
-	tools, err := findNodeTools(ctx, jc.Config, rel)
+	tools, err := findNodeTools(ctx, engine, jc.Config, rel)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,9 @@ import (
 	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/host"
 	"github.com/dk8s/dk8s/pkg/pki"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 )
 
 // ComponentStatus is one line of `dk8s ps`.
@@ -38,8 +41,13 @@ type ComponentStatus struct {
 func Status(ctx context.Context, engine containers.Engine, cfg Config) ([]ComponentStatus, error) {
 	p := &pki.PKI{Dir: cfg.PKIDir()}
 	var comps []Component
+	kept, _ := ReadSettings(cfg.Dir)
 	for _, c := range Components() {
-		// The node's rows show once it is a node.
+		// A worker has no control plane; the node's rows show once it is a
+		// node.
+		if !c.HostAgent && kept.IsWorker() {
+			continue
+		}
 		if _, err := own(ctx, engine, cfg, c.Name); err == nil || !c.HostAgent {
 			comps = append(comps, c)
 		}
@@ -339,4 +347,40 @@ func Logs(ctx context.Context, engine containers.Engine, component string, opts 
 		return fmt.Errorf("%s has no container: is the cluster started ('dk8s start')?", component)
 	}
 	return engine.ContainerLogs(ctx, name, opts, stdout, stderr)
+}
+
+// NodeStatus is one node of the cluster, as a control plane sees it.
+type NodeStatus struct {
+	Name    string `json:"name"`
+	Ready   bool   `json:"ready"`
+	Roles   string `json:"roles"`
+	Version string `json:"version"`
+	Address string `json:"address"`
+}
+
+// Nodes lists the cluster's nodes through cs (a control plane's admin).
+func Nodes(ctx context.Context, cs kubernetes.Interface) ([]NodeStatus, error) {
+	list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing the nodes: %w", err)
+	}
+	var out []NodeStatus
+	for _, n := range list.Items {
+		s := NodeStatus{Name: n.Name, Version: n.Status.NodeInfo.KubeletVersion, Roles: "worker"}
+		if _, ok := n.Labels[ControlPlaneLabel]; ok {
+			s.Roles = "control-plane"
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				s.Ready = c.Status == corev1.ConditionTrue
+			}
+		}
+		for _, a := range n.Status.Addresses {
+			if a.Type == corev1.NodeInternalIP {
+				s.Address = a.Address
+			}
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }

@@ -34,13 +34,18 @@ type nodeTools struct {
 	host.Tools
 	shim                    string // a static dk8s
 	kubelet, kubeletVersion string // the kubelet to install, and its version
+	insecure                []string // registries Docker reaches over plain HTTP
 }
 
 // findNodeTools finds the runtime, the CNI plugins, a static dk8s and a
 // kubelet that fits the control plane, or says what is missing.
-func findNodeTools(ctx context.Context, cfg Config, rel *images.Release) (*nodeTools, error) {
+func findNodeTools(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release) (*nodeTools, error) {
 	var t nodeTools
-	var err error
+	v, err := engine.Version(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t.insecure = v.Insecure
 	if t.Tools, err = host.FindTools(); err != nil {
 		return nil, err
 	}
@@ -108,7 +113,7 @@ func planNode(ctx context.Context, cfg Config, rel *images.Release, t *nodeTools
 		// users' images, and kubelet pulls through the runtime whatever
 		// the runtime lacks.
 		for _, registry := range []string{mirror.Upstream, mirror.DockerHub} {
-			np.files[filepath.Join(cfg.Dir, "containerd", "certs.d", registry, "hosts.toml")] = host.HostsToml(registry, cfg.Mirrors)
+			np.files[filepath.Join(cfg.Dir, "containerd", "certs.d", registry, "hosts.toml")] = host.HostsToml(registry, cfg.Mirrors, t.insecure)
 		}
 	}
 	np.runtimeCmd = []string{t.Containerd, "--config", runtimeConf}

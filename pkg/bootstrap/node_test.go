@@ -74,7 +74,7 @@ func TestPlanNodeSendsBothRegistriesThroughTheMirrors(t *testing.T) {
 	if cfg.Mirrors, err = mirror.ParseList("aliyun,daocloud"); err != nil {
 		t.Fatal(err)
 	}
-	np, err := planNode(context.Background(), cfg, defaultRelease(t), tools, "/var/lib/dk8s/bin/dk8s", "/var/lib/dk8s/bin/kubelet", false)
+	np, err := planNode(context.Background(), cfg, defaultRelease(t), tools, "/var/lib/dk8s/bin/dk8s", "/var/lib/dk8s/bin/kubelet", false, nodeIdentity{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -51,7 +52,19 @@ func (d *Docker) Version(ctx context.Context) (Version, error) {
 	if strings.Contains(info.Info.Driver, "snapshotter") || strings.Contains(fmt.Sprint(info.Info.DriverStatus), "io.containerd.snapshotter") {
 		store = "containerd"
 	}
-	return Version{Server: v.Version, APIVersion: d.c.ClientVersion(), OS: v.Os, Arch: v.Arch, Store: store}, nil
+	out := Version{Server: v.Version, APIVersion: d.c.ClientVersion(), OS: v.Os, Arch: v.Arch, Store: store}
+	if rc := info.Info.RegistryConfig; rc != nil {
+		for _, cidr := range rc.InsecureRegistryCIDRs {
+			out.Insecure = append(out.Insecure, cidr.String())
+		}
+		for name, ic := range rc.IndexConfigs {
+			if ic != nil && !ic.Secure {
+				out.Insecure = append(out.Insecure, name)
+			}
+		}
+		sort.Strings(out.Insecure)
+	}
+	return out, nil
 }
 
 // PullImage implements Engine.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -28,7 +29,13 @@ func useDaemon(t *testing.T, host string) {
 func versionRoutes(driver string, driverStatus [][2]string) map[string]http.HandlerFunc {
 	return map[string]http.HandlerFunc{
 		"GET /version": reply(200, map[string]any{"Version": "20.10.24", "ApiVersion": "1.41", "MinAPIVersion": "1.12", "Os": "linux", "Arch": "amd64"}),
-		"GET /info":    reply(200, map[string]any{"Driver": driver, "DriverStatus": driverStatus}),
+		"GET /info": reply(200, map[string]any{"Driver": driver, "DriverStatus": driverStatus, "RegistryConfig": map[string]any{
+			"InsecureRegistryCIDRs": []string{"127.0.0.0/8"},
+			"IndexConfigs": map[string]any{
+				"docker.io":       map[string]any{"Name": "docker.io", "Secure": true},
+				"172.29.0.1:5001": map[string]any{"Name": "172.29.0.1:5001", "Secure": false},
+			},
+		}}),
 	}
 }
 
@@ -48,8 +55,10 @@ func TestFromEnvNegotiatesTheDaemonsVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Version{Server: "20.10.24", APIVersion: "1.41", OS: "linux", Arch: "amd64", Store: "classic"}
-	if v != want {
+	// The registries it reaches over plain HTTP: the node's containerd
+	// reaches them so too.
+	want := Version{Server: "20.10.24", APIVersion: "1.41", OS: "linux", Arch: "amd64", Store: "classic", Insecure: []string{"127.0.0.0/8", "172.29.0.1:5001"}}
+	if !reflect.DeepEqual(v, want) {
 		t.Errorf("got %+v, want %+v", v, want)
 	}
 }

@@ -47,6 +47,9 @@ type Version struct {
 	// (image IDs are manifest digests), "classic" otherwise (image IDs are
 	// config digests).
 	Store string
+	// Insecure are the registries the daemon reaches over plain HTTP: the
+	// CIDRs and HOST:PORT names of its --insecure-registry.
+	Insecure []string
 }
 
 // PullOptions tune PullImage.

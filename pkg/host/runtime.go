@@ -166,12 +166,37 @@ func NodePodSubnet(podCIDR string) (string, error) {
 	return fmt.Sprintf("%s/24", n.IP.To4()), nil
 }
 
+// PlainHTTP tells whether a mirror at host (HOST[:PORT]) is reached over
+// plain HTTP, as Docker reaches it: a loopback address, or one Docker was
+// told is insecure (insecure, Docker's --insecure-registry CIDRs and
+// names), so the node's containerd pulls pods' images from the mirrors
+// 'dk8s pull' used.
+func PlainHTTP(host string, insecure []string) bool {
+	h, _, err := net.SplitHostPort(host)
+	if err != nil {
+		h = host
+	}
+	ip := net.ParseIP(h)
+	if h == "localhost" || (ip != nil && ip.IsLoopback()) {
+		return true
+	}
+	for _, entry := range insecure {
+		if entry == host {
+			return true
+		}
+		if _, n, err := net.ParseCIDR(entry); err == nil && ip != nil && n.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
 // HostsToml points registry (registry.k8s.io or docker.io) at the mirrors
 // that serve it, in order, for pods' images: a mirror with a path through
 // containerd's override_path. containerd keeps an image's whole path below
 // a mirror's, so a flat mirror is left out for docker.io, whose names have
 // two elements at least (flannel/flannel) where a flat mirror keeps one.
-func HostsToml(registry string, mirrors []mirror.Mirror) string {
+func HostsToml(registry string, mirrors []mirror.Mirror, insecure []string) string {
 	server := "https://" + registry
 	if registry == mirror.DockerHub {
 		server = "https://registry-1.docker.io" // docker.io is only a name
@@ -185,7 +210,7 @@ func HostsToml(registry string, mirrors []mirror.Mirror) string {
 		}
 		host, path, _ := strings.Cut(prefix, "/")
 		scheme := "https"
-		if h, _, err := net.SplitHostPort(host); err == nil && (h == "localhost" || net.ParseIP(h).IsLoopback()) {
+		if PlainHTTP(host, insecure) {
 			scheme = "http"
 		}
 		if m.Layout == mirror.Flat || path != "" {

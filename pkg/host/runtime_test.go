@@ -53,7 +53,7 @@ func TestHostsToml(t *testing.T) {
 	flat, _ := mirror.Parse("registry.aliyuncs.com/google_containers")
 	path, _ := mirror.Parse("127.0.0.1:5002/...")
 	up, _ := mirror.Parse("upstream")
-	got := HostsToml(mirror.Upstream, []mirror.Mirror{flat, path, up})
+	got := HostsToml(mirror.Upstream, []mirror.Mirror{flat, path, up}, nil)
 	for _, want := range []string{
 		`server = "https://registry.k8s.io"`,
 		`[host."https://registry.aliyuncs.com/v2/google_containers"]`, "override_path = true",
@@ -83,7 +83,7 @@ func TestHostsTomlDockerHub(t *testing.T) {
 		}
 		ms = append(ms, m)
 	}
-	got := HostsToml(mirror.DockerHub, ms)
+	got := HostsToml(mirror.DockerHub, ms, nil)
 	want := `# Written by dk8s: pods' docker.io images through the mirrors.
 server = "https://registry-1.docker.io"
 
@@ -136,5 +136,23 @@ func TestFlannelSubnetAndCNIConfig(t *testing.T) {
 	os.WriteFile(env, []byte("FLANNEL_NETWORK=10.244.0.0/16\n"), 0o644)
 	if _, err := ReadFlannelSubnet(env); err == nil {
 		t.Error("a subnet.env without a subnet must be an error")
+	}
+}
+
+// A mirror Docker was told is insecure is reached over plain HTTP by the
+// node's containerd too; any other over HTTPS.
+func TestPlainHTTP(t *testing.T) {
+	insecure := []string{"127.0.0.0/8", "172.29.0.1:5002", "10.9.0.0/16"}
+	for host, want := range map[string]bool{
+		"127.0.0.1:5001": true, "localhost:5000": true, "172.29.0.1:5002": true, "172.29.0.1:5001": false,
+		"10.9.3.4:443": true, "registry.aliyuncs.com": false, "k8s.m.daocloud.io": false,
+	} {
+		if got := PlainHTTP(host, insecure); got != want {
+			t.Errorf("%s: plain HTTP %v, want %v", host, got, want)
+		}
+	}
+	got := HostsToml(mirror.Upstream, []mirror.Mirror{{Name: "m", Prefix: "172.29.0.1:5002", Layout: mirror.PathPreserving}}, insecure)
+	if !strings.Contains(got, `"http://172.29.0.1:5002"`) {
+		t.Errorf("an insecure mirror should be reached over http:\n%s", got)
 	}
 }

@@ -20,7 +20,7 @@ type joinFlags struct {
 	token, nodeName, advertise string
 	hashes                     []string
 	kubeletBinary, mirrors     string
-	timeout, wait              time.Duration
+	timeout, wait, discovery   time.Duration
 }
 
 func newJoin(g *globals) *cobra.Command {
@@ -64,6 +64,7 @@ rerun on a joined machine needs no token: it puts back what is missing.`,
 	fl.StringVar(&f.mirrors, "mirror", envOr("DK8S_MIRROR", "upstream"), "mirrors to pull the node's images through, in order")
 	fl.StringVar(&f.kubeletBinary, "kubelet-binary", "", "kubelet `FILE` to run (default: kubelet on the PATH, else downloaded and checked against images.lock)")
 	fl.DurationVar(&f.timeout, "timeout", 3*time.Minute, "how long each step may take")
+	fl.DurationVar(&f.discovery, "discovery-timeout", 20*time.Second, "how long to wait for the control plane to answer and sign a new token")
 	fl.DurationVar(&f.wait, "wait", 0, "how long to wait for another dk8s on the same --dir to finish")
 	return cmd
 }
@@ -88,7 +89,7 @@ func (f *joinFlags) joinConfig(cmd *cobra.Command, server string) (bootstrap.Joi
 	if cmd.Flags().Changed("mirror") || os.Getenv("DK8S_MIRROR") != "" {
 		cfg.Mirrors = mirrors
 	}
-	return bootstrap.JoinConfig{Config: cfg, Server: server, Token: f.token, CACertHashes: f.hashes}, mirrors, nil
+	return bootstrap.JoinConfig{Config: cfg, Server: server, Token: f.token, CACertHashes: f.hashes, DiscoveryTimeout: f.discovery}, mirrors, nil
 }
 
 func runJoin(cmd *cobra.Command, g *globals, f *joinFlags, server string) error {

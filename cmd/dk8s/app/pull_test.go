@@ -119,7 +119,8 @@ func TestPullFromAMirror(t *testing.T) {
 			t.Errorf("summary row %q: want %s pulled from %s, %s", l, img.Name, from, verdict(img))
 		}
 	}
-	if flannel, ok := rel.Image("flannel"); !ok || !strings.HasPrefix(strings.Join(strings.Fields(lines[len(lines)-1]), " "), flannel.Name+" daocloud ") {
+	flannel, ok := rel.Image("flannel")
+	if !ok || !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(strings.Join(strings.Fields(l), " "), flannel.Name+" daocloud ") }) {
 		t.Errorf("flannel should come from daocloud:\n%s", stdout)
 	}
 	unverified := 0

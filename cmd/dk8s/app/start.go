@@ -37,10 +37,11 @@ them running through crashes and reboots; no dk8s process stays behind.
 
 Then make this host the cluster's node: dk8s's own containerd (CRI on, the
 lock's pause image as sandbox image) and kubelet run on the host, each
-supervised by Docker through a container in the host's namespaces, with a
-bridge CNI network, kube-proxy and CoreDNS from the lock's images. Pods'
-registry.k8s.io and docker.io images come through --mirror.
---control-plane-only skips this.
+supervised by Docker through a container in the host's namespaces, with
+flannel (VXLAN) as the pod network, kube-proxy and CoreDNS from the lock's
+images. Pods' registry.k8s.io and docker.io images come through --mirror.
+--control-plane-only skips this. Other machines join with 'dk8s token create
+--print-join-command'.
 
 dk8s makes the cluster's PKI and kubeconfigs in --dir (default /var/lib/dk8s),
 beside etcd's data; a rerun keeps them, recreates nothing that has not

@@ -21,8 +21,10 @@ func newPs(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ps",
 		Short: "Show every component: state, health, restarts, version, uptime",
-		Long: `Show every component of the control plane with its live health. Exits
-non-zero when any component is absent or unhealthy, so monitoring can run it.`,
+		Long: `Show every component on this host with its live health: the control plane's
+and the node's on a control plane (then also the cluster's nodes), the
+node's on a worker. Exits non-zero when any component is absent or
+unhealthy, so monitoring can run it.`,
 		Example: "  dk8s ps\n  dk8s ps -o json | jq '.[] | select(.healthy | not)'",
 		Args:    cobra.NoArgs,
 		RunE:    func(cmd *cobra.Command, _ []string) error { return runPs(cmd, g, f) },
@@ -47,6 +49,26 @@ func runPs(cmd *cobra.Command, g *globals, f *psFlags) error {
 	}
 	if err := printStatus(g.streams.Out, f.output, sts); err != nil {
 		return err
+	}
+	// A control plane also shows the cluster's nodes, in the table (the
+	// JSON and YAML stay the component list that monitoring reads).
+	if f.output == "table" && hasComponent(sts, "kube-apiserver") {
+		if cs, err := g.kube(cfg); err == nil {
+			if nodes, err := bootstrap.Nodes(cmd.Context(), cs); err == nil && len(nodes) > 0 {
+				fmt.Fprintln(g.streams.Out)
+				var rows [][]string
+				for _, n := range nodes {
+					status := "NotReady"
+					if n.Ready {
+						status = "Ready"
+					}
+					rows = append(rows, []string{n.Name, status, n.Roles, orDash(n.Version), orDash(n.Address)})
+				}
+				if err := table(g.streams.Out, []string{"NODE", "STATUS", "ROLES", "VERSION", "ADDRESS"}, rows); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	for _, s := range sts {
 		if !s.Healthy {
@@ -79,6 +101,15 @@ func printStatus(w io.Writer, output string, sts []bootstrap.ComponentStatus) er
 		rows = append(rows, []string{s.Component, s.Container, s.State, health, fmt.Sprint(s.Restarts), orDash(s.Version), uptime, s.Endpoint})
 	}
 	return table(w, []string{"COMPONENT", "CONTAINER", "STATE", "HEALTH", "RESTARTS", "VERSION", "UPTIME", "ENDPOINT"}, rows)
+}
+
+func hasComponent(sts []bootstrap.ComponentStatus, name string) bool {
+	for _, s := range sts {
+		if s.Component == name && s.Healthy {
+			return true
+		}
+	}
+	return false
 }
 
 func orDash(s string) string {
