@@ -16,6 +16,7 @@ command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v iptables >/dev/null || need+=(iptables)
 command -v ip >/dev/null || need+=(iproute2)          # the node's service-range device
 command -v unshare >/dev/null || need+=(util-linux)   # a test's network namespace without a route
+[ -x /bin/busybox ] || need+=(busybox-static)          # the node agent's base image
 if [ ${#need[@]} -gt 0 ]; then
   echo "harness: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -30,7 +30,7 @@ has() { curl -fs -o /dev/null -H 'Accept: application/vnd.docker.distribution.ma
 # The harness's images change now and then (kube-proxy gained iptables, the
 # echo workload was added, then flannel): a stamp says which make of them the
 # registries hold, and a different one pushes everything again.
-make_id=6
+make_id=7
 # Everything present on every registry? Then there is nothing to do.
 missing=0
 [ "$(cat "$cache/images.stamp" 2>/dev/null)" = "$make_id" ] || missing=1
@@ -95,6 +95,13 @@ image() {
     cp "$flannelbin/flanneld" "$flannelbin/install-conf" "$root/opt/bin/"
     add_iptables "$root"
   fi
+  if [ "$name" = busybox ]; then
+    # Debian's static busybox, under the lock's tag, as pause is the
+    # harness's own: the node agent's base.
+    mkdir -p "$root/bin"
+    cp /bin/busybox "$root/bin/busybox"
+    for applet in $(/bin/busybox --list); do [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"; done
+  fi
   tar -C "$root" -c . | docker import \
     --change 'ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/bin' \
     --change "ENTRYPOINT $entry" - "dk8s-harness/$name:$tag" >/dev/null
@@ -108,6 +115,7 @@ image etcd "$etcd" '["/usr/local/bin/etcd"]' "$extra/etcd" "$extra/etcdctl"
 image pause "$pause" '["/pause"]'
 image coredns "$coredns" '["/coredns"]'
 image flannel "$flannel" '["/opt/bin/flanneld"]'
+image busybox "$(tag_of busybox)" '["/bin/sh"]'
 image echo 1.0 '["/usr/local/bin/echo"]' "$extra/echo"
 
 push() { docker tag "$1" "$2" && docker push -q "$2" >/dev/null && docker rmi "$2" >/dev/null; }
