@@ -90,7 +90,7 @@ func TestUpgrade(t *testing.T) {
 	// kubeadm's order: etcd, apiserver, controller-manager, scheduler,
 	// kubelet, add-ons.
 	last := -1
-	for _, step := range []string{"dk8s-etcd", "dk8s-apiserver replaced", "dk8s-controller-manager replaced", "dk8s-scheduler replaced", "dk8s-kubelet replaced", "kube-proxy and CoreDNS are running"} {
+	for _, step := range []string{"dk8s-etcd", "dk8s-apiserver replaced", "dk8s-controller-manager replaced", "dk8s-scheduler replaced", "dk8s-kubelet replaced", "flannel, kube-proxy and CoreDNS are running"} {
 		i := strings.Index(r.stderr, step)
 		if i < 0 || i < last {
 			t.Errorf("%q should come after the step before it:\n%s", step, r.stderr)

@@ -1,0 +1,288 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestWorkersJoin is issue 10's "done when", on three harness machines: a
+// control plane, a worker joined by the command and one by the agent
+// container; bad join inputs refused with nothing made; a Deployment with
+// a pod on each machine, reaching each other, a Service and DNS; a worker
+// rebooted and a kubelet removed by hand come back with no command.
+func TestWorkersJoin(t *testing.T) {
+	cp := startMachine(t, "dk8s-it-cp")
+	w1 := startMachine(t, "dk8s-it-w1")
+	w2 := startMachine(t, "dk8s-it-w2")
+	must := func(m *machine, args ...string) result {
+		t.Helper()
+		r := m.dk8s(t, args...)
+		if r.code != 0 {
+			t.Fatalf("on %s: dk8s %s:\n%s", m.name, strings.Join(args, " "), r)
+		}
+		return r
+	}
+	must(cp, "pull", "--mirror", machineFlatMirror)
+	must(cp, "start", "--kubelet-binary", machineKubelet, "--mirror", machinePathMirror)
+
+	// The cluster as its admin sees it, from this host (the machines'
+	// network is the host's too).
+	kubeconfig := filepath.Join(t.TempDir(), "admin.conf")
+	if err := os.WriteFile(kubeconfig, []byte(cp.exec(t, "cat", "/var/lib/dk8s/admin.conf").stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kubectl := func(args ...string) (string, error) {
+		out, err := exec.Command(filepath.Join(filepath.Dir(testLock), "kubectl"), append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	mustKubectl := func(args ...string) string {
+		t.Helper()
+		out, err := kubectl(args...)
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+
+	// What a user copies from the control plane: both forms of the join.
+	r := must(cp, "token", "create", "--print-join-command", "--agent-image", "dk8s/dk8s:test")
+	var joinCmd, agentCmd []string
+	for _, line := range strings.Split(r.stdout, "\n") {
+		switch f := strings.Fields(line); {
+		case len(f) > 2 && f[0] == "dk8s" && f[1] == "join":
+			joinCmd = f[1:]
+		case len(f) > 2 && f[0] == "docker" && f[1] == "run":
+			agentCmd = f
+		}
+	}
+	if joinCmd == nil || agentCmd == nil {
+		t.Fatalf("token create --print-join-command should print both forms:\n%s", r)
+	}
+	server, tok, hash := joinCmd[1], flagValue(joinCmd, "--token"), flagValue(joinCmd, "--ca-cert-hash")
+	if server != "https://"+cp.addr+":6443" || tok == "" || !strings.HasPrefix(hash, "sha256:") {
+		t.Fatalf("join command %v", joinCmd)
+	}
+	nodeArgs := []string{"--kubelet-binary", machineKubelet, "--mirror", machinePathMirror, "--discovery-timeout", "3s"}
+
+	t.Run("bad join inputs are refused and nothing is made", func(t *testing.T) {
+		expired := strings.TrimSpace(must(cp, "token", "create", "--ttl", "1s").stdout)
+		time.Sleep(2 * time.Second)
+		id, _, _ := strings.Cut(tok, ".")
+		for _, c := range []struct {
+			name, server, tok, hash, want string
+		}{
+			{"a wrong CA hash", server, tok, "sha256:" + strings.Repeat("0", 64), "does not match"},
+			{"a wrong token secret", server, id + ".0123456789abcdef", hash, "signature"},
+			{"an expired token", server, expired, hash, "dk8s token create"},
+			{"an unreachable server", "https://" + machineNetPre + "254:6443", tok, hash, "cannot be reached"},
+			{"a malformed token", server, "abc", hash, "ID.SECRET"},
+		} {
+			r := w1.dk8s(t, append([]string{"join", c.server, "--token", c.tok, "--ca-cert-hash", c.hash}, nodeArgs...)...)
+			if r.code == 0 || !strings.Contains(r.stderr, c.want) {
+				t.Errorf("%s: want a failure saying %q:\n%s", c.name, c.want, r)
+			}
+			if left := w1.exec(t, "sh", "-c", "ls -A /var/lib/dk8s; docker ps -aq").stdout; strings.TrimSpace(left) != "" {
+				t.Fatalf("%s left something on the machine:\n%s", c.name, left)
+			}
+		}
+	})
+
+	t.Run("a worker joins by the command", func(t *testing.T) {
+		r := must(w1, append(joinCmd, nodeArgs...)...)
+		if !strings.Contains(r.stderr, "node dk8s-it-w1 is Ready") {
+			t.Errorf("join should say the node is Ready:\n%s", r)
+		}
+		if w1.exec(t, "test", "-e", "/var/lib/dk8s/bootstrap-kubelet.conf").code == 0 {
+			t.Error("the token's kubeconfig should not be kept once kubelet has its own identity")
+		}
+		if ps := w1.dk8s(t, "ps"); ps.code != 0 || !strings.Contains(ps.stdout, "dk8s-kubelet") || strings.Contains(ps.stdout, "dk8s-apiserver") {
+			t.Errorf("ps on a worker shows its parts, not a control plane's:\n%s", ps)
+		}
+	})
+
+	t.Run("a worker joins by the agent container", func(t *testing.T) {
+		// The agent's image: dk8s on the lock's agent-base, which comes
+		// through the mirror and is verified like every other image.
+		must(w2, "pull", "--mirror", machineFlatMirror)
+		base := ""
+		for _, n := range strings.Fields(must(w2, "images", "-o", "name").stdout) {
+			if strings.Contains(n, "/busybox:") {
+				base = n
+			}
+		}
+		build := fmt.Sprintf("cid=$(docker create %s) && docker cp %s $cid:/bin/dk8s && docker commit -q --change 'ENTRYPOINT [\"/bin/dk8s\"]' $cid dk8s/dk8s:test && docker rm $cid", base, machineDK8s)
+		if r := w2.exec(t, "sh", "-c", build); r.code != 0 || base == "" {
+			t.Fatalf("building the agent image from %q:\n%s", base, r)
+		}
+		args := append(slices.Clone(agentCmd[1:]), "--kubelet-binary", machineKubelet, "--mirror", machinePathMirror, "--lock", machineLock)
+		if r := w2.exec(t, append([]string{"docker"}, args...)...); r.code != 0 {
+			t.Fatalf("the agent's docker run:\n%s", r)
+		}
+		if !waitFor(4*time.Minute, func() bool { return nodeReady(kubectl, "dk8s-it-w2") }) {
+			t.Fatalf("the agent's node is not Ready:\n%s\n%s", w2.exec(t, "docker", "logs", "dk8s-agent"), mustKubectl("get", "nodes", "-o", "wide"))
+		}
+	})
+
+	t.Run("three Ready nodes, the control plane's labelled as kubeadm labels it", func(t *testing.T) {
+		for _, n := range []string{"dk8s-it-cp", "dk8s-it-w1", "dk8s-it-w2"} {
+			if !waitFor(time.Minute, func() bool { return nodeReady(kubectl, n) }) {
+				t.Errorf("node %s is not Ready:\n%s", n, mustKubectl("get", "nodes", "-o", "wide"))
+			}
+		}
+		if roles := mustKubectl("get", "node", "dk8s-it-cp", "-o", "jsonpath={.metadata.labels}"); !strings.Contains(roles, "node-role.kubernetes.io/control-plane") {
+			t.Errorf("the control plane's node should carry its role: %s", roles)
+		}
+		if out := mustKubectl("get", "nodes"); !strings.Contains(out, "control-plane") {
+			t.Errorf("kubectl get nodes should show the control plane's role:\n%s", out)
+		}
+	})
+
+	t.Run("pods on every machine reach each other, a Service and DNS", func(t *testing.T) {
+		deployEcho(t, mustKubectl)
+		pods := echoPods(t, mustKubectl)
+		if len(pods) != 3 {
+			t.Fatalf("want a pod on each of the three machines, got %v\n%s", pods, mustKubectl("get", "pods", "-o", "wide"))
+		}
+		svcIP := strings.TrimSpace(mustKubectl("get", "service", "echo", "-o", "jsonpath={.spec.clusterIP}"))
+		for node, a := range pods {
+			for other, b := range pods {
+				if other == node {
+					continue
+				}
+				// From the control plane's host to a pod on node, which asks
+				// a pod on another machine.
+				if got := fetchFrom(t, cp, "http://"+a.ip+":8080/fetch?url=http://"+b.ip+":8080/"); got != b.name {
+					t.Errorf("pod on %s asking the pod on %s: got %q, want %q", node, other, got, b.name)
+				}
+			}
+			if got := fetchFrom(t, cp, "http://"+a.ip+":8080/fetch?url=http://"+svcIP+"/"); !strings.HasPrefix(got, "echo-") {
+				t.Errorf("pod on %s asking the Service %s: got %q", node, svcIP, got)
+			}
+			if got := fetchFrom(t, cp, "http://"+a.ip+":8080/lookup?name=echo.default.svc.cluster.local"); got != svcIP {
+				t.Errorf("DNS from the pod on %s: echo.default.svc.cluster.local is %q, want %s", node, got, svcIP)
+			}
+		}
+		// kubectl logs goes through the apiserver to the worker's kubelet,
+		// whose serving certificate the apiserver verifies.
+		if out, err := kubectl("logs", pods["dk8s-it-w1"].name); err != nil {
+			t.Errorf("kubectl logs of the pod on a worker: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("a worker rebooted comes back Ready with no command", func(t *testing.T) {
+		w1.reboot(t)
+		if !waitFor(4*time.Minute, func() bool {
+			pods := echoPods(t, mustKubectl)
+			p, ok := pods["dk8s-it-w1"]
+			return nodeReady(kubectl, "dk8s-it-w1") && ok && fetchFrom(t, cp, "http://"+p.ip+":8080/") == p.name
+		}) {
+			t.Fatalf("after a reboot, dk8s-it-w1 and its pod are not back:\n%s\n%s", mustKubectl("get", "nodes"), mustKubectl("get", "pods", "-o", "wide"))
+		}
+	})
+
+	t.Run("the agent puts back a kubelet container removed by hand", func(t *testing.T) {
+		if r := w2.exec(t, "docker", "rm", "-f", "dk8s-kubelet"); r.code != 0 {
+			t.Fatalf("%s", r)
+		}
+		if !waitFor(3*time.Minute, func() bool {
+			return w2.exec(t, "docker", "inspect", "-f", "{{.State.Running}}", "dk8s-kubelet").stdout == "true\n" && nodeReady(kubectl, "dk8s-it-w2")
+		}) {
+			t.Fatalf("the kubelet is not back:\n%s", w2.exec(t, "docker", "logs", "--tail", "30", "dk8s-agent"))
+		}
+	})
+}
+
+// flagValue is the value after flag in args.
+func flagValue(args []string, flag string) string {
+	for i, a := range args {
+		if a == flag && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+// nodeReady tells whether kubectl sees node Ready.
+func nodeReady(kubectl func(...string) (string, error), node string) bool {
+	out, err := kubectl("get", "node", node, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+	return err == nil && strings.TrimSpace(out) == "True"
+}
+
+// fetchFrom is what a GET of url answers on machine m's host ("" on error).
+func fetchFrom(t *testing.T, m *machine, url string) string {
+	t.Helper()
+	var body string
+	waitFor(30*time.Second, func() bool {
+		r := m.exec(t, "curl", "-fsS", "--max-time", "5", url)
+		body = strings.TrimSpace(r.stdout)
+		return r.code == 0
+	})
+	return body
+}
+
+// deployEcho runs the harness's echo workload, one pod per node, behind a
+// Service.
+func deployEcho(t *testing.T, kubectl func(...string) string) {
+	t.Helper()
+	manifest := `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: echo}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: echo}}
+  template:
+    metadata: {labels: {app: echo}}
+    spec:
+      topologySpreadConstraints:
+      - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: echo}}}
+      containers:
+      - {name: echo, image: registry.k8s.io/e2e-test-images/dk8s-echo:1.0, ports: [{containerPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  selector: {app: echo}
+  ports: [{port: 80, targetPort: 8080}]
+`
+	f := filepath.Join(t.TempDir(), "echo.yaml")
+	if err := os.WriteFile(f, []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kubectl("apply", "-f", f)
+	kubectl("rollout", "status", "deployment/echo", "--timeout", "4m")
+}
+
+type pod struct{ name, ip string }
+
+// echoPods are the echo pods by node.
+func echoPods(t *testing.T, kubectl func(...string) string) map[string]pod {
+	t.Helper()
+	var list struct {
+		Items []struct {
+			Metadata struct{ Name string }
+			Spec     struct{ NodeName string }
+			Status   struct {
+				PodIP string
+				Phase string
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(kubectl("get", "pods", "-l", "app=echo", "-o", "json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]pod{}
+	for _, p := range list.Items {
+		if p.Status.Phase == "Running" && p.Status.PodIP != "" {
+			out[p.Spec.NodeName] = pod{p.Metadata.Name, p.Status.PodIP}
+		}
+	}
+	return out
+}
