@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # up.sh: brings the test harness up on this machine, from nothing if need
 # be: a Docker engine, three real registries on loopback playing mirrors, the
-# image set built from source and pushed into them, and a lock of what was
-# pushed. Prints the lock's path. Everything is cached under
+# image set built from source and pushed into them, a lock of what was
+# pushed, and the network and image of the test machines (machines.sh).
+# Prints the lock's path. Everything is cached under
 # DK8S_HARNESS_CACHE (default ~/.cache/dk8s-harness), so a warm run takes
 # seconds.
 set -euo pipefail
@@ -12,6 +13,8 @@ cache=${DK8S_HARNESS_CACHE:-$HOME/.cache/dk8s-harness}
 mkdir -p "$cache"
 "$here/engine.sh"
 "$here/registries.sh" "$cache"
+# Several machines on this one, for the tests of clusters of more than one.
+"$here/machines.sh" "$cache"
 (cd "$root" && go build -o "$cache/dk8s" ./cmd/dk8s)
 "$here/images.sh" "$cache" "$cache/dk8s" "$root/images.lock"
 # An older release beside the default, for the upgrade tests.
