@@ -208,9 +208,11 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 	if _, err := atomicfile.WriteIfChanged(filepath.Join(jc.PKIDir(), "ca.crt"), caPEM, 0o644); err != nil {
 		return err
 	}
-	id := nodeIdentity{}
+	// kubelet's command line names the bootstrap kubeconfig on every run,
+	// so that a rerun does not replace it; the file exists only until
+	// kubelet has its own identity, which it then uses.
+	id := nodeIdentity{bootstrapKubeconfig: filepath.Join(jc.Dir, "bootstrap-kubelet.conf")}
 	if !joined {
-		id.bootstrapKubeconfig = filepath.Join(jc.Dir, "bootstrap-kubelet.conf")
 		if err := writeBootstrapKubeconfig(id.bootstrapKubeconfig, server, caPEM, jc.Token); err != nil {
 			return err
 		}
@@ -231,10 +233,8 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 		return agentError(engine, kubeletAgent(), fmt.Errorf("TLS bootstrap: %w", err), "; 'kubectl get csr' on a control plane")
 	}
 	emit(Event{Step: "healthy", Component: "kubelet", Message: "kubelet has its own identity (TLS bootstrap)", Done: true})
-	if id.bootstrapKubeconfig != "" {
-		// The token was for this once: it is not kept on the host.
-		os.Remove(id.bootstrapKubeconfig)
-	}
+	// The token was for this once: it is not kept on the host.
+	os.Remove(id.bootstrapKubeconfig)
 	ncs, err := opts.client(kubeletConf)
 	if err != nil {
 		return err
