@@ -32,8 +32,8 @@ func nodeUnits() host.Units { return host.Units{Runner: host.Exec{}, Dir: host.U
 // nodeTools are the host binaries a node runs, found by findNodeTools.
 type nodeTools struct {
 	host.Tools
-	shim                    string // a static dk8s
-	kubelet, kubeletVersion string // the kubelet to install, and its version
+	shim                    string   // a static dk8s
+	kubelet, kubeletVersion string   // the kubelet to install, and its version
 	insecure                []string // registries Docker reaches over plain HTTP
 }
 

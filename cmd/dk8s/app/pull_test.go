@@ -120,7 +120,9 @@ func TestPullFromAMirror(t *testing.T) {
 		}
 	}
 	flannel, ok := rel.Image("flannel")
-	if !ok || !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(strings.Join(strings.Fields(l), " "), flannel.Name+" daocloud ") }) {
+	if !ok || !slices.ContainsFunc(lines, func(l string) bool {
+		return strings.HasPrefix(strings.Join(strings.Fields(l), " "), flannel.Name+" daocloud ")
+	}) {
 		t.Errorf("flannel should come from daocloud:\n%s", stdout)
 	}
 	unverified := 0
