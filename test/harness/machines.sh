@@ -75,7 +75,7 @@ done
 # The make stamp changes with what the image is made of; the label of /etc's
 # listing rebuilds it when this host's /etc has changed (a package installed
 # since), for /etc must match the /usr it goes with.
-make_id=1
+make_id=2
 image=dk8s-harness/machine:$make_id
 etc_sum=$(find /etc -path /etc/hostname -prune -o -path /etc/hosts -prune -o -path /etc/resolv.conf -prune -o \
   -printf '%p %s %T@ %l\n' 2>/dev/null | sort | sha256sum | cut -c1-16)
@@ -137,6 +137,14 @@ fi
 # Mounts are private in a container; a systemd host has them shared, and
 # kubelet's and the control plane's rshared binds need that.
 mount --make-rshared /
+# The machine's resolver. Docker's on this network, 127.0.0.11, is loopback:
+# CoreDNS forwarding to it from a pod reaches itself and stops ("Loop
+# detected"), and the inner engine swaps it for 8.8.8.8 in its containers.
+# Name the gateway instead, where nothing answers DNS: lookups fail at once
+# and none leaves this host. Tests address machines by IP (many hosts cannot
+# resolve each other's names either).
+resolv=$(sed 's/^nameserver 127\.0\.0\.11$/nameserver @GW@/' /etc/resolv.conf)
+echo "$resolv" >/etc/resolv.conf   # bound by Docker: written through, not replaced
 # Each machine its own identity, kept across reboots.
 [ -s /etc/machine-id ] || tr -d - </proc/sys/kernel/random/uuid >/etc/machine-id
 exec > >(tee -a /var/log/dockerd.log) 2>&1

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -184,13 +185,24 @@ func startMachine(t *testing.T, name string) *machine {
 		t.Fatalf("the harness's kubelet: %v", err)
 	}
 
-	removeMachine(t, name) // an interrupted run's: these names are the test's alone
+	removeMachine(t, cache, name) // an interrupted run's: these names are the test's alone
 	if os.Getenv("DK8S_KEEP_MACHINES") == "1" {
 		t.Cleanup(func() {
-			t.Logf("machine %s kept (DK8S_KEEP_MACHINES=1); remove it with: docker rm -f %s && docker volume rm $(docker volume ls -q --filter label=%s=%s)", name, name, machineLabel, name)
+			t.Logf("machine %s kept (DK8S_KEEP_MACHINES=1); remove it with: docker rm -f %s && docker volume rm $(docker volume ls -q --filter label=%s=%s) && rm -r %s", name, name, machineLabel, name, filepath.Join(cache, "machines", name))
 		})
 	} else {
-		t.Cleanup(func() { removeMachine(t, name) })
+		t.Cleanup(func() { removeMachine(t, cache, name) })
+	}
+	// The machine's dk8s is a copy of the test's, which goes when the test
+	// run ends: a kept machine must still boot, and Docker binds every
+	// source again at each start (and at each docker cp).
+	dir := filepath.Join(cache, "machines", name)
+	bin := filepath.Join(dir, "dk8s")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := copyFile(dk8sBin, bin); err != nil {
+		t.Fatalf("the machine's dk8s: %v", err)
 	}
 
 	args := []string{"run", "-d", "--name", name, "--hostname", name, "--label", machineLabel + "=" + name,
@@ -219,7 +231,7 @@ func startMachine(t *testing.T, name string) *machine {
 		// sockets do not outlive a reboot. /tmp as a host's: programs run
 		// from it.
 		"--tmpfs", "/run:mode=755", "--tmpfs", "/tmp:exec,mode=1777",
-		"-v", dk8sBin+":"+machineDK8s+":ro",
+		"-v", bin+":"+machineDK8s+":ro",
 		"-v", kubelet+":"+machineKubelet+":ro",
 		"-v", testLock+":"+machineLock+":ro",
 		// A reboot lets the engine stop its containers, as a host's
@@ -286,10 +298,10 @@ func freeMachineAddr(t *testing.T) string {
 	return ""
 }
 
-// removeMachine removes the machine named name and its disks, if the
-// harness made them; it refuses to touch a container or volume of that
-// name that it did not.
-func removeMachine(t *testing.T, name string) {
+// removeMachine removes the machine named name, its disks and its files
+// under the harness's cache, if the harness made them; it refuses to touch
+// a container or volume of that name that it did not.
+func removeMachine(t *testing.T, cache, name string) {
 	t.Helper()
 	label, err := exec.Command("docker", "inspect", "--type", "container", "-f", fmt.Sprintf("{{index .Config.Labels %q}}", machineLabel), name).Output()
 	if err == nil {
@@ -313,6 +325,27 @@ func removeMachine(t *testing.T, name string) {
 			t.Errorf("removing the volume %s: %v\n%s", vol, err, out)
 		}
 	}
+	if err := os.RemoveAll(filepath.Join(cache, "machines", name)); err != nil {
+		t.Error(err)
+	}
+}
+
+// copyFile copies the executable src to dst.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 // waitDocker waits for the machine's Docker engine to answer, and fails
