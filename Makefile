@@ -14,7 +14,7 @@ agent-image: build ## the node agent's image: bin/dk8s on the lock's agent-base 
 	@base=$$(bin/dk8s images -o name | grep '/busybox:') && \
 	docker image inspect $$base >/dev/null 2>&1 || { echo "$$base is not here: 'bin/dk8s pull --mirror MIRROR' brings it (verified)"; exit 1; }; \
 	cid=$$(docker create $$base) && docker cp bin/dk8s $$cid:/bin/dk8s && \
-	docker commit -q --change 'ENTRYPOINT ["/bin/dk8s"]' --change 'CMD ["agent", "--help"]' $$cid $(AGENT_IMAGE) >/dev/null && \
+	docker commit --change 'ENTRYPOINT ["/bin/dk8s"]' --change 'CMD ["agent", "--help"]' $$cid $(AGENT_IMAGE) >/dev/null && \
 	docker rm $$cid >/dev/null && echo "$(AGENT_IMAGE): bin/dk8s on $$base"
 
 lint:

@@ -145,14 +145,25 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 		if discoveryWait == 0 {
 			discoveryWait = 20 * time.Second
 		}
-		err = wait.Until(ctx, time.Second, discoveryWait, func(ctx context.Context) (bool, string, error) {
+		var last error // the last answer worth waiting out, said if the wait ends
+		err = wait.Until(ctx, time.Second, discoveryWait, func(wctx context.Context) (bool, string, error) {
 			var derr error
-			caPEM, derr = token.Discover(ctx, server, tok, pins)
+			caPEM, derr = token.Discover(wctx, server, tok, pins)
 			if errors.Is(derr, token.ErrUnreachable) || errors.Is(derr, token.ErrNoSignature) {
+				last = derr
 				return false, derr.Error(), nil
+			}
+			if derr != nil && wctx.Err() != nil {
+				return false, derr.Error(), nil // the wait's end, not an answer
 			}
 			return true, "", derr
 		})
+		if err != nil && ctx.Err() == nil {
+			if last != nil {
+				return last
+			}
+			return fmt.Errorf("%w at %s: no answer within %s: check the address and port (the apiserver listens on 6443), that the control plane is up ('dk8s ps' on it), and that no firewall between the two hosts drops the port (--discovery-timeout waits longer)", token.ErrUnreachable, server, discoveryWait)
+		}
 		if err != nil {
 			return err
 		}

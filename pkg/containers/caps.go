@@ -21,13 +21,21 @@ var capNames = []string{
 	"WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
 }
 
-// MissingCapabilities lists the capabilities this kernel has but this
-// process's bounding set lacks. On a normal host it is empty; in some
-// sandboxes (an LXC or Docker-hosted machine) root lacks a few, and then
-// Docker cannot start a --privileged container at all ("unable to apply
-// caps"), so dk8s asks for every capability but those instead.
+// MissingCapabilities lists the capabilities this kernel has but the
+// host's root lacks: the bounding set of PID 1 (init, where the Docker
+// daemon's comes from), or this process's where PID 1 cannot be read. On a
+// normal host it is empty; in some sandboxes (an LXC or Docker-hosted
+// machine) root lacks a few, and then Docker cannot start a --privileged
+// container at all ("unable to apply caps"), so dk8s asks for every
+// capability but those instead. PID 1's, not this process's: the node
+// agent runs in a container of Docker's default capabilities (with the
+// host's PID namespace), and would otherwise ask for its joins' containers
+// no more than it has itself.
 func MissingCapabilities() []string {
-	bounding, ok := boundingSet()
+	bounding, ok := boundingSet("/proc/1/status")
+	if !ok {
+		bounding, ok = boundingSet("/proc/self/status")
+	}
 	if !ok {
 		return nil
 	}
@@ -48,9 +56,9 @@ func missingCapabilities(bounding uint64, last int) []string {
 	return missing
 }
 
-// boundingSet reads this process's capability bounding set.
-func boundingSet() (uint64, bool) {
-	f, err := os.Open("/proc/self/status")
+// boundingSet reads the capability bounding set in a /proc status file.
+func boundingSet(status string) (uint64, bool) {
+	f, err := os.Open(status)
 	if err != nil {
 		return 0, false
 	}

@@ -42,13 +42,16 @@ func TestWorkersJoin(t *testing.T) {
 		out, err := exec.Command(filepath.Join(filepath.Dir(testLock), "kubectl"), append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
 		return string(out), err
 	}
-	mustKubectl := func(args ...string) string {
-		t.Helper()
-		out, err := kubectl(args...)
-		if err != nil {
-			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	// mustKubectl fails the test it is given (a subtest's own t).
+	mustKubectlT := func(t *testing.T) func(args ...string) string {
+		return func(args ...string) string {
+			t.Helper()
+			out, err := kubectl(args...)
+			if err != nil {
+				t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+			return out
 		}
-		return out
 	}
 
 	// What a user copies from the control plane: both forms of the join.
@@ -78,11 +81,11 @@ func TestWorkersJoin(t *testing.T) {
 		for _, c := range []struct {
 			name, server, tok, hash, want string
 		}{
-			{"a wrong CA hash", server, tok, "sha256:" + strings.Repeat("0", 64), "does not match"},
+			{"a wrong CA hash", server, tok, "sha256:" + strings.Repeat("0", 64), "not the one given"},
 			{"a wrong token secret", server, id + ".0123456789abcdef", hash, "signature"},
 			{"an expired token", server, expired, hash, "dk8s token create"},
 			{"an unreachable server", "https://" + machineNetPre + "254:6443", tok, hash, "cannot be reached"},
-			{"a malformed token", server, "abc", hash, "ID.SECRET"},
+			{"a malformed token", server, "abc", hash, "is not a join token"},
 		} {
 			r := w1.dk8s(t, append([]string{"join", c.server, "--token", c.tok, "--ca-cert-hash", c.hash}, nodeArgs...)...)
 			if r.code == 0 || !strings.Contains(r.stderr, c.want) {
@@ -108,6 +111,7 @@ func TestWorkersJoin(t *testing.T) {
 	})
 
 	t.Run("a worker joins by the agent container", func(t *testing.T) {
+		mustKubectl := mustKubectlT(t)
 		// The agent's image: dk8s on the lock's agent-base, which comes
 		// through the mirror and is verified like every other image.
 		must(w2, "pull", "--mirror", machineFlatMirror)
@@ -117,7 +121,7 @@ func TestWorkersJoin(t *testing.T) {
 				base = n
 			}
 		}
-		build := fmt.Sprintf("cid=$(docker create %s) && docker cp %s $cid:/bin/dk8s && docker commit -q --change 'ENTRYPOINT [\"/bin/dk8s\"]' $cid dk8s/dk8s:test && docker rm $cid", base, machineDK8s)
+		build := fmt.Sprintf("cid=$(docker create %s) && docker cp %s $cid:/bin/dk8s && docker commit --change 'ENTRYPOINT [\"/bin/dk8s\"]' $cid dk8s/dk8s:test && docker rm $cid", base, machineDK8s)
 		if r := w2.exec(t, "sh", "-c", build); r.code != 0 || base == "" {
 			t.Fatalf("building the agent image from %q:\n%s", base, r)
 		}
@@ -131,6 +135,7 @@ func TestWorkersJoin(t *testing.T) {
 	})
 
 	t.Run("three Ready nodes, the control plane's labelled as kubeadm labels it", func(t *testing.T) {
+		mustKubectl := mustKubectlT(t)
 		for _, n := range []string{"dk8s-it-cp", "dk8s-it-w1", "dk8s-it-w2"} {
 			if !waitFor(time.Minute, func() bool { return nodeReady(kubectl, n) }) {
 				t.Errorf("node %s is not Ready:\n%s", n, mustKubectl("get", "nodes", "-o", "wide"))
@@ -145,6 +150,7 @@ func TestWorkersJoin(t *testing.T) {
 	})
 
 	t.Run("pods on every machine reach each other, a Service and DNS", func(t *testing.T) {
+		mustKubectl := mustKubectlT(t)
 		deployEcho(t, mustKubectl)
 		pods := echoPods(t, mustKubectl)
 		if len(pods) != 3 {
@@ -177,6 +183,7 @@ func TestWorkersJoin(t *testing.T) {
 	})
 
 	t.Run("a worker rebooted comes back Ready with no command", func(t *testing.T) {
+		mustKubectl := mustKubectlT(t)
 		w1.reboot(t)
 		if !waitFor(4*time.Minute, func() bool {
 			pods := echoPods(t, mustKubectl)
