@@ -146,15 +146,14 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 			discoveryWait = 20 * time.Second
 		}
 		var last error // the last answer worth waiting out, said if the wait ends
-		err = wait.Until(ctx, time.Second, discoveryWait, func(wctx context.Context) (bool, string, error) {
+		// Each attempt has its own bound (token.Discover's per request), so
+		// a slow answer is still an answer; the wait bounds the retries.
+		err = wait.Until(ctx, time.Second, discoveryWait, func(context.Context) (bool, string, error) {
 			var derr error
-			caPEM, derr = token.Discover(wctx, server, tok, pins)
+			caPEM, derr = token.Discover(ctx, server, tok, pins)
 			if errors.Is(derr, token.ErrUnreachable) || errors.Is(derr, token.ErrNoSignature) {
 				last = derr
 				return false, derr.Error(), nil
-			}
-			if derr != nil && wctx.Err() != nil {
-				return false, derr.Error(), nil // the wait's end, not an answer
 			}
 			return true, "", derr
 		})

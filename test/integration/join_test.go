@@ -72,7 +72,7 @@ func TestWorkersJoin(t *testing.T) {
 	if server != "https://"+cp.addr+":6443" || tok == "" || !strings.HasPrefix(hash, "sha256:") {
 		t.Fatalf("join command %v", joinCmd)
 	}
-	nodeArgs := []string{"--kubelet-binary", machineKubelet, "--mirror", machinePathMirror, "--discovery-timeout", "3s"}
+	nodeArgs := []string{"--kubelet-binary", machineKubelet, "--mirror", machinePathMirror}
 
 	t.Run("bad join inputs are refused and nothing is made", func(t *testing.T) {
 		expired := strings.TrimSpace(must(cp, "token", "create", "--ttl", "1s").stdout)
@@ -87,7 +87,9 @@ func TestWorkersJoin(t *testing.T) {
 			{"an unreachable server", "https://" + machineNetPre + "254:6443", tok, hash, "cannot be reached"},
 			{"a malformed token", server, "abc", hash, "is not a join token"},
 		} {
-			r := w1.dk8s(t, append([]string{"join", c.server, "--token", c.tok, "--ca-cert-hash", c.hash}, nodeArgs...)...)
+			// An answer that can be waited out (no answer, no signature yet)
+			// is waited for 3s; the rest are final at once.
+			r := w1.dk8s(t, append([]string{"join", c.server, "--token", c.tok, "--ca-cert-hash", c.hash, "--discovery-timeout", "3s"}, nodeArgs...)...)
 			if r.code == 0 || !strings.Contains(r.stderr, c.want) {
 				t.Errorf("%s: want a failure saying %q:\n%s", c.name, c.want, r)
 			}
@@ -259,7 +261,14 @@ spec:
   selector: {app: echo}
   ports: [{port: 80, targetPort: 8080}]
 `
-	f := filepath.Join(t.TempDir(), "echo.yaml")
+	// Not t.TempDir(): kubectl -f splits its argument at commas, which a
+	// subtest's name has.
+	dir, err := os.MkdirTemp("", "dk8s-echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	f := filepath.Join(dir, "echo.yaml")
 	if err := os.WriteFile(f, []byte(manifest), 0o644); err != nil {
 		t.Fatal(err)
 	}
