@@ -145,7 +145,7 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 		if discoveryWait == 0 {
 			discoveryWait = 20 * time.Second
 		}
-		var last error // the last answer worth waiting out, said if the wait ends
+		var last, final error // the last answer worth waiting out; one that is not
 		// Each attempt has its own bound (token.Discover's per request), so
 		// a slow answer is still an answer; the wait bounds the retries.
 		err = wait.Until(ctx, time.Second, discoveryWait, func(context.Context) (bool, string, error) {
@@ -155,8 +155,12 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 				last = derr
 				return false, derr.Error(), nil
 			}
-			return true, "", derr
+			final = derr
+			return true, "", nil
 		})
+		if final != nil {
+			return final
+		}
 		if err != nil && ctx.Err() == nil {
 			if last != nil {
 				return last

@@ -127,9 +127,13 @@ func hostChecks(ctx context.Context, engine containers.Engine, cfg Config, liste
 // cluster's node already runs here (its kubelet and kube-proxy hold them).
 func nodePorts(ctx context.Context, engine containers.Engine, cfg Config, holders map[int]string) []Finding {
 	// This cluster's node, running or stopped: its pods (kube-proxy) keep
-	// their ports through a 'dk8s stop'.
-	if c, err := engine.InspectContainer(ctx, containerName("kubelet")); err == nil && c.Labels[containers.LabelDir] == cfg.Dir {
-		return nil
+	// their ports through a 'dk8s stop', and through the loss of kubelet's
+	// container (removed by hand: start, or the agent, puts it back) while
+	// the runtime still runs them.
+	for _, agent := range hostAgentNames() {
+		if c, err := engine.InspectContainer(ctx, containerName(agent)); err == nil && c.Labels[containers.LabelDir] == cfg.Dir {
+			return nil
+		}
 	}
 	if nodeUnits().Installed("kubelet") && host.SystemdIsInit() {
 		return nil // its unit runs it; start restarts it if its unit changed
