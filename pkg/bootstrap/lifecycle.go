@@ -12,10 +12,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dk8s/dk8s/internal/wait"
 	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/host"
 	"github.com/dk8s/dk8s/pkg/pki"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
@@ -135,7 +137,8 @@ func Stop(ctx context.Context, engine containers.Engine, cfg Config) ([]string, 
 
 // Reset removes the control plane's containers. The cluster directory (the
 // etcd data, the PKI and the kubeconfigs) stays unless purge is set.
-func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool) ([]string, error) {
+func Reset(ctx context.Context, engine containers.Engine, cfg Config, opts ResetOptions) ([]string, error) {
+	purge := opts.Purge
 	if err := checkOtherDir(ctx, engine, cfg); err != nil {
 		return nil, err
 	}
@@ -165,6 +168,20 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool
 		return nil, err
 	}
 	var removed []string
+	// A worker leaves the cluster: its pods first if asked, then (below,
+	// once its kubelet is gone and cannot register it again) its node.
+	var leave *worker
+	if kept, _ := ReadSettings(cfg.Dir); kept.IsWorker() {
+		if leave, err = workerOf(cfg, kept); err != nil {
+			return nil, err
+		}
+		if opts.Drain && leave != nil {
+			if err := leave.drain(ctx); err != nil {
+				return nil, err
+			}
+			removed = append(removed, "the pods of node "+leave.node)
+		}
+	}
 	if units := nodeUnits(); units.Installed("containerd") && host.SystemdIsInit() {
 		host.Systemctl(ctx, units.Runner, "stop", host.UnitName("kubelet"))
 		// Pods outlive a stopped runtime: it is started to stop them.
@@ -204,6 +221,12 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, purge bool
 			return removed, fmt.Errorf("removing %s: %w", name, err)
 		}
 		removed = append(removed, name)
+	}
+	if leave != nil {
+		if err := leave.deleteNode(ctx); err != nil {
+			return removed, err
+		}
+		removed = append(removed, "node "+leave.node)
 	}
 	if err := host.Cleanup(ctx, host.Exec{}, cfg.Dir, cfg.PodCIDR, purge); err != nil {
 		return removed, err
@@ -383,4 +406,79 @@ func Nodes(ctx context.Context, cs kubernetes.Interface) ([]NodeStatus, error) {
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// ResetOptions say how far a reset goes.
+type ResetOptions struct {
+	// Purge deletes the cluster directory too (see CheckPurge).
+	Purge bool
+	// Drain, on a worker, deletes its pods (not its DaemonSets') and waits
+	// for them to go before the node leaves, so their controllers make them
+	// again on other nodes at once rather than after the node is gone.
+	Drain bool
+}
+
+// worker is a joined worker leaving its cluster, through its kubelet's
+// own identity (a worker has no other): a node may delete the pods bound
+// to it and its own Node object.
+type worker struct {
+	node string
+	cs   kubernetes.Interface
+}
+
+func workerOf(cfg Config, kept *Settings) (*worker, error) {
+	kubeconfig := filepath.Join(cfg.Dir, "kubelet.conf")
+	if _, err := os.Stat(kubeconfig); err != nil {
+		return nil, nil // never finished joining: nothing in the cluster to take out
+	}
+	cs, err := clientFor(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return &worker{node: kept.NodeName, cs: cs}, nil
+}
+
+func (w *worker) drain(ctx context.Context) error {
+	pods, err := w.cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + w.node})
+	if err != nil {
+		return fmt.Errorf("draining node %s: %w; reset without --drain leaves them to their controllers", w.node, err)
+	}
+	var left []string
+	for _, p := range pods.Items {
+		if daemonSetPod(&p) || p.Annotations[corev1.MirrorPodAnnotationKey] != "" {
+			continue
+		}
+		if err := w.cs.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("draining node %s: deleting pod %s/%s: %w", w.node, p.Namespace, p.Name, err)
+		}
+		left = append(left, p.Namespace+"/"+p.Name)
+	}
+	return wait.Until(ctx, time.Second, 2*time.Minute, func(ctx context.Context) (bool, string, error) {
+		var still []string
+		for _, name := range left {
+			ns, n, _ := strings.Cut(name, "/")
+			if _, err := w.cs.CoreV1().Pods(ns).Get(ctx, n, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				still = append(still, name)
+			}
+		}
+		return len(still) == 0, "pods still terminating: " + strings.Join(still, ", "), nil
+	})
+}
+
+func daemonSetPod(p *corev1.Pod) bool {
+	for _, o := range p.OwnerReferences {
+		if o.Kind == "DaemonSet" {
+			return true
+		}
+	}
+	return false
+}
+
+// deleteNode deletes the worker's Node object; one already gone is fine.
+func (w *worker) deleteNode(ctx context.Context) error {
+	err := w.cs.CoreV1().Nodes().Delete(ctx, w.node, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting node %s from the cluster: %w; delete it on a control plane with 'kubectl delete node %s'", w.node, err, w.node)
+	}
+	return nil
 }

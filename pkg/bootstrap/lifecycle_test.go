@@ -83,26 +83,26 @@ func TestResetRemovesOnlyItsOwnAndPurgesOnlyItsMarkedDir(t *testing.T) {
 	dir := t.TempDir()
 	e := fakeCluster(t, dir)
 	other := t.TempDir()
-	if _, err := Reset(context.Background(), e, Config{ClusterName: "dk8s", Dir: other}, false); err == nil || !strings.Contains(err.Error(), "runs the cluster kept in "+dir) {
+	if _, err := Reset(context.Background(), e, Config{ClusterName: "dk8s", Dir: other}, ResetOptions{}); err == nil || !strings.Contains(err.Error(), "runs the cluster kept in "+dir) {
 		t.Errorf("a reset for another directory should refuse: %v", err)
 	}
 	if m := e.Mutations("stop", "remove"); len(m) != 0 {
 		t.Fatalf("a refused reset touched containers: %v", m)
 	}
 	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("mine"), 0o600)
-	if _, err := Reset(context.Background(), e, Config{ClusterName: "dk8s", Dir: dir}, true); err == nil || !strings.Contains(err.Error(), "refusing to purge") {
+	if _, err := Reset(context.Background(), e, Config{ClusterName: "dk8s", Dir: dir}, ResetOptions{Purge: true}); err == nil || !strings.Contains(err.Error(), "refusing to purge") {
 		t.Errorf("purging an unmarked directory should refuse: %v", err)
 	}
 	if m := e.Mutations("remove"); len(m) != 0 {
 		t.Fatalf("a refused purge removed containers: %v", m)
 	}
-	if _, err := Reset(context.Background(), e, Config{ClusterName: "dk8s", Dir: dir}, false); err == nil || !strings.Contains(err.Error(), "not a dk8s cluster directory") {
+	if _, err := Reset(context.Background(), e, Config{ClusterName: "dk8s", Dir: dir}, ResetOptions{}); err == nil || !strings.Contains(err.Error(), "not a dk8s cluster directory") {
 		t.Errorf("a reset of a directory of other files should refuse (its node clean-up is for dk8s's own): %v", err)
 	}
 	if err := writeSettings(dir, Settings{Name: "dk8s", NodeName: "n"}); err != nil {
 		t.Fatal(err)
 	}
-	removed, err := Reset(context.Background(), e, Config{ClusterName: "dk8s", Dir: dir}, false)
+	removed, err := Reset(context.Background(), e, Config{ClusterName: "dk8s", Dir: dir}, ResetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -206,6 +206,32 @@ func TestWorkersJoin(t *testing.T) {
 			t.Fatalf("the kubelet is not back:\n%s", w2.exec(t, "docker", "logs", "--tail", "30", "dk8s-agent"))
 		}
 	})
+
+	t.Run("ps on the control plane shows the nodes", func(t *testing.T) {
+		r := cp.dk8s(t, "ps")
+		for _, want := range []string{"dk8s-csr-approver", "NODE", "dk8s-it-w1", "dk8s-it-w2", "control-plane"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("ps on the control plane should show %s:\n%s", want, r)
+			}
+		}
+	})
+
+	t.Run("a worker reset with --drain leaves the cluster and the machine clean", func(t *testing.T) {
+		mustKubectl := mustKubectlT(t)
+		r := w1.dk8s(t, "reset", "--drain", "--purge", "--yes")
+		if r.code != 0 || !strings.Contains(r.stderr, "node dk8s-it-w1") {
+			t.Fatalf("reset of a worker:\n%s", r)
+		}
+		if out, err := kubectl("get", "node", "dk8s-it-w1"); err == nil || !strings.Contains(out, "NotFound") {
+			t.Errorf("the node should be gone from the cluster:\n%s", out)
+		}
+		// Its pod was deleted first and made again elsewhere: the Deployment
+		// is whole on the other two machines.
+		mustKubectl("rollout", "status", "deployment/echo", "--timeout", "2m")
+		if left := w1.exec(t, "sh", "-c", "ls -A /var/lib/dk8s; docker ps -aq; ip -o link show flannel.1 2>/dev/null; ip -o link show dk8s0 2>/dev/null").stdout; strings.TrimSpace(left) != "" {
+			t.Errorf("reset --purge left on the worker:\n%s", left)
+		}
+	})
 }
 
 // flagValue is the value after flag in args.

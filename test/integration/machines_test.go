@@ -169,7 +169,7 @@ var machineAddrs sync.Mutex
 // startMachine starts a machine named name, waits for its Docker engine and
 // removes it with its disks when the test ends (unless
 // DK8S_KEEP_MACHINES=1, to look at it after a failure).
-func startMachine(t *testing.T, name string) *machine {
+func startMachine(t testing.TB, name string) *machine {
 	t.Helper()
 	if testLock == "" {
 		t.Fatal("DK8S_TEST_LOCK is not set: run the integration tests with 'make test', which brings up the harness (test/harness/up.sh)")
@@ -265,7 +265,7 @@ func startMachine(t *testing.T, name string) *machine {
 // freeMachineAddr picks an address on dk8s-machines that no container
 // holds or was given, running or not: a machine keeps its address across
 // reboots, as a host's is fixed, where Docker would hand out another.
-func freeMachineAddr(t *testing.T) string {
+func freeMachineAddr(t testing.TB) string {
 	t.Helper()
 	used := map[string]bool{}
 	out, err := exec.Command("docker", "network", "inspect", "-f", "{{range .Containers}}{{.IPv4Address}} {{end}}", machineNet).Output()
@@ -301,7 +301,7 @@ func freeMachineAddr(t *testing.T) string {
 // removeMachine removes the machine named name, its disks and its files
 // under the harness's cache, if the harness made them; it refuses to touch
 // a container or volume of that name that it did not.
-func removeMachine(t *testing.T, cache, name string) {
+func removeMachine(t testing.TB, cache, name string) {
 	t.Helper()
 	label, err := exec.Command("docker", "inspect", "--type", "container", "-f", fmt.Sprintf("{{index .Config.Labels %q}}", machineLabel), name).Output()
 	if err == nil {
@@ -350,7 +350,7 @@ func copyFile(src, dst string) error {
 
 // waitDocker waits for the machine's Docker engine to answer, and fails
 // with the machine's log (its engine's) if it does not.
-func (m *machine) waitDocker(t *testing.T) {
+func (m *machine) waitDocker(t testing.TB) {
 	t.Helper()
 	if !waitFor(machineDockerUp, func() bool {
 		return exec.Command("docker", "exec", m.name, "docker", "version").Run() == nil
@@ -363,19 +363,19 @@ func (m *machine) waitDocker(t *testing.T) {
 }
 
 // exec runs a command in the machine, as root at its shell.
-func (m *machine) exec(t *testing.T, args ...string) result {
+func (m *machine) exec(t testing.TB, args ...string) result {
 	t.Helper()
 	return m.run(t, nil, args...)
 }
 
 // dk8s runs the test's dk8s binary in the machine, under the harness's
 // lock unless args name another.
-func (m *machine) dk8s(t *testing.T, args ...string) result {
+func (m *machine) dk8s(t testing.TB, args ...string) result {
 	t.Helper()
 	return m.run(t, []string{"DK8S_LOCK=" + machineLock}, append([]string{machineDK8s}, args...)...)
 }
 
-func (m *machine) run(t *testing.T, env []string, args ...string) result {
+func (m *machine) run(t testing.TB, env []string, args ...string) result {
 	t.Helper()
 	cmdArgs := []string{"exec"}
 	for _, e := range env {
@@ -398,7 +398,7 @@ func (m *machine) run(t *testing.T, env []string, args ...string) result {
 // reboot restarts the machine, as a host is rebooted: its engine stops its
 // containers and comes back with those that restart always; its disks and
 // address stay, /run and /tmp start empty.
-func (m *machine) reboot(t *testing.T) {
+func (m *machine) reboot(t testing.TB) {
 	t.Helper()
 	start := time.Now()
 	if out, err := exec.Command("docker", "restart", m.name).CombinedOutput(); err != nil {

@@ -41,7 +41,7 @@ the stopped containers again too.`,
 
 type resetFlags struct {
 	clusterFlags
-	purge, yes bool
+	purge, yes, drain bool
 }
 
 func newReset(g *globals) *cobra.Command {
@@ -55,14 +55,21 @@ data, the PKI, the kubeconfigs) stays, so 'dk8s start' brings the same
 cluster back. --purge also deletes that directory, and with it every object
 the cluster held, and the node's network and runtime state: it asks first,
 or takes --yes. Only a directory dk8s marked for this cluster
-(dk8s-cluster.yaml) is reset or purged.`,
-		Example: "  dk8s reset\n  dk8s reset --purge --yes",
+(dk8s-cluster.yaml) is reset or purged.
+
+On a worker, reset takes the machine out of the cluster: its Node object is
+deleted once its kubelet is gone, and with --drain its pods (but its
+DaemonSets') are deleted first, so their controllers place them elsewhere
+at once. Stop a node agent first ('docker rm -f dk8s-agent'), or it joins
+again.`,
+		Example: "  dk8s reset\n  dk8s reset --purge --yes\n  dk8s reset --drain --purge --yes   # a worker, leaving for good",
 		Args:    cobra.NoArgs,
 		RunE:    func(cmd *cobra.Command, _ []string) error { return runReset(cmd, g, f) },
 	}
 	f.add(cmd)
 	cmd.Flags().BoolVar(&f.purge, "purge", false, "also delete the cluster directory: etcd data, PKI, kubeconfigs")
 	cmd.Flags().BoolVarP(&f.yes, "yes", "y", false, "do not ask before --purge")
+	cmd.Flags().BoolVar(&f.drain, "drain", false, "on a worker: delete its pods first and wait until they are gone")
 	return cmd
 }
 
@@ -91,7 +98,7 @@ func runReset(cmd *cobra.Command, g *globals, f *resetFlags) error {
 		return err
 	}
 	defer engine.Close()
-	removed, err := bootstrap.Reset(cmd.Context(), engine, cfg, f.purge)
+	removed, err := bootstrap.Reset(cmd.Context(), engine, cfg, bootstrap.ResetOptions{Purge: f.purge, Drain: f.drain})
 	for _, n := range removed {
 		fmt.Fprintln(g.streams.Err, "removed", n)
 	}
