@@ -101,6 +101,10 @@ func hostChecks(ctx context.Context, engine containers.Engine, cfg Config, liste
 		if err != nil {
 			return nil, err
 		}
+		if lo := host.LoopbackResolvers(); len(lo) > 0 {
+			out = append(out, Finding{"dns", "this host's resolver is " + strings.Join(lo, ", ") + ", a loopback address, which pods cannot reach (CoreDNS would find a loop and stop)",
+				"Point /etc/resolv.conf at a reachable nameserver (your network's or provider's), or CoreDNS cannot resolve names outside the cluster", false})
+		}
 		if len(conflicts) > 0 {
 			out = append(out, Finding{"service range", fmt.Sprintf("%s overlaps %s", cfg.ServiceCIDR, strings.Join(conflicts, "; ")),
 				"Choose a range nothing on this host or its networks uses: --service-cidr (e.g. 10.112.0.0/12)", true})

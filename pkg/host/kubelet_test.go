@@ -134,3 +134,11 @@ func TestFindKubeletGiven(t *testing.T) {
 		t.Errorf("a given kubelet newer than the apiserver is refused too: %v", err)
 	}
 }
+
+func TestLoopbackResolvers(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "resolv.conf")
+	os.WriteFile(f, []byte("# Docker's\nnameserver 127.0.0.11\nnameserver 192.0.2.53\noptions ndots:0\n"), 0o644)
+	if got := loopbackResolvers(f); len(got) != 1 || got[0] != "127.0.0.11" {
+		t.Errorf("got %v, want [127.0.0.11]", got)
+	}
+}

@@ -79,3 +79,28 @@ func SystemdIsInit() bool {
 	comm, _ := os.ReadFile("/proc/1/comm")
 	return strings.TrimSpace(string(comm)) == "systemd"
 }
+
+// LoopbackResolvers lists the nameservers of the resolv.conf pods get
+// (resolvConf) that are loopback addresses: from a pod they are the pod
+// itself, and CoreDNS, forwarding there, finds a loop and stops. Docker's
+// embedded 127.0.0.11 and dnsmasq's 127.0.1.1 are the usual ones.
+func LoopbackResolvers() []string {
+	return loopbackResolvers(resolvConf())
+}
+
+func loopbackResolvers(path string) []string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" {
+			if ip := net.ParseIP(f[1]); ip != nil && ip.IsLoopback() {
+				out = append(out, f[1])
+			}
+		}
+	}
+	return out
+}
