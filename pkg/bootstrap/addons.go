@@ -182,47 +182,68 @@ const corefile = `.:53 {
 // it, so that its first start is not a rollout too.
 const imageIDAnnotation = "io.dk8s/image-id"
 
-func kubeProxy(cfg Config, image, imageID string) *appsv1.DaemonSet {
-	labels := map[string]string{"k8s-app": "kube-proxy"}
-	privileged := true
-	fileOrCreate := corev1.HostPathFileOrCreate
+// nodeDaemonSet is an add-on that runs on every node, on the host's
+// network, whatever the node's taints: kube-proxy and flannel. Its pods
+// carry the image's ID (imageIDAnnotation) and run c with volumes.
+func nodeDaemonSet(meta metav1.ObjectMeta, app map[string]string, serviceAccount, imageID string, c corev1.Container, volumes []corev1.Volume) *appsv1.DaemonSet {
+	c.ImagePullPolicy = corev1.PullIfNotPresent
 	return &appsv1.DaemonSet{
-		ObjectMeta: metav1.ObjectMeta{Name: "kube-proxy", Namespace: addonNS, Labels: map[string]string{"k8s-app": "kube-proxy", "app.kubernetes.io/managed-by": "dk8s"}},
+		ObjectMeta: meta,
 		Spec: appsv1.DaemonSetSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Selector: &metav1.LabelSelector{MatchLabels: app},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{imageIDAnnotation: imageID}},
+				ObjectMeta: metav1.ObjectMeta{Labels: app, Annotations: map[string]string{imageIDAnnotation: imageID}},
 				Spec: corev1.PodSpec{
 					HostNetwork:        true,
-					ServiceAccountName: "kube-proxy",
+					ServiceAccountName: serviceAccount,
 					PriorityClassName:  "system-node-critical",
 					Tolerations:        []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-					Containers: []corev1.Container{{
-						Name:            "kube-proxy",
-						Image:           image,
-						ImagePullPolicy: corev1.PullIfNotPresent,
-						Command: []string{"kube-proxy", "--kubeconfig=/var/lib/kube-proxy/kubeconfig.conf",
-							"--cluster-cidr=" + cfg.PodCIDR, "--hostname-override=$(NODE_NAME)",
-							"--metrics-bind-address=127.0.0.1:10249", "--healthz-bind-address=127.0.0.1:10256",
-							// Leave the host's conntrack table size alone.
-							"--conntrack-max-per-core=0"},
-						Env:             []corev1.EnvVar{{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}}},
-						SecurityContext: &corev1.SecurityContext{Privileged: &privileged},
-						VolumeMounts: []corev1.VolumeMount{
-							{Name: "config", MountPath: "/var/lib/kube-proxy"},
-							{Name: "xtables-lock", MountPath: "/run/xtables.lock"},
-							{Name: "lib-modules", MountPath: "/lib/modules", ReadOnly: true},
-						},
-					}},
-					Volumes: []corev1.Volume{
-						{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-proxy"}}}},
-						{Name: "xtables-lock", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/run/xtables.lock", Type: &fileOrCreate}}},
-						{Name: "lib-modules", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/lib/modules"}}},
-					},
+					Containers:         []corev1.Container{c},
+					Volumes:            volumes,
 				},
 			},
 		},
 	}
+}
+
+// hostPathVolume is a volume of the node's path.
+func hostPathVolume(name, path string, t corev1.HostPathType) corev1.Volume {
+	return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: path, Type: &t}}}
+}
+
+// configMapVolume is a volume of a ConfigMap's keys.
+func configMapVolume(name, configMap string) corev1.Volume {
+	return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: configMap}}}}
+}
+
+// fieldEnv is an environment variable of the pod's own field.
+func fieldEnv(name, field string) corev1.EnvVar {
+	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: field}}}
+}
+
+func kubeProxy(cfg Config, image, imageID string) *appsv1.DaemonSet {
+	privileged := true
+	meta := metav1.ObjectMeta{Name: "kube-proxy", Namespace: addonNS, Labels: map[string]string{"k8s-app": "kube-proxy", "app.kubernetes.io/managed-by": "dk8s"}}
+	return nodeDaemonSet(meta, map[string]string{"k8s-app": "kube-proxy"}, "kube-proxy", imageID, corev1.Container{
+		Name:  "kube-proxy",
+		Image: image,
+		Command: []string{"kube-proxy", "--kubeconfig=/var/lib/kube-proxy/kubeconfig.conf",
+			"--cluster-cidr=" + cfg.PodCIDR, "--hostname-override=$(NODE_NAME)",
+			"--metrics-bind-address=127.0.0.1:10249", "--healthz-bind-address=127.0.0.1:10256",
+			// Leave the host's conntrack table size alone.
+			"--conntrack-max-per-core=0"},
+		Env:             []corev1.EnvVar{fieldEnv("NODE_NAME", "spec.nodeName")},
+		SecurityContext: &corev1.SecurityContext{Privileged: &privileged},
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: "config", MountPath: "/var/lib/kube-proxy"},
+			{Name: "xtables-lock", MountPath: "/run/xtables.lock"},
+			{Name: "lib-modules", MountPath: "/lib/modules", ReadOnly: true},
+		},
+	}, []corev1.Volume{
+		configMapVolume("config", "kube-proxy"),
+		hostPathVolume("xtables-lock", "/run/xtables.lock", corev1.HostPathFileOrCreate),
+		hostPathVolume("lib-modules", "/lib/modules", ""),
+	})
 }
 
 func coreDNS(image, imageID string) *appsv1.Deployment {

@@ -56,55 +56,28 @@ func flannelObjects(cfg Config, image, imageID string) (*corev1.ServiceAccount, 
 	conf := &corev1.ConfigMap{ObjectMeta: meta("kube-flannel-cfg"), Data: map[string]string{
 		"net-conf.json": fmt.Sprintf(`{"Network": %q, "Backend": {"Type": "vxlan"}}`, cfg.PodCIDR),
 	}}
-	labels := map[string]string{"app": "flannel"}
-	dirOrCreate, fileOrCreate := corev1.HostPathDirectoryOrCreate, corev1.HostPathFileOrCreate
-	hostPath := func(name, path string, t *corev1.HostPathType) corev1.Volume {
-		return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: path, Type: t}}}
-	}
-	env := func(name, field string) corev1.EnvVar {
-		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: field}}}
-	}
-	ds := &appsv1.DaemonSet{
-		ObjectMeta: meta(flannelDaemonSet),
-		Spec: appsv1.DaemonSetSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{imageIDAnnotation: imageID}},
-				Spec: corev1.PodSpec{
-					HostNetwork:        true,
-					ServiceAccountName: "flannel",
-					PriorityClassName:  "system-node-critical",
-					Tolerations:        []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-					Containers: []corev1.Container{{
-						Name:            flannelContainer,
-						Image:           image,
-						ImagePullPolicy: corev1.PullIfNotPresent,
-						Command:         []string{"/opt/bin/flanneld"},
-						Args:            []string{"--ip-masq", "--kube-subnet-mgr"},
-						Env: []corev1.EnvVar{
-							env("POD_NAME", "metadata.name"), env("POD_NAMESPACE", "metadata.namespace"),
-							{Name: "EVENT_QUEUE_DEPTH", Value: "5000"},
-							{Name: "KUBERNETES_SERVICE_HOST", Value: cfg.AdvertiseAddress.String()},
-							{Name: "KUBERNETES_SERVICE_PORT", Value: "6443"},
-						},
-						SecurityContext: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{
-							Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"},
-						}},
-						VolumeMounts: []corev1.VolumeMount{
-							{Name: "run", MountPath: filepath.Dir(host.FlannelSubnetFile)},
-							{Name: "flannel-cfg", MountPath: "/etc/kube-flannel/"},
-							{Name: "xtables-lock", MountPath: "/run/xtables.lock"},
-						},
-					}},
-					Volumes: []corev1.Volume{
-						hostPath("run", filepath.Dir(host.FlannelSubnetFile), &dirOrCreate),
-						{Name: "flannel-cfg", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-flannel-cfg"}}}},
-						hostPath("xtables-lock", "/run/xtables.lock", &fileOrCreate),
-					},
-				},
-			},
+	ds := nodeDaemonSet(meta(flannelDaemonSet), map[string]string{"app": "flannel"}, "flannel", imageID, corev1.Container{
+		Name:    flannelContainer,
+		Image:   image,
+		Command: []string{"/opt/bin/flanneld"},
+		Args:    []string{"--ip-masq", "--kube-subnet-mgr"},
+		Env: []corev1.EnvVar{
+			fieldEnv("POD_NAME", "metadata.name"), fieldEnv("POD_NAMESPACE", "metadata.namespace"),
+			{Name: "EVENT_QUEUE_DEPTH", Value: "5000"},
+			{Name: "KUBERNETES_SERVICE_HOST", Value: cfg.AdvertiseAddress.String()},
+			{Name: "KUBERNETES_SERVICE_PORT", Value: "6443"},
 		},
-	}
+		SecurityContext: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"}}},
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: "run", MountPath: filepath.Dir(host.FlannelSubnetFile)},
+			{Name: "flannel-cfg", MountPath: "/etc/kube-flannel/"},
+			{Name: "xtables-lock", MountPath: "/run/xtables.lock"},
+		},
+	}, []corev1.Volume{
+		hostPathVolume("run", filepath.Dir(host.FlannelSubnetFile), corev1.HostPathDirectoryOrCreate),
+		configMapVolume("flannel-cfg", "kube-flannel-cfg"),
+		hostPathVolume("xtables-lock", "/run/xtables.lock", corev1.HostPathFileOrCreate),
+	})
 	return sa, role, binding, conf, ds
 }
 

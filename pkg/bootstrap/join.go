@@ -193,7 +193,7 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 	if err != nil {
 		return err
 	}
-	if err := joinPreflight(ctx, engine, jc.Config, opts.listening); err != nil {
+	if err := joinPreflight(ctx, engine, jc.Config, opts.listening, emit); err != nil {
 		return err
 	}
 	emit(Event{Step: "preflight", Message: fmt.Sprintf("host checks passed; the cluster runs Kubernetes %s", rel.Kubernetes), Done: true})
@@ -332,7 +332,7 @@ func nameFree(ctx context.Context, cs kubernetes.Interface, name string) error {
 // joinPreflight checks the host for a node: root, Docker, kubelet's and
 // kube-proxy's ports free (unless dk8s's own agents hold them), the service
 // range free, no swap.
-func joinPreflight(ctx context.Context, engine containers.Engine, cfg Config, listening func() map[int]string) error {
+func joinPreflight(ctx context.Context, engine containers.Engine, cfg Config, listening func() map[int]string, emit func(Event)) error {
 	if listening == nil {
 		listening = listeners
 	}
@@ -341,16 +341,7 @@ func joinPreflight(ctx context.Context, engine containers.Engine, cfg Config, li
 	if err != nil {
 		return err
 	}
-	var fatal []Finding
-	for _, f := range findings {
-		if f.Fatal {
-			fatal = append(fatal, f)
-		}
-	}
-	if len(fatal) > 0 {
-		return &PreflightError{Failures: fatal}
-	}
-	return nil
+	return failures(findings, emit)
 }
 
 // writeBootstrapKubeconfig writes kubelet's bootstrap kubeconfig: the

@@ -226,3 +226,20 @@ func listeners() map[int]string {
 	}
 	return out
 }
+
+// failures says the warnings among findings through emit and returns the
+// failures as one PreflightError, or nil.
+func failures(findings []Finding, emit func(Event)) error {
+	var fatal []Finding
+	for _, f := range findings {
+		if f.Fatal {
+			fatal = append(fatal, f)
+		} else {
+			emit(Event{Step: "preflight", Message: f.String(), Warning: true})
+		}
+	}
+	if len(fatal) > 0 {
+		return &PreflightError{Failures: fatal}
+	}
+	return nil
+}

@@ -128,16 +128,8 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 	if err != nil {
 		return err
 	}
-	var fatal []Finding
-	for _, f := range findings {
-		if f.Fatal {
-			fatal = append(fatal, f)
-		} else {
-			emit(Event{Step: "preflight", Message: f.String(), Warning: true})
-		}
-	}
-	if len(fatal) > 0 {
-		return &PreflightError{Failures: fatal}
+	if err := failures(findings, emit); err != nil {
+		return err
 	}
 	if err := missingImages(ctx, engine, specs); err != nil {
 		return err

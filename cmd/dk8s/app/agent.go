@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -39,7 +40,7 @@ before 'dk8s reset'.`,
 			if err != nil {
 				return err
 			}
-			args := []string{server, "--dir", jc.Dir, "--timeout", f.timeout.String()}
+			args := []string{server, "--dir", jc.Dir, "--timeout", f.timeout.String(), "--discovery-timeout", f.discovery.String()}
 			for _, h := range f.hashes {
 				args = append(args, "--ca-cert-hash", h)
 			}
@@ -63,16 +64,9 @@ before 'dk8s reset'.`,
 			})
 		},
 	}
-	f.add(cmd)
+	f.addJoin(cmd, os.Getenv("DK8S_TOKEN"))
 	fl := cmd.Flags()
 	fl.StringVar(&server, "server", "", "the control plane's apiserver, `https://HOST:6443`")
-	fl.StringVar(&f.token, "token", "", "bootstrap `TOKEN` (ID.SECRET) from 'dk8s token create'")
-	fl.StringArrayVar(&f.hashes, "ca-cert-hash", nil, "`sha256:HASH` of the cluster CA's public key (repeatable)")
-	fl.StringVar(&f.nodeName, "node-name", "", "this node's `NAME` (default: the host name)")
-	fl.StringVar(&f.advertise, "advertise-address", "", "`IP` of this node (default: the default route's)")
-	fl.StringVar(&f.mirrors, "mirror", envOr("DK8S_MIRROR", "upstream"), "mirrors to pull the node's images through, in order")
-	fl.StringVar(&f.kubeletBinary, "kubelet-binary", "", "kubelet `FILE` on the host to run")
-	fl.DurationVar(&f.timeout, "timeout", 3*time.Minute, "how long each step of a join may take")
 	fl.DurationVar(&check, "check", 5*time.Second, "how often the node's agents are looked at")
 	fl.DurationVar(&converge, "converge", 5*time.Minute, "how often a whole join runs anyway")
 	return cmd

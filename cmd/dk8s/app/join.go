@@ -55,18 +55,23 @@ rerun on a joined machine needs no token: it puts back what is missing.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error { return runJoin(cmd, g, f, args[0]) },
 	}
+	f.addJoin(cmd, os.Getenv("DK8S_TOKEN"))
+	cmd.Flags().DurationVar(&f.wait, "wait", 0, "how long to wait for another dk8s on the same --dir to finish")
+	return cmd
+}
+
+// addJoin adds the flags a join takes, on the command and on the agent.
+func (f *joinFlags) addJoin(cmd *cobra.Command, token string) {
 	f.add(cmd)
 	fl := cmd.Flags()
-	fl.StringVar(&f.token, "token", os.Getenv("DK8S_TOKEN"), "bootstrap `TOKEN` (ID.SECRET) from 'dk8s token create'; or $DK8S_TOKEN")
+	fl.StringVar(&f.token, "token", token, "bootstrap `TOKEN` (ID.SECRET) from 'dk8s token create'; or $DK8S_TOKEN")
 	fl.StringArrayVar(&f.hashes, "ca-cert-hash", nil, "`sha256:HASH` of the cluster CA's public key (repeatable)")
 	fl.StringVar(&f.nodeName, "node-name", "", "this node's `NAME` (default: the host name)")
 	fl.StringVar(&f.advertise, "advertise-address", "", "`IP` of this node (default: the default route's)")
 	fl.StringVar(&f.mirrors, "mirror", envOr("DK8S_MIRROR", "upstream"), "mirrors to pull the node's images through, in order")
-	fl.StringVar(&f.kubeletBinary, "kubelet-binary", "", "kubelet `FILE` to run (default: kubelet on the PATH, else downloaded and checked against images.lock)")
-	fl.DurationVar(&f.timeout, "timeout", 3*time.Minute, "how long each step may take")
+	fl.StringVar(&f.kubeletBinary, "kubelet-binary", "", "kubelet `FILE` on the host to run (default: kubelet on the PATH, else downloaded and checked against images.lock)")
+	fl.DurationVar(&f.timeout, "timeout", 3*time.Minute, "how long each step of a join may take")
 	fl.DurationVar(&f.discovery, "discovery-timeout", 20*time.Second, "how long to wait for the control plane to answer and sign a new token")
-	fl.DurationVar(&f.wait, "wait", 0, "how long to wait for another dk8s on the same --dir to finish")
-	return cmd
 }
 
 // joinConfig checks join's input and turns it into the library's.
