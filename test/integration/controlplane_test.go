@@ -111,7 +111,7 @@ func TestControlPlane(t *testing.T) {
 	t.Run("a rerun recreates nothing", func(t *testing.T) {
 		before := ids(t, engine)
 		r := c.start()
-		if strings.Count(r.stderr, " unchanged") != 4 {
+		if strings.Count(r.stderr, " unchanged") != len(controlPlane) {
 			t.Errorf("every container should be unchanged:\n%s", r)
 		}
 		if after := ids(t, engine); !equalMaps(before, after) {
@@ -132,7 +132,7 @@ func TestControlPlane(t *testing.T) {
 		}
 		c.assertMarker("before-faults")
 		// The same flag on the command line is the same spec: nothing changes.
-		if r := c.start("--extra-args", "kube-scheduler:v=2"); strings.Count(r.stderr, " unchanged") != 4 {
+		if r := c.start("--extra-args", "kube-scheduler:v=2"); strings.Count(r.stderr, " unchanged") != len(controlPlane) {
 			t.Errorf("--extra-args and --config with the same flag should plan the same containers:\n%s", r)
 		}
 		c.start() // back to the defaults: the scheduler is replaced again
