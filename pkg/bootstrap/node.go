@@ -106,7 +106,7 @@ func planNode(ctx context.Context, cfg Config, rel *images.Release, t *nodeTools
 	kubeletConf := filepath.Join(cfg.Dir, "kubelet", "config.yaml")
 	np.files = nodeFiles{
 		runtimeConf: host.RuntimeConfig(cfg.Dir, pause.Name, t.CNIBin, systemd, len(containers.MissingCapabilities()) > 0),
-		kubeletConf: host.KubeletConfig(cfg.AdvertiseAddress, np.dns, filepath.Join(cfg.PKIDir(), "ca.crt"), systemd, host.CgroupV1()),
+		kubeletConf: host.KubeletConfig(cfg.AdvertiseAddress, np.dns, filepath.Join(cfg.PKIDir(), "ca.crt"), systemd, host.CgroupV1(), cfg.MaxPods),
 	}
 	if len(cfg.Mirrors) > 0 {
 		// docker.io too: flannel's image is Docker Hub's, as are many of

@@ -45,6 +45,8 @@ type Config struct {
 	ShimBinary string
 	// Mirrors are where pods' registry.k8s.io images are pulled from.
 	Mirrors []mirror.Mirror
+	// MaxPods caps the pods this node runs; 0 is kubelet's default (110).
+	MaxPods int
 }
 
 // confMount is where a component finds the files of the cluster directory

@@ -15,7 +15,7 @@ import (
 // by dk8s's csr-approver) rather than a self-signed one, the
 // runtime's cgroup driver, the cluster DNS at dns, and a resolv.conf that
 // does not loop back into systemd-resolved.
-func KubeletConfig(address net.IP, dns, caFile string, systemdCgroup, cgroupV1 bool) string {
+func KubeletConfig(address net.IP, dns, caFile string, systemdCgroup, cgroupV1 bool, maxPods int) string {
 	driver := "cgroupfs"
 	if systemdCgroup {
 		driver = "systemd"
@@ -48,6 +48,9 @@ resolvConf: %s
 `, address, caFile, driver, RuntimeSocket, dns, resolvConf())
 	if cgroupV1 {
 		b.WriteString("failCgroupV1: false\n")
+	}
+	if maxPods > 0 {
+		fmt.Fprintf(&b, "maxPods: %d\n", maxPods)
 	}
 	return b.String()
 }

@@ -12,7 +12,7 @@ import (
 )
 
 func TestKubeletConfig(t *testing.T) {
-	v1 := KubeletConfig(net.ParseIP("192.0.2.10"), "10.96.0.10", "/var/lib/dk8s/pki/ca.crt", false, true)
+	v1 := KubeletConfig(net.ParseIP("192.0.2.10"), "10.96.0.10", "/var/lib/dk8s/pki/ca.crt", false, true, 0)
 	for _, want := range []string{
 		"anonymous:\n    enabled: false", "webhook:\n    enabled: true", "clientCAFile: /var/lib/dk8s/pki/ca.crt",
 		"mode: Webhook", "cgroupDriver: cgroupfs", "rotateCertificates: true", "readOnlyPort: 0",
@@ -23,12 +23,18 @@ func TestKubeletConfig(t *testing.T) {
 			t.Errorf("kubelet config lacks %q:\n%s", want, v1)
 		}
 	}
-	v2 := KubeletConfig(net.ParseIP("192.0.2.10"), "10.96.0.10", "/ca.crt", true, false)
+	v2 := KubeletConfig(net.ParseIP("192.0.2.10"), "10.96.0.10", "/ca.crt", true, false, 50)
 	if strings.Contains(v2, "failCgroupV1") || !strings.Contains(v2, "cgroupDriver: systemd") {
 		t.Errorf("on cgroup v2 under systemd: no failCgroupV1, the systemd driver:\n%s", v2)
 	}
 	if !strings.Contains(v2, "resolvConf: /") {
 		t.Errorf("the kubelet config should name a resolv.conf:\n%s", v2)
+	}
+	if !strings.Contains(v2, "maxPods: 50") || strings.Contains(v1, "maxPods") {
+		t.Errorf("maxPods only when asked:\n%s\n%s", v1, v2)
+	}
+	if !strings.Contains(v1, "serverTLSBootstrap: true") {
+		t.Errorf("kubelet should ask the cluster for its serving certificate:\n%s", v1)
 	}
 }
 

@@ -207,6 +207,36 @@ func TestWorkersJoin(t *testing.T) {
 		}
 	})
 
+	t.Run("the agent applies a changed node setting", func(t *testing.T) {
+		mustKubectl := mustKubectlT(t)
+		// The agent started again with another setting, as a user changes
+		// one: its first join applies it.
+		args := append(slices.Clone(agentCmd[1:]), "--kubelet-binary", machineKubelet, "--mirror", machinePathMirror, "--lock", machineLock, "--max-pods", "42")
+		if r := w2.exec(t, "docker", "rm", "-f", "dk8s-agent"); r.code != 0 {
+			t.Fatalf("%s", r)
+		}
+		if r := w2.exec(t, append([]string{"docker"}, args...)...); r.code != 0 {
+			t.Fatalf("the agent's docker run:\n%s", r)
+		}
+		if !waitFor(3*time.Minute, func() bool {
+			out, _ := kubectl("get", "node", "dk8s-it-w2", "-o", "jsonpath={.status.capacity.pods}")
+			return out == "42" && nodeReady(kubectl, "dk8s-it-w2")
+		}) {
+			t.Fatalf("--max-pods 42 was not applied:\n%s\n%s", mustKubectl("get", "node", "dk8s-it-w2", "-o", "jsonpath={.status.capacity}"), w2.exec(t, "docker", "logs", "--tail", "30", "dk8s-agent"))
+		}
+	})
+
+	t.Run("token list shows the tokens, token delete removes one", func(t *testing.T) {
+		id, _, _ := strings.Cut(tok, ".")
+		if r := must(cp, "token", "list"); !strings.Contains(r.stdout, id) {
+			t.Errorf("token list should show %s:\n%s", id, r)
+		}
+		must(cp, "token", "delete", id)
+		if r := must(cp, "token", "list"); strings.Contains(r.stdout, id) {
+			t.Errorf("token %s should be gone:\n%s", id, r)
+		}
+	})
+
 	t.Run("ps on the control plane shows the nodes", func(t *testing.T) {
 		r := cp.dk8s(t, "ps")
 		for _, want := range []string{"dk8s-csr-approver", "NODE", "dk8s-it-w1", "dk8s-it-w2", "control-plane"} {

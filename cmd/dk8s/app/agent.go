@@ -44,6 +44,9 @@ before 'dk8s reset'.`,
 			for _, h := range f.hashes {
 				args = append(args, "--ca-cert-hash", h)
 			}
+			if f.maxPods > 0 {
+				args = append(args, "--max-pods", fmt.Sprint(f.maxPods))
+			}
 			for flag, v := range map[string]string{"--node-name": f.nodeName, "--advertise-address": f.advertise, "--kubelet-binary": f.kubeletBinary, "--lock": g.lock, "--kubernetes-version": g.version} {
 				if v != "" {
 					args = append(args, flag, v)

@@ -21,6 +21,7 @@ type joinFlags struct {
 	hashes                     []string
 	kubeletBinary, mirrors     string
 	timeout, wait, discovery   time.Duration
+	maxPods                    int
 }
 
 func newJoin(g *globals) *cobra.Command {
@@ -71,6 +72,7 @@ func (f *joinFlags) addJoin(cmd *cobra.Command, token string) {
 	fl.StringVar(&f.mirrors, "mirror", envOr("DK8S_MIRROR", "upstream"), "mirrors to pull the node's images through, in order")
 	fl.StringVar(&f.kubeletBinary, "kubelet-binary", "", "kubelet `FILE` on the host to run (default: kubelet on the PATH, else downloaded and checked against images.lock)")
 	fl.DurationVar(&f.timeout, "timeout", 3*time.Minute, "how long each step of a join may take")
+	fl.IntVar(&f.maxPods, "max-pods", 0, "most pods this node runs (default: kubelet's 110)")
 	fl.DurationVar(&f.discovery, "discovery-timeout", 20*time.Second, "how long to wait for the control plane to answer and sign a new token")
 }
 
@@ -80,7 +82,10 @@ func (f *joinFlags) joinConfig(cmd *cobra.Command, server string) (bootstrap.Joi
 	if err != nil {
 		return bootstrap.JoinConfig{}, nil, err
 	}
-	cfg.NodeName, cfg.KubeletBinary, cfg.Node = f.nodeName, f.kubeletBinary, true
+	cfg.NodeName, cfg.KubeletBinary, cfg.Node, cfg.MaxPods = f.nodeName, f.kubeletBinary, true, f.maxPods
+	if f.maxPods < 0 {
+		return bootstrap.JoinConfig{}, nil, fmt.Errorf("--max-pods %d: give a positive number, or leave it out for kubelet's 110", f.maxPods)
+	}
 	if f.advertise != "" {
 		if cfg.AdvertiseAddress = net.ParseIP(f.advertise); cfg.AdvertiseAddress == nil {
 			return bootstrap.JoinConfig{}, nil, fmt.Errorf("--advertise-address %q is not an IP address", f.advertise)
