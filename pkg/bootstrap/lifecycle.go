@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -412,9 +413,10 @@ func Nodes(ctx context.Context, cs kubernetes.Interface) ([]NodeStatus, error) {
 type ResetOptions struct {
 	// Purge deletes the cluster directory too (see CheckPurge).
 	Purge bool
-	// Drain, on a worker, deletes its pods (not its DaemonSets') and waits
-	// for them to go before the node leaves, so their controllers make them
-	// again on other nodes at once rather than after the node is gone.
+	// Drain, on a worker, cordons its node, deletes its pods (not its
+	// DaemonSets') and waits for them to go before the node leaves, so
+	// their controllers make them again on other nodes at once rather than
+	// after the node is gone.
 	Drain bool
 }
 
@@ -439,29 +441,44 @@ func workerOf(cfg Config, kept *Settings) (*worker, error) {
 }
 
 func (w *worker) drain(ctx context.Context) error {
-	pods, err := w.cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + w.node})
-	if err != nil {
-		return fmt.Errorf("draining node %s: %w; reset without --drain leaves them to their controllers", w.node, err)
+	// Cordoned first, or the pods' controllers would place them here again.
+	cordon := []byte(`{"spec":{"unschedulable":true}}`)
+	if _, err := w.cs.CoreV1().Nodes().Patch(ctx, w.node, types.StrategicMergePatchType, cordon, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("cordoning node %s: %w", w.node, err)
 	}
-	var left []string
-	for _, p := range pods.Items {
-		if daemonSetPod(&p) || p.Annotations[corev1.MirrorPodAnnotationKey] != "" {
-			continue
+	onNode := func(ctx context.Context) ([]corev1.Pod, error) {
+		list, err := w.cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + w.node})
+		if err != nil {
+			return nil, fmt.Errorf("draining node %s: %w; reset without --drain leaves them to their controllers", w.node, err)
 		}
+		var out []corev1.Pod
+		for _, p := range list.Items {
+			if !daemonSetPod(&p) && p.Annotations[corev1.MirrorPodAnnotationKey] == "" {
+				out = append(out, p)
+			}
+		}
+		return out, nil
+	}
+	pods, err := onNode(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range pods {
 		if err := w.cs.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("draining node %s: deleting pod %s/%s: %w", w.node, p.Namespace, p.Name, err)
 		}
-		left = append(left, p.Namespace+"/"+p.Name)
 	}
+	// A node may list the pods bound to it, not get one that is gone.
 	return wait.Until(ctx, time.Second, 2*time.Minute, func(ctx context.Context) (bool, string, error) {
-		var still []string
-		for _, name := range left {
-			ns, n, _ := strings.Cut(name, "/")
-			if _, err := w.cs.CoreV1().Pods(ns).Get(ctx, n, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-				still = append(still, name)
-			}
+		left, err := onNode(ctx)
+		if err != nil {
+			return false, err.Error(), nil
 		}
-		return len(still) == 0, "pods still terminating: " + strings.Join(still, ", "), nil
+		var names []string
+		for _, p := range left {
+			names = append(names, p.Namespace+"/"+p.Name)
+		}
+		return len(left) == 0, "pods still terminating: " + strings.Join(names, ", "), nil
 	})
 }
 

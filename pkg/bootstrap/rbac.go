@@ -41,8 +41,9 @@ func ensureAdminBinding(ctx context.Context, cfg Config, opts StartOptions) erro
 
 // ensureJoinable makes the cluster joinable by token: the signed
 // cluster-info and the join RBAC kubeadm makes (token.EnsureClusterInfo),
-// and the cluster's ranges for joining machines and nodes to read
-// (clusterSettingsName).
+// the cluster's ranges for joining machines and nodes to read
+// (clusterSettingsName), and a node's right to delete its own Node when it
+// leaves.
 func ensureJoinable(ctx context.Context, cfg Config, opts StartOptions) error {
 	cs, err := opts.client(filepath.Join(cfg.Dir, "super-admin.conf"))
 	if err != nil {
@@ -65,8 +66,19 @@ func ensureJoinable(ctx context.Context, cfg Config, opts StartOptions) error {
 	} else if err != nil {
 		return fmt.Errorf("writing the cluster's settings: %w", err)
 	}
-	reader := "dk8s:read-cluster-settings"
+	reader, leave := "dk8s:read-cluster-settings", "dk8s:node-leave"
 	for _, err := range []error{
+		// A worker's reset deletes its own Node (NodeRestriction keeps a
+		// node from deleting any other), with its kubelet's identity.
+		create(ctx, "the node-leave role", cs.RbacV1().ClusterRoles().Create, &rbacv1.ClusterRole{
+			ObjectMeta: metav1.ObjectMeta{Name: leave, Labels: managed},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"delete"}}},
+		}),
+		create(ctx, "the node-leave role binding", cs.RbacV1().ClusterRoleBindings().Create, &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: leave, Labels: managed},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: leave},
+			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: "system:nodes"}},
+		}),
 		create(ctx, "the cluster settings' role", cs.RbacV1().Roles(addonNS).Create, &rbacv1.Role{
 			ObjectMeta: metav1.ObjectMeta{Name: reader, Namespace: addonNS, Labels: managed},
 			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{clusterSettingsName}, Verbs: []string{"get"}}},
