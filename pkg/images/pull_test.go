@@ -18,6 +18,7 @@ import (
 // any call it does not override fails loudly.
 type fakeStore struct {
 	containers.Engine
+	mu         sync.Mutex // Pull works on several images at once
 	names      map[string]containers.Image
 	registries map[string]containers.Image
 	untagged   []string
@@ -29,6 +30,8 @@ func (f *fakeStore) Version(context.Context) (containers.Version, error) {
 }
 
 func (f *fakeStore) InspectImage(_ context.Context, ref string) (containers.Image, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	img, ok := f.names[ref]
 	if !ok {
 		return containers.Image{}, fmt.Errorf("%s: %w", ref, containers.ErrNotFound)
@@ -37,6 +40,8 @@ func (f *fakeStore) InspectImage(_ context.Context, ref string) (containers.Imag
 }
 
 func (f *fakeStore) PullImage(_ context.Context, ref string, _ containers.PullOptions) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	img, ok := f.registries[ref]
 	if !ok {
 		return fmt.Errorf("manifest for %s: %w", ref, containers.ErrNotFound)
@@ -47,6 +52,8 @@ func (f *fakeStore) PullImage(_ context.Context, ref string, _ containers.PullOp
 
 // TagImage takes a name or, as Docker does, an image ID as source.
 func (f *fakeStore) TagImage(_ context.Context, source, target string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	img, ok := f.names[source]
 	for _, have := range f.names {
 		if !ok && have.ID == source {
@@ -61,6 +68,8 @@ func (f *fakeStore) TagImage(_ context.Context, source, target string) error {
 }
 
 func (f *fakeStore) UntagImage(_ context.Context, ref string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.untagged = append(f.untagged, ref)
 	delete(f.names, ref)
 	return nil
