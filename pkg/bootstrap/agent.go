@@ -33,6 +33,10 @@ type AgentConfig struct {
 // joinContainer is the one-shot container an agent runs a join in.
 const joinContainer = "dk8s-join"
 
+// AgentContainer is the name the printed join command gives the node
+// agent's container.
+const AgentContainer = "dk8s-agent"
+
 // RunAgent keeps this machine a node until ctx ends: it runs `dk8s join`
 // on the host (in a one-shot container in the host's namespaces, entering
 // its root as the node's agents do, so the join sees the host's files and

@@ -171,6 +171,10 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, opts Reset
 	var removed []string
 	// A worker leaves the cluster: its pods first if asked, then (below,
 	// once its kubelet is gone and cannot register it again) its node.
+	// A node agent left running would join the machine again at once.
+	if c, err := engine.InspectContainer(ctx, AgentContainer); err == nil && c.Running {
+		return nil, fmt.Errorf("the node agent (%s) runs on this machine and would join it again: remove it first with 'docker rm -f %s', then reset", AgentContainer, AgentContainer)
+	}
 	var leave *worker
 	if kept, _ := ReadSettings(cfg.Dir); kept.IsWorker() {
 		if leave, err = workerOf(cfg, kept); err != nil {

@@ -128,3 +128,18 @@ func TestLogs(t *testing.T) {
 		t.Errorf("a component with no container should say to start: %v", err)
 	}
 }
+
+// A reset with the node agent still running is refused: the agent would
+// join the machine again at once.
+func TestResetRefusesWhileTheAgentRuns(t *testing.T) {
+	e := &containerstest.Engine{Containers: map[string]*containers.Container{
+		AgentContainer: {Name: AgentContainer, Running: true, State: "running"},
+	}}
+	_, err := Reset(context.Background(), e, Config{ClusterName: "dk8s", Dir: t.TempDir()}, ResetOptions{})
+	if err == nil || !strings.Contains(err.Error(), "docker rm -f dk8s-agent") {
+		t.Errorf("got %v", err)
+	}
+	if len(e.Calls) != 0 {
+		t.Errorf("a refused reset changed %v", e.Calls)
+	}
+}

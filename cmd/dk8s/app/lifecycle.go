@@ -60,8 +60,8 @@ or takes --yes. Only a directory dk8s marked for this cluster
 On a worker, reset takes the machine out of the cluster: its Node object is
 deleted once its kubelet is gone, and with --drain its pods (but its
 DaemonSets') are deleted first, so their controllers place them elsewhere
-at once. Stop a node agent first ('docker rm -f dk8s-agent'), or it joins
-again.`,
+at once. A reset refuses while the node agent runs (it would join the
+machine again): remove it first with 'docker rm -f dk8s-agent'.`,
 		Example: "  dk8s reset\n  dk8s reset --purge --yes\n  dk8s reset --drain --purge --yes   # a worker, leaving for good",
 		Args:    cobra.NoArgs,
 		RunE:    func(cmd *cobra.Command, _ []string) error { return runReset(cmd, g, f) },

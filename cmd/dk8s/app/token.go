@@ -126,7 +126,7 @@ func joinCommands(jt bootstrap.JoinToken, image string) []string {
 	args := fmt.Sprintf("--token %s --ca-cert-hash %s", jt.String(), jt.CAHash)
 	return []string{
 		fmt.Sprintf("dk8s join %s %s", jt.Server, args),
-		fmt.Sprintf("docker run -d --name dk8s-agent --restart=always --net=host --pid=host -v /var/run/docker.sock:/var/run/docker.sock -v /var/lib/dk8s:/var/lib/dk8s %s agent --server %s %s", image, jt.Server, args),
+		fmt.Sprintf("docker run -d --name %s --restart=always --net=host --pid=host -v /var/run/docker.sock:/var/run/docker.sock -v /var/lib/dk8s:/var/lib/dk8s %s agent --server %s %s", bootstrap.AgentContainer, image, jt.Server, args),
 	}
 }
 
