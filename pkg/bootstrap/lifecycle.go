@@ -73,6 +73,9 @@ func Status(ctx context.Context, engine containers.Engine, cfg Config) ([]Compon
 		if v := c.Labels[containers.LabelVersion]; v != "" {
 			st.Image, st.Version = "host: "+comp, v // not the image it borrows
 		}
+		if cp.ImageOf != "" {
+			st.Image, st.Version = "dk8s on "+c.Image, "-" // dk8s itself, bound in; the image's tag is not its version
+		}
 		if c.Running && !c.StartedAt.IsZero() {
 			st.Uptime = time.Since(c.StartedAt).Round(time.Second)
 			st.UptimeSeconds = int(st.Uptime.Seconds())
