@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -321,10 +320,8 @@ func nameFree(ctx context.Context, cs kubernetes.Interface, name string) error {
 	if err != nil {
 		return fmt.Errorf("checking that no node is named %s yet: %w", name, err)
 	}
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
-			return fmt.Errorf("a node named %s is already in the cluster and Ready: give this machine another name (--node-name), or remove that node first ('kubectl delete node %s')", name, name)
-		}
+	if ready, _ := nodeReady(n); ready {
+		return fmt.Errorf("a node named %s is already in the cluster and Ready: give this machine another name (--node-name), or remove that node first ('kubectl delete node %s')", name, name)
 	}
 	return nil
 }

@@ -401,11 +401,7 @@ func Nodes(ctx context.Context, cs kubernetes.Interface) ([]NodeStatus, error) {
 		if _, ok := n.Labels[ControlPlaneLabel]; ok {
 			s.Roles = "control-plane"
 		}
-		for _, c := range n.Status.Conditions {
-			if c.Type == corev1.NodeReady {
-				s.Ready = c.Status == corev1.ConditionTrue
-			}
-		}
+		s.Ready, _ = nodeReady(&n)
 		for _, a := range n.Status.Addresses {
 			if a.Type == corev1.NodeInternalIP {
 				s.Address = a.Address

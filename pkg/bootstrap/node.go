@@ -347,6 +347,16 @@ func waitNodeRegistered(ctx context.Context, cs kubeClient, node string, timeout
 	return nil
 }
 
+// nodeReady tells whether n reports Ready, and else why not.
+func nodeReady(n *corev1.Node) (bool, string) {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue, c.Reason + ": " + c.Message
+		}
+	}
+	return false, "no Ready condition yet"
+}
+
 // waitNodeReady waits until the node reports Ready.
 func waitNodeReady(ctx context.Context, cs kubeClient, node string, timeout time.Duration) error {
 	err := wait.Until(ctx, time.Second, timeout, func(ctx context.Context) (bool, string, error) {
@@ -354,12 +364,8 @@ func waitNodeReady(ctx context.Context, cs kubeClient, node string, timeout time
 		if err != nil {
 			return false, "not registered", nil
 		}
-		for _, c := range n.Status.Conditions {
-			if c.Type == corev1.NodeReady {
-				return c.Status == corev1.ConditionTrue, c.Reason + ": " + c.Message, nil
-			}
-		}
-		return false, "no Ready condition yet", nil
+		ready, why := nodeReady(n)
+		return ready, why, nil
 	})
 	if err != nil {
 		return fmt.Errorf("node %s not Ready: %w", node, err)
