@@ -21,6 +21,7 @@ import (
 	"github.com/dk8s/dk8s/internal/atomicfile"
 	"github.com/dk8s/dk8s/internal/wait"
 	"github.com/dk8s/dk8s/pkg/containers"
+	"github.com/dk8s/dk8s/pkg/host"
 	"github.com/dk8s/dk8s/pkg/images"
 	"github.com/dk8s/dk8s/pkg/token"
 )
@@ -81,6 +82,7 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 		return err
 	}
 	jc.Dir = dir
+	kubeletConf := filepath.Join(jc.Dir, "kubelet.conf")
 	kept, err := ReadSettings(jc.Dir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
@@ -98,7 +100,7 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 	case kept.Server != server:
 		return fmt.Errorf("this host is already a worker of %s: run 'dk8s reset' first to join %s", kept.Server, server)
 	default:
-		_, statErr := os.Stat(filepath.Join(jc.Dir, "kubelet.conf"))
+		_, statErr := os.Stat(kubeletConf)
 		joined = statErr == nil
 	}
 	if err := jc.Config.Resolve(); err != nil {
@@ -112,12 +114,12 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 	// Who the cluster is: through the token the first time, through the
 	// node's own identity once joined (the token may have expired since).
 	var caPEM []byte
-	var bootstrap *rest.Config
+	var cs kubeClient
 	if joined {
 		if caPEM, err = os.ReadFile(filepath.Join(jc.PKIDir(), "ca.crt")); err != nil {
 			return err
 		}
-		if bootstrap, err = clientcmd.BuildConfigFromFlags("", filepath.Join(jc.Dir, "kubelet.conf")); err != nil {
+		if cs, err = opts.client(kubeletConf); err != nil {
 			return err
 		}
 	} else {
@@ -170,11 +172,10 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 			return err
 		}
 		emit(Event{Step: "discovery", Message: "cluster CA found and matches the pinned hash", Done: true})
-		bootstrap = &rest.Config{Host: server, BearerToken: tok.String(), TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}, Timeout: 15 * time.Second}
-	}
-	cs, err := kubernetes.NewForConfig(bootstrap)
-	if err != nil {
-		return err
+		bootstrap := &rest.Config{Host: server, BearerToken: tok.String(), TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}, Timeout: 15 * time.Second}
+		if cs, err = kubernetes.NewForConfig(bootstrap); err != nil {
+			return err
+		}
 	}
 	rel, err := joinRelease(ctx, cs, lock)
 	if err != nil {
@@ -187,6 +188,10 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 		if err := nameFree(ctx, cs, jc.NodeName); err != nil {
 			return err
 		}
+	}
+	shim, err := findShim(jc.Config)
+	if err != nil {
+		return err
 	}
 	tools, err := findNodeTools(ctx, engine, jc.Config, rel)
 	if err != nil {
@@ -230,12 +235,14 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 			return err
 		}
 	}
+	if _, err := host.Install(shim, shimPath(jc.Dir)); err != nil {
+		return err
+	}
 	if _, _, err := startAgents(ctx, engine, jc.Config, rel, tools, id, timeout, opts.StartOptions, emit); err != nil {
 		return err
 	}
 	// kubelet writes kubelet.conf once the controller-manager has signed
 	// its client certificate.
-	kubeletConf := filepath.Join(jc.Dir, "kubelet.conf")
 	err = wait.Until(ctx, time.Second, timeout, func(context.Context) (bool, string, error) {
 		if _, err := os.Stat(kubeletConf); err != nil {
 			return false, "kubelet has no client certificate yet (its request is approved by the controller-manager)", nil

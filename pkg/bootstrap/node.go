@@ -32,13 +32,13 @@ func nodeUnits() host.Units { return host.Units{Runner: host.Exec{}, Dir: host.U
 // nodeTools are the host binaries a node runs, found by findNodeTools.
 type nodeTools struct {
 	host.Tools
-	shim                    string   // a static dk8s
 	kubelet, kubeletVersion string   // the kubelet to install, and its version
 	insecure                []string // registries Docker reaches over plain HTTP
 }
 
-// findNodeTools finds the runtime, the CNI plugins, a static dk8s and a
-// kubelet that fits the control plane, or says what is missing.
+// findNodeTools finds the runtime, the CNI plugins and a kubelet that fits
+// the control plane, or says what is missing. (The static dk8s the
+// agents' supervisors run is findShim's.)
 func findNodeTools(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release) (*nodeTools, error) {
 	var t nodeTools
 	v, err := engine.Version(ctx)
@@ -47,9 +47,6 @@ func findNodeTools(ctx context.Context, engine containers.Engine, cfg Config, re
 	}
 	t.insecure = v.Insecure
 	if t.Tools, err = host.FindTools(); err != nil {
-		return nil, err
-	}
-	if t.shim, err = findShim(cfg); err != nil {
 		return nil, err
 	}
 	if t.kubelet, t.kubeletVersion, err = host.FindKubelet(ctx, host.Exec{}, cfg.KubeletBinary, cfg.Dir, rel); err != nil {
@@ -138,15 +135,13 @@ func planNode(ctx context.Context, cfg Config, rel *images.Release, t *nodeTools
 // network, kube-proxy and CoreDNS.
 var nodeImages = []string{"pause", "flannel", "kube-proxy", "coredns"}
 
-// startAgents installs this host's node agents and starts them: the tools
-// under cfg.Dir/bin, the runtime with the node's images in it, then
-// kubelet, until kubelet answers its health check. It returns the plan
-// and the IDs of the images it loaded.
+// startAgents installs this host's node agents and starts them: kubelet
+// under cfg.Dir/bin (beside the dk8s its caller installed there), the
+// runtime with the node's images in it, then kubelet, until kubelet
+// answers its health check. It returns the plan and the IDs of the images
+// it loaded.
 func startAgents(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, t *nodeTools, id nodeIdentity, timeout time.Duration, opts StartOptions, emit func(Event)) (*nodePlan, map[string]string, error) {
-	shim, err := host.Install(t.shim, shimPath(cfg.Dir))
-	if err != nil {
-		return nil, nil, err
-	}
+	shim := shimPath(cfg.Dir) // installed by the caller, before any agent needs it
 	kubelet, err := host.Install(t.kubelet, filepath.Join(cfg.Dir, "bin", "kubelet"))
 	if err != nil {
 		return nil, nil, err
