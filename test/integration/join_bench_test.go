@@ -2,9 +2,6 @@ package integration
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,24 +23,13 @@ func BenchmarkJoin(b *testing.B) {
 			b.Fatalf("dk8s %s on the control plane:\n%s", strings.Join(args, " "), r)
 		}
 	}
-	kubeconfig := filepath.Join(b.TempDir(), "admin.conf")
-	if err := os.WriteFile(kubeconfig, []byte(cp.exec(b, "cat", "/var/lib/dk8s/admin.conf").stdout), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	kubectl := func(args ...string) (string, error) {
-		out, err := exec.Command(filepath.Join(filepath.Dir(testLock), "kubectl"), append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
-		return string(out), err
-	}
+	kubectl := adminKubectl(b, cp)
 	r := cp.dk8s(b, "token", "create", "--print-join-command")
-	var join []string
-	for _, line := range strings.Split(r.stdout, "\n") {
-		if f := strings.Fields(line); len(f) > 2 && f[0] == "dk8s" && f[1] == "join" {
-			join = append(f[1:], "--kubelet-binary", machineKubelet, "--mirror", machinePathMirror)
-		}
-	}
+	join, _ := joinCommands(r.stdout)
 	if join == nil {
 		b.Fatalf("no join command:\n%s", r)
 	}
+	join = append(join, "--kubelet-binary", machineKubelet, "--mirror", machinePathMirror)
 	var total time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

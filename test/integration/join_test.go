@@ -32,16 +32,7 @@ func TestWorkersJoin(t *testing.T) {
 	must(cp, "pull", "--mirror", machineFlatMirror)
 	must(cp, "start", "--kubelet-binary", machineKubelet, "--mirror", machinePathMirror)
 
-	// The cluster as its admin sees it, from this host (the machines'
-	// network is the host's too).
-	kubeconfig := filepath.Join(t.TempDir(), "admin.conf")
-	if err := os.WriteFile(kubeconfig, []byte(cp.exec(t, "cat", "/var/lib/dk8s/admin.conf").stdout), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	kubectl := func(args ...string) (string, error) {
-		out, err := exec.Command(filepath.Join(filepath.Dir(testLock), "kubectl"), append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
-		return string(out), err
-	}
+	kubectl := adminKubectl(t, cp)
 	// mustKubectl fails the test it is given (a subtest's own t).
 	mustKubectlT := func(t *testing.T) func(args ...string) string {
 		return func(args ...string) string {
@@ -56,15 +47,7 @@ func TestWorkersJoin(t *testing.T) {
 
 	// What a user copies from the control plane: both forms of the join.
 	r := must(cp, "token", "create", "--print-join-command", "--agent-image", "dk8s/dk8s:test")
-	var joinCmd, agentCmd []string
-	for _, line := range strings.Split(r.stdout, "\n") {
-		switch f := strings.Fields(line); {
-		case len(f) > 2 && f[0] == "dk8s" && f[1] == "join":
-			joinCmd = f[1:]
-		case len(f) > 2 && f[0] == "docker" && f[1] == "run":
-			agentCmd = f
-		}
-	}
+	joinCmd, agentCmd := joinCommands(r.stdout)
 	if joinCmd == nil || agentCmd == nil {
 		t.Fatalf("token create --print-join-command should print both forms:\n%s", r)
 	}
@@ -262,6 +245,35 @@ func TestWorkersJoin(t *testing.T) {
 			t.Errorf("reset --purge left on the worker:\n%s", left)
 		}
 	})
+}
+
+// adminKubectl runs the harness's kubectl from this host (the machines'
+// network is the host's too) as the admin of the control plane in cp.
+func adminKubectl(t testing.TB, cp *machine) func(args ...string) (string, error) {
+	t.Helper()
+	kubeconfig := filepath.Join(t.TempDir(), "admin.conf")
+	if err := os.WriteFile(kubeconfig, []byte(cp.exec(t, "cat", "/var/lib/dk8s/admin.conf").stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return func(args ...string) (string, error) {
+		out, err := exec.Command(filepath.Join(filepath.Dir(testLock), "kubectl"), append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+}
+
+// joinCommands are the two forms 'token create --print-join-command'
+// printed: dk8s join's arguments (from "join"), and the agent's whole
+// docker run command line.
+func joinCommands(out string) (join, agent []string) {
+	for _, line := range strings.Split(out, "\n") {
+		switch f := strings.Fields(line); {
+		case len(f) > 2 && f[0] == "dk8s" && f[1] == "join":
+			join = f[1:]
+		case len(f) > 2 && f[0] == "docker" && f[1] == "run":
+			agent = f
+		}
+	}
+	return join, agent
 }
 
 // flagValue is the value after flag in args.

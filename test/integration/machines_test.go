@@ -1,8 +1,6 @@
 package integration
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -381,18 +379,7 @@ func (m *machine) run(t testing.TB, env []string, args ...string) result {
 	for _, e := range env {
 		cmdArgs = append(cmdArgs, "-e", e)
 	}
-	cmd := exec.Command("docker", append(append(cmdArgs, m.name), args...)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("docker exec in %s: %v", m.name, err)
-	}
-	return r
+	return runResult(t, exec.Command("docker", append(append(cmdArgs, m.name), args...)...), "docker exec in "+m.name)
 }
 
 // reboot restarts the machine, as a host is rebooted: its engine stops its

@@ -72,6 +72,13 @@ func dk8s(t *testing.T, env []string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(dk8sBin, args...)
 	cmd.Env = append(append(os.Environ(), "DK8S_LOCK="+testLock), env...)
+	return runResult(t, cmd, "running dk8s")
+}
+
+// runResult runs cmd and returns what a user sees of it; a command that
+// could not run at all (not an exit status) fails the test, saying what.
+func runResult(t testing.TB, cmd *exec.Cmd, what string) result {
+	t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -80,7 +87,7 @@ func dk8s(t *testing.T, env []string, args ...string) result {
 	if errors.As(err, &ee) {
 		r.code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("running dk8s: %v", err)
+		t.Fatalf("%s: %v", what, err)
 	}
 	return r
 }
