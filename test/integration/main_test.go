@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -51,9 +52,49 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "building dk8s: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	if err := sweepLeftovers(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// sweepLeftovers resets the clusters an interrupted earlier run left
+// behind: dk8s refuses, rightly, to start a second control plane on a host
+// that runs one, so one killed test would fail every test after it in the
+// next run. Only the tests' own directories are touched: the clusters
+// newCluster keeps in dk8s-it-* and those in a test's t.TempDir. A host
+// without the harness's Docker daemon is left for the tests to report.
+func sweepLeftovers() error {
+	ctx := context.Background()
+	engine, err := containers.FromEnv(ctx)
+	if err != nil {
+		return nil
+	}
+	defer engine.Close()
+	cs, err := engine.ListContainers(ctx, nil)
+	if err != nil {
+		return nil
+	}
+	tmp := os.TempDir()
+	dirs := map[string]bool{}
+	for _, c := range cs {
+		d := c.Labels[containers.LabelDir]
+		if filepath.Dir(d) == tmp && strings.HasPrefix(filepath.Base(d), "dk8s-it-") ||
+			strings.HasPrefix(d, filepath.Join(tmp, "Test")) {
+			dirs[d] = true
+		}
+	}
+	for d := range dirs {
+		fmt.Fprintf(os.Stderr, "resetting the cluster an interrupted test run left in %s\n", d)
+		out, err := exec.Command(dk8sBin, "reset", "--purge", "--yes", "--dir", d).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("an interrupted test run left a cluster in %s, and resetting it failed: %v\n%s", d, err, out)
+		}
+	}
+	return nil
 }
 
 // result is what a user sees of one dk8s run.
