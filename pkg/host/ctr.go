@@ -6,8 +6,11 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/dk8s/dk8s/internal/atomicfile"
@@ -98,15 +101,23 @@ func WaitRuntime(ctx context.Context, r Runner, ctr string, timeout time.Duratio
 }
 
 // StopPods kills every pod container the runtime runs and deletes it, with
-// its root file system mounts, through ctr while the runtime still answers.
-// Pods outlive their runtime's container (their shims are not its
-// children), so removing the runtime alone would leave them running.
+// its root file system mounts, through ctr while the runtime still answers,
+// then removes the pods' network namespaces: killed without kubelet, no
+// CNI teardown runs, and a namespace left pinned at /var/run/netns keeps
+// the pod's veth and its address on the host. Pods outlive their runtime's
+// container (their shims are not its children), so removing the runtime
+// alone would leave them running.
 func StopPods(ctx context.Context, r Runner, ctr string) {
 	run := func(args ...string) string {
 		out, _ := r.Run(ctx, nil, ctr, ctrArgs(args...)...)
 		return string(out)
 	}
 	ids := strings.Fields(run("containers", "ls", "-q"))
+	var nsPaths []string
+	for _, pid := range taskPIDs(run("tasks", "ls")) {
+		nsPaths = append(nsPaths, fmt.Sprintf("/proc/%d/ns/net", pid))
+	}
+	netns := podNetns(NetnsDir, nsPaths)
 	for _, id := range ids {
 		run("tasks", "kill", "--signal", "SIGKILL", id)
 	}
@@ -118,4 +129,50 @@ func StopPods(ctx context.Context, r Runner, ctr string) {
 		run("tasks", "delete", "--force", id)
 		run("containers", "delete", id)
 	}
+	for _, ns := range netns {
+		syscall.Unmount(ns, syscall.MNT_DETACH)
+		os.Remove(ns)
+	}
+}
+
+// NetnsDir is where the runtime's CRI pins each pod sandbox's network
+// namespace (containerd's default, as for every CRI runtime on the host).
+const NetnsDir = "/var/run/netns"
+
+// taskPIDs reads the PIDs of ctr tasks ls's running tasks.
+func taskPIDs(ls string) []int {
+	var pids []int
+	for _, line := range strings.Split(ls, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 && f[2] == "RUNNING" {
+			if pid, err := strconv.Atoi(f[1]); err == nil && pid > 0 {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
+
+// podNetns lists the entries of dir that are the same namespace (the same
+// device and inode) as one of nsPaths: the pods' own, and never another
+// runtime's sharing the directory.
+func podNetns(dir string, nsPaths []string) []string {
+	type key struct{ dev, ino uint64 }
+	ours := map[key]bool{}
+	for _, p := range nsPaths {
+		var st syscall.Stat_t
+		if syscall.Stat(p, &st) == nil {
+			ours[key{uint64(st.Dev), st.Ino}] = true
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	var out []string
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		var st syscall.Stat_t
+		if syscall.Stat(p, &st) == nil && ours[key{uint64(st.Dev), st.Ino}] {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -131,7 +132,7 @@ func TestStopPods(t *testing.T) {
 		case "containers ls -q":
 			return []byte("aaa\nbbb\n"), nil
 		case "tasks ls":
-			if n == 0 {
+			if n <= 1 {
 				return []byte("TASK PID STATUS\naaa 10 RUNNING\nbbb 11 STOPPED\n"), nil
 			}
 			return []byte("TASK PID STATUS\naaa 10 STOPPED\nbbb 11 STOPPED\n"), nil
@@ -140,7 +141,7 @@ func TestStopPods(t *testing.T) {
 	}}
 	StopPods(context.Background(), ctr, "ctr")
 	want := []string{
-		"containers ls -q",
+		"containers ls -q", "tasks ls",
 		"tasks kill --signal SIGKILL aaa", "tasks kill --signal SIGKILL bbb",
 		"tasks ls", "tasks ls",
 		"tasks delete --force aaa", "containers delete aaa",
@@ -155,7 +156,28 @@ func TestStopPods(t *testing.T) {
 
 	none := &hosttest.Runner{}
 	StopPods(context.Background(), none, "ctr")
-	if strings.Join(none.Calls, "|") != ctrPrefix+"containers ls -q|"+ctrPrefix+"tasks ls" {
+	if strings.Join(none.Calls, "|") != ctrPrefix+"containers ls -q|"+ctrPrefix+"tasks ls|"+ctrPrefix+"tasks ls" {
 		t.Errorf("with no pods nothing is killed: %q", none.Calls)
+	}
+}
+
+func TestPodNetns(t *testing.T) {
+	if got := taskPIDs("TASK PID STATUS\naaa 10 RUNNING\nbbb 11 STOPPED\nccc 0 RUNNING\n"); !slices.Equal(got, []int{10}) {
+		t.Errorf("taskPIDs = %v, want [10]", got)
+	}
+	// A pod's namespace is known by its device and inode: here a file
+	// linked into the directory stands for a pinned namespace.
+	dir, procs := t.TempDir(), t.TempDir()
+	for _, n := range []string{"cni-pod", "cni-other-runtimes"} {
+		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Link(filepath.Join(dir, "cni-pod"), filepath.Join(procs, "net")); err != nil {
+		t.Fatal(err)
+	}
+	got := podNetns(dir, []string{filepath.Join(procs, "net"), filepath.Join(procs, "gone")})
+	if !slices.Equal(got, []string{filepath.Join(dir, "cni-pod")}) {
+		t.Errorf("podNetns = %v, want only the pod's", got)
 	}
 }

@@ -31,6 +31,9 @@ func newCluster(t *testing.T) *cluster {
 	}
 	c := &cluster{t: t, dir: filepath.Join(os.TempDir(), "dk8s-it-"+strings.ToLower(t.Name()))}
 	c.purge()
+	// Pods' network namespaces of another runtime's (or of a run before
+	// this fix) are not this test's to count.
+	c.netnsBefore, _ = filepath.Glob("/var/run/netns/cni-*")
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, n := range controlPlane {

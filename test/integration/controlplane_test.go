@@ -28,6 +28,9 @@ type cluster struct {
 	// control-plane tests run without it, to be quick and to the point.
 	node     bool
 	nodeArgs []string
+	// netnsBefore are the pods' network namespaces pinned on the host
+	// before the test: a purge must leave no other.
+	netnsBefore []string
 }
 
 const markerNS = "default"

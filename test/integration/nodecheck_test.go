@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -78,6 +79,13 @@ func assertNodeCleanedUp(t *testing.T, c *cluster) {
 	// shim binary for Docker's containers, with its own socket.
 	if out, _ := exec.Command("pgrep", "-af", "containerd-shim.*-address /run/dk8s/containerd/").Output(); len(out) > 0 {
 		t.Errorf("pod shims are left: %s", out)
+	}
+	if ns, _ := filepath.Glob("/var/run/netns/cni-*"); len(ns) > len(c.netnsBefore) {
+		for _, n := range ns {
+			if !slices.Contains(c.netnsBefore, n) {
+				t.Errorf("a pod's network namespace is left (it keeps the pod's veth): %s", n)
+			}
+		}
 	}
 	if _, err := os.Stat("/sys/class/net/dk8s-svc"); err == nil {
 		t.Error("the dk8s-svc device (the service range's route) is left")
