@@ -25,19 +25,29 @@ import (
 
 // ComponentStatus is one line of `dk8s ps`.
 type ComponentStatus struct {
-	Component string        `json:"component" yaml:"component"`
-	Container string        `json:"container" yaml:"container"`
-	Image     string        `json:"image,omitempty" yaml:"image,omitempty"`
-	Version   string        `json:"version,omitempty" yaml:"version,omitempty"`
-	State     string        `json:"state" yaml:"state"`
-	Healthy   bool          `json:"healthy" yaml:"healthy"`
-	Health    string        `json:"health" yaml:"health"`
-	Restarts  int           `json:"restarts" yaml:"restarts"`
-	Uptime    time.Duration `json:"-" yaml:"-"`
+	Component string `json:"component" yaml:"component"`
+	// Supervisor is what keeps the component running: SupervisorDocker
+	// (its Container, restart=always) or SupervisorSystemd (its Unit).
+	Supervisor string        `json:"supervisor" yaml:"supervisor"`
+	Container  string        `json:"container,omitempty" yaml:"container,omitempty"`
+	Unit       string        `json:"unit,omitempty" yaml:"unit,omitempty"`
+	Image      string        `json:"image,omitempty" yaml:"image,omitempty"`
+	Version    string        `json:"version,omitempty" yaml:"version,omitempty"`
+	State      string        `json:"state" yaml:"state"`
+	Healthy    bool          `json:"healthy" yaml:"healthy"`
+	Health     string        `json:"health" yaml:"health"`
+	Restarts   int           `json:"restarts" yaml:"restarts"`
+	Uptime     time.Duration `json:"-" yaml:"-"`
 	// UptimeSeconds is Uptime for machines.
 	UptimeSeconds int    `json:"uptimeSeconds" yaml:"uptimeSeconds"`
 	Endpoint      string `json:"endpoint" yaml:"endpoint"`
 }
+
+// The supervisors of ComponentStatus.
+const (
+	SupervisorDocker  = "docker"
+	SupervisorSystemd = "systemd"
+)
 
 // Status reports every component of the control plane, probing their
 // health in parallel with a short timeout each.
@@ -45,13 +55,16 @@ func Status(ctx context.Context, engine containers.Engine, cfg Config) ([]Compon
 	p := &pki.PKI{Dir: cfg.PKIDir()}
 	var comps []Component
 	kept, _ := ReadSettings(cfg.Dir)
+	units := nodeUnits()
+	// Where systemd is init, the node's agents are its units.
+	byUnit := func(c Component) bool { return c.HostAgent && host.SystemdIsInit() && units.Installed(c.Name) }
 	for _, c := range Components() {
 		// A worker has no control plane; the node's rows show once it is a
 		// node.
 		if !c.HostAgent && kept.IsWorker() {
 			continue
 		}
-		if _, err := own(ctx, engine, cfg, c.Name); err == nil || !c.HostAgent {
+		if _, err := own(ctx, engine, cfg, c.Name); err == nil || !c.HostAgent || byUnit(c) {
 			comps = append(comps, c)
 		}
 	}
@@ -59,29 +72,36 @@ func Status(ctx context.Context, engine containers.Engine, cfg Config) ([]Compon
 	var wg sync.WaitGroup
 	for i, cp := range comps {
 		comp := cp.Name
-		st := ComponentStatus{Component: comp, Container: containerName(comp), State: "absent", Health: "-", Endpoint: cp.Health.URL}
-		c, err := own(ctx, engine, cfg, comp)
-		switch {
-		case containers.IsNotFound(err):
-			out[i] = st
-			continue
-		case err != nil:
+		st := ComponentStatus{Component: comp, Supervisor: SupervisorDocker, Container: containerName(comp), State: "absent", Health: "-", Endpoint: cp.Health.URL}
+		running := false
+		if c, err := own(ctx, engine, cfg, comp); err == nil {
+			st.Image, st.State, st.Restarts = c.Image, c.State, c.RestartCount
+			st.Version = c.Image[strings.LastIndex(c.Image, ":")+1:]
+			if v := c.Labels[containers.LabelVersion]; v != "" {
+				st.Image, st.Version = "host: "+comp, v // not the image it borrows
+			}
+			if cp.ImageOf != "" {
+				st.Image, st.Version = "dk8s on "+c.Image, "-" // dk8s itself, bound in; the image's tag is not its version
+			}
+			if c.Running && !c.StartedAt.IsZero() {
+				st.Uptime = time.Since(c.StartedAt)
+			}
+			running = c.Running
+		} else if !containers.IsNotFound(err) {
 			return nil, err
+		} else if byUnit(cp) {
+			us, err := units.State(ctx, comp)
+			if err != nil {
+				return nil, err
+			}
+			st.Supervisor, st.Container, st.Unit = SupervisorSystemd, "", host.UnitName(comp)
+			st.Image, st.Version, st.State, st.Restarts, st.Uptime = "host: "+comp, us.Version, us.State(), us.Restarts, us.Uptime
+			running = us.Running()
 		}
-		st.Image, st.State, st.Restarts = c.Image, c.State, c.RestartCount
-		st.Version = c.Image[strings.LastIndex(c.Image, ":")+1:]
-		if v := c.Labels[containers.LabelVersion]; v != "" {
-			st.Image, st.Version = "host: "+comp, v // not the image it borrows
-		}
-		if cp.ImageOf != "" {
-			st.Image, st.Version = "dk8s on "+c.Image, "-" // dk8s itself, bound in; the image's tag is not its version
-		}
-		if c.Running && !c.StartedAt.IsZero() {
-			st.Uptime = time.Since(c.StartedAt).Round(time.Second)
-			st.UptimeSeconds = int(st.Uptime.Seconds())
-		}
+		st.Uptime = st.Uptime.Round(time.Second)
+		st.UptimeSeconds = int(st.Uptime.Seconds())
 		out[i] = st
-		if !c.Running {
+		if !running {
 			continue
 		}
 		wg.Add(1)
@@ -375,6 +395,10 @@ func Logs(ctx context.Context, engine containers.Engine, component string, opts 
 	}
 	name := containerName(c.Name)
 	if _, err := engine.InspectContainer(ctx, name); containers.IsNotFound(err) {
+		// Where systemd runs the node's agents, their logs are its journal's.
+		if c.HostAgent && host.SystemdIsInit() && nodeUnits().Installed(c.Name) {
+			return host.Journal(ctx, c.Name, opts.Tail, opts.Follow, stdout)
+		}
 		return fmt.Errorf("%s has no container: is the cluster started ('dk8s start')?", component)
 	}
 	return engine.ContainerLogs(ctx, name, opts, stdout, stderr)

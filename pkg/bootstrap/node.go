@@ -1,6 +1,7 @@
 package bootstrap
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -124,8 +125,8 @@ func planNode(ctx context.Context, cfg Config, rel *images.Release, t *nodeTools
 	np.runtime = agentSpec(cfg, "containerd", pause.Name, shim, np.runtimeCmd, runtimePrep(cfg), np.files.hash(filepath.Join(cfg.Dir, "containerd")), versions["containerd"])
 	np.kubeletSpec = agentSpec(cfg, "kubelet", pause.Name, shim, np.kubelet, nil, np.files.hash(filepath.Join(cfg.Dir, "kubelet")), versions["kubelet"])
 	np.units = []host.Unit{
-		{Component: "containerd", Text: host.SystemdUnit("containerd", append([]string{shim, "host-exec", "--root", "/", "--service-cidr", cfg.ServiceCIDR, "--"}, np.runtimeCmd...), []string{"docker.service"})},
-		{Component: "kubelet", Text: host.SystemdUnit("kubelet", np.kubelet, []string{host.UnitName("containerd")})},
+		{Component: "containerd", Text: host.SystemdUnit("containerd", versions["containerd"], append([]string{shim, "host-exec", "--root", "/", "--service-cidr", cfg.ServiceCIDR, "--"}, np.runtimeCmd...), []string{"docker.service"})},
+		{Component: "kubelet", Text: host.SystemdUnit("kubelet", versions["kubelet"], np.kubelet, []string{host.UnitName("containerd")})},
 	}
 	return np, nil
 }
@@ -247,10 +248,18 @@ func superviseRuntime(ctx context.Context, engine containers.Engine, np *nodePla
 	return nil
 }
 
-// agentError is a host agent that did not come up, with its container's
-// last log lines (none under systemd) and its hint.
+// agentError is a host agent that did not come up, with the last lines of
+// its container's log or, under systemd, its unit's journal, and its hint.
 func agentError(engine containers.Engine, c Component, err error, more string) error {
-	return &ComponentError{Component: c.Name, Err: err, Logs: lastLogs(engine, containerName(c.Name), 15), Hint: c.Hint + more}
+	logs := lastLogs(engine, containerName(c.Name), 15)
+	if host.SystemdIsInit() && nodeUnits().Installed(c.Name) {
+		var buf bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = host.Journal(ctx, c.Name, "15", false, &buf)
+		logs = strings.TrimRight(buf.String(), "\n")
+	}
+	return &ComponentError{Component: c.Name, Err: err, Logs: logs, Hint: c.Hint + more}
 }
 
 // nodeFiles are the files dk8s writes for the node, by path.

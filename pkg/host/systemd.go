@@ -3,9 +3,15 @@ package host
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/dk8s/dk8s/internal/atomicfile"
 )
@@ -16,10 +22,12 @@ import (
 const UnitDir = "/etc/systemd/system"
 
 // SystemdUnit renders the unit of a node agent: restarted always, started
-// at boot, after what it needs.
-func SystemdUnit(comp string, cmd []string, after []string) string {
+// at boot, after what it needs. Its description names the agent's version
+// (when known), which 'dk8s ps' shows.
+func SystemdUnit(comp, version string, cmd []string, after []string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Written by dk8s: %s for this Kubernetes node.\n[Unit]\nDescription=dk8s %s\n", comp, comp)
+	desc := strings.TrimSpace(unitDescPrefix + comp + " " + version)
+	fmt.Fprintf(&b, "# Written by dk8s: %s for this Kubernetes node.\n[Unit]\nDescription=%s\n", comp, desc)
 	fmt.Fprintf(&b, "Wants=network-online.target\nAfter=network-online.target %s\n\n", strings.Join(after, " "))
 	fmt.Fprintf(&b, "[Service]\nExecStart=%s\nRestart=always\nRestartSec=2\n", quoteCommand(cmd))
 	if comp == "containerd" {
@@ -30,6 +38,8 @@ func SystemdUnit(comp string, cmd []string, after []string) string {
 	b.WriteString("\n[Install]\nWantedBy=multi-user.target\n")
 	return b.String()
 }
+
+const unitDescPrefix = "dk8s "
 
 func quoteCommand(cmd []string) string {
 	var parts []string
@@ -115,4 +125,93 @@ func (u Units) Remove(ctx context.Context, comps []string) {
 		os.Remove(u.path(comps[i]))
 	}
 	Systemctl(ctx, u.Runner, "daemon-reload")
+}
+
+// UnitState is what systemd says of a node agent's unit.
+type UnitState struct {
+	// Active and Sub are systemd's ActiveState and SubState: "active" and
+	// "running" when it runs.
+	Active, Sub string
+	// Restarts counts the restarts systemd made (NRestarts).
+	Restarts int
+	// Uptime is how long its main process has run; 0 when none does.
+	Uptime time.Duration
+	// Version is the agent's version as its unit names it ("" if not).
+	Version string
+}
+
+// Running tells whether the unit's main process runs.
+func (s UnitState) Running() bool { return s.Active == "active" && s.Sub == "running" }
+
+// State is the unit's state in the words 'dk8s ps' uses for containers:
+// running, restarting (between two tries), stopped, failed, or systemd's
+// own word for anything else.
+func (s UnitState) State() string {
+	switch {
+	case s.Running():
+		return "running"
+	case s.Sub == "auto-restart" || s.Active == "activating":
+		return "restarting"
+	case s.Active == "inactive":
+		return "stopped"
+	case s.Active == "failed":
+		return "failed"
+	}
+	return s.Active + "/" + s.Sub
+}
+
+// State reads comp's unit's state from systemd.
+func (u Units) State(ctx context.Context, comp string) (UnitState, error) {
+	props := []string{"ActiveState", "SubState", "NRestarts", "ExecMainStartTimestampMonotonic", "MainPID", "Description"}
+	out, err := u.Runner.Run(ctx, nil, "systemctl", "show", "--property="+strings.Join(props, ","), UnitName(comp))
+	if err != nil {
+		return UnitState{}, fmt.Errorf("systemctl show %s: %w", UnitName(comp), err)
+	}
+	return parseUnitState(comp, string(out), monotonicNow()), nil
+}
+
+// parseUnitState reads systemctl show's key=value lines; now is the
+// monotonic clock, which systemd's start timestamp counts on.
+func parseUnitState(comp, show string, now time.Duration) UnitState {
+	kv := map[string]string{}
+	for _, line := range strings.Split(show, "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			kv[k] = v
+		}
+	}
+	s := UnitState{Active: kv["ActiveState"], Sub: kv["SubState"]}
+	s.Restarts, _ = strconv.Atoi(kv["NRestarts"])
+	if started, err := strconv.ParseInt(kv["ExecMainStartTimestampMonotonic"], 10, 64); err == nil && started > 0 && kv["MainPID"] != "0" && s.Running() {
+		if up := now - time.Duration(started)*time.Microsecond; up > 0 {
+			s.Uptime = up
+		}
+	}
+	s.Version = strings.TrimSpace(strings.TrimPrefix(kv["Description"], unitDescPrefix+comp))
+	return s
+}
+
+func monotonicNow() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
+// Journal writes the last lines of comp's unit's journal to w ("all" or a
+// count), following it when follow is set, until ctx ends.
+func Journal(ctx context.Context, comp, tail string, follow bool, w io.Writer) error {
+	args := []string{"--no-pager", "--output", "short-iso", "--unit", UnitName(comp)}
+	if tail != "" && tail != "all" {
+		args = append(args, "--lines", tail)
+	}
+	if follow {
+		args = append(args, "--follow")
+	}
+	cmd := exec.CommandContext(ctx, "journalctl", args...)
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Run(); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("journalctl %s: %w", strings.Join(args, " "), err)
+	}
+	return nil
 }

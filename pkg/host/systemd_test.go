@@ -7,14 +7,16 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dk8s/dk8s/pkg/host/hosttest"
 )
 
 func TestSystemdUnit(t *testing.T) {
-	u := SystemdUnit("kubelet", []string{"/var/lib/dk8s/bin/kubelet", "--config=/var/lib/dk8s/kubelet/config.yaml", "--node-labels=a=b c"}, []string{"dk8s-containerd.service"})
+	u := SystemdUnit("kubelet", "v1.37.2", []string{"/var/lib/dk8s/bin/kubelet", "--config=/var/lib/dk8s/kubelet/config.yaml", "--node-labels=a=b c"}, []string{"dk8s-containerd.service"})
 	for _, want := range []string{
 		"Restart=always",
+		"Description=dk8s kubelet v1.37.2\n",
 		"WantedBy=multi-user.target",
 		"After=network-online.target dk8s-containerd.service",
 		`ExecStart=/var/lib/dk8s/bin/kubelet --config=/var/lib/dk8s/kubelet/config.yaml "--node-labels=a=b c"`,
@@ -26,7 +28,7 @@ func TestSystemdUnit(t *testing.T) {
 	if strings.Contains(u, "KillMode") {
 		t.Error("kubelet's unit should use the default KillMode")
 	}
-	if c := SystemdUnit("containerd", []string{"/usr/bin/containerd"}, nil); !strings.Contains(c, "KillMode=process") || !strings.Contains(c, "Delegate=yes") {
+	if c := SystemdUnit("containerd", "", []string{"/usr/bin/containerd"}, nil); !strings.Contains(c, "KillMode=process") || !strings.Contains(c, "Delegate=yes") {
 		t.Errorf("the runtime's unit should keep pods' shims on restart and own its cgroups:\n%s", c)
 	}
 }
@@ -36,8 +38,8 @@ func TestUnitsApply(t *testing.T) {
 	r := &hosttest.Runner{}
 	units := Units{Runner: r, Dir: dir}
 	want := []Unit{
-		{Component: "containerd", Text: SystemdUnit("containerd", []string{"/usr/bin/containerd"}, []string{"docker.service"})},
-		{Component: "kubelet", Text: SystemdUnit("kubelet", []string{"/var/lib/dk8s/bin/kubelet"}, []string{"dk8s-containerd.service"})},
+		{Component: "containerd", Text: SystemdUnit("containerd", "", []string{"/usr/bin/containerd"}, []string{"docker.service"})},
+		{Component: "kubelet", Text: SystemdUnit("kubelet", "v1.37.2", []string{"/var/lib/dk8s/bin/kubelet"}, []string{"dk8s-containerd.service"})},
 	}
 	actions, err := units.Apply(context.Background(), want)
 	if err != nil {
@@ -63,7 +65,7 @@ func TestUnitsApply(t *testing.T) {
 	}
 
 	r.Calls = nil
-	want[1].Text = SystemdUnit("kubelet", []string{"/var/lib/dk8s/bin/kubelet", "--v=2"}, []string{"dk8s-containerd.service"})
+	want[1].Text = SystemdUnit("kubelet", "v1.37.2", []string{"/var/lib/dk8s/bin/kubelet", "--v=2"}, []string{"dk8s-containerd.service"})
 	actions, err = units.Apply(context.Background(), want)
 	if err != nil || strings.Join(actions, "|") != "dk8s-containerd.service unchanged|dk8s-kubelet.service installed" {
 		t.Fatalf("actions %q, %v", actions, err)
@@ -115,5 +117,45 @@ func TestUnitsRemove(t *testing.T) {
 	units.Remove(context.Background(), []string{"containerd", "kubelet"})
 	if strings.Join(r.Calls, "|") != "systemctl daemon-reload" {
 		t.Errorf("with no units only systemd's view is reloaded: %q", r.Calls)
+	}
+}
+
+func TestParseUnitState(t *testing.T) {
+	now := 1000 * time.Second
+	for _, c := range []struct {
+		name, show string
+		want       UnitState
+		state      string
+	}{
+		{"running", "ActiveState=active\nSubState=running\nNRestarts=2\nExecMainStartTimestampMonotonic=940000000\nMainPID=123\nDescription=dk8s kubelet v1.37.2\n",
+			UnitState{Active: "active", Sub: "running", Restarts: 2, Uptime: 60 * time.Second, Version: "v1.37.2"}, "running"},
+		{"waiting to restart", "ActiveState=activating\nSubState=auto-restart\nNRestarts=5\nExecMainStartTimestampMonotonic=940000000\nMainPID=0\nDescription=dk8s containerd 1.6.20\n",
+			UnitState{Active: "activating", Sub: "auto-restart", Restarts: 5, Version: "1.6.20"}, "restarting"},
+		{"stopped, a unit from before versions", "ActiveState=inactive\nSubState=dead\nNRestarts=0\nExecMainStartTimestampMonotonic=0\nMainPID=0\nDescription=dk8s kubelet\n",
+			UnitState{Active: "inactive", Sub: "dead"}, "stopped"},
+		{"failed", "ActiveState=failed\nSubState=failed\nNRestarts=\nMainPID=0\n",
+			UnitState{Active: "failed", Sub: "failed"}, "failed"},
+	} {
+		comp := "kubelet"
+		if strings.Contains(c.show, "containerd") {
+			comp = "containerd"
+		}
+		got := parseUnitState(comp, c.show, now)
+		if got != c.want || got.State() != c.state {
+			t.Errorf("%s: got %+v (%s), want %+v (%s)", c.name, got, got.State(), c.want, c.state)
+		}
+	}
+}
+
+func TestUnitsState(t *testing.T) {
+	r := &hosttest.Runner{Answer: func(cmd string, _ int) ([]byte, error) {
+		if cmd != "systemctl show --property=ActiveState,SubState,NRestarts,ExecMainStartTimestampMonotonic,MainPID,Description dk8s-kubelet.service" {
+			return nil, errors.New("unexpected command " + cmd)
+		}
+		return []byte("ActiveState=active\nSubState=running\nNRestarts=0\nExecMainStartTimestampMonotonic=1\nMainPID=7\nDescription=dk8s kubelet v1.37.2\n"), nil
+	}}
+	s, err := Units{Runner: r}.State(context.Background(), "kubelet")
+	if err != nil || !s.Running() || s.Version != "v1.37.2" || s.Uptime <= 0 {
+		t.Fatalf("State = %+v, %v", s, err)
 	}
 }

@@ -103,8 +103,8 @@ func fakeKubelet(t *testing.T, version string) string {
 }
 
 // TestSystemdUnitsVerify checks the units dk8s installs where systemd is
-// PID 1 with systemd's own verifier (the harness installs it): this machine
-// has no systemd running, so that path is not run end to end here.
+// PID 1 with systemd's own verifier (the harness installs it), for every
+// warning systemd would log; TestNodeUnderSystemd runs them end to end.
 func TestSystemdUnitsVerify(t *testing.T) {
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
@@ -112,8 +112,8 @@ func TestSystemdUnitsVerify(t *testing.T) {
 	}
 	dir := t.TempDir()
 	for name, unit := range map[string]string{
-		"dk8s-containerd.service": host.SystemdUnit("containerd", []string{"/usr/bin/containerd", "--config", "/var/lib/dk8s/containerd/config.toml"}, []string{"docker.service"}),
-		"dk8s-kubelet.service":    host.SystemdUnit("kubelet", []string{filepath.Join(filepath.Dir(testLock), "kubelet"), "--config=/var/lib/dk8s/kubelet/config.yaml"}, []string{"dk8s-containerd.service"}),
+		"dk8s-containerd.service": host.SystemdUnit("containerd", "1.6.20", []string{"/usr/bin/containerd", "--config", "/var/lib/dk8s/containerd/config.toml"}, []string{"docker.service"}),
+		"dk8s-kubelet.service":    host.SystemdUnit("kubelet", "v1.37.2", []string{filepath.Join(filepath.Dir(testLock), "kubelet"), "--config=/var/lib/dk8s/kubelet/config.yaml"}, []string{"dk8s-containerd.service"}),
 	} {
 		path := filepath.Join(dir, name)
 		os.WriteFile(path, []byte(unit), 0o644)

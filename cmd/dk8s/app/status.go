@@ -23,8 +23,11 @@ func newPs(g *globals) *cobra.Command {
 		Short: "Show every component: state, health, restarts, version, uptime",
 		Long: `Show every component on this host with its live health: the control plane's
 and the node's on a control plane (then also the cluster's nodes), the
-node's on a worker. Exits non-zero when any component is absent or
-unhealthy, so monitoring can run it.`,
+node's on a worker. SUPERVISOR says what keeps each running: docker (the
+container NAME, restarted always) or, for the node's containerd and kubelet
+where systemd is init, systemd (the unit NAME; its logs are in the journal).
+Exits non-zero when any component is absent or unhealthy, so monitoring can
+run it.`,
 		Example: "  dk8s ps\n  dk8s ps -o json | jq '.[] | select(.healthy | not)'",
 		Args:    cobra.NoArgs,
 		RunE:    func(cmd *cobra.Command, _ []string) error { return runPs(cmd, g, f) },
@@ -98,9 +101,13 @@ func printStatus(w io.Writer, output string, sts []bootstrap.ComponentStatus) er
 		if !s.Healthy && s.State == "running" {
 			health = "unhealthy"
 		}
-		rows = append(rows, []string{s.Component, s.Container, s.State, health, fmt.Sprint(s.Restarts), orDash(s.Version), uptime, s.Endpoint})
+		name := s.Container
+		if s.Unit != "" {
+			name = s.Unit
+		}
+		rows = append(rows, []string{s.Component, s.Supervisor, name, s.State, health, fmt.Sprint(s.Restarts), orDash(s.Version), uptime, s.Endpoint})
 	}
-	return table(w, []string{"COMPONENT", "CONTAINER", "STATE", "HEALTH", "RESTARTS", "VERSION", "UPTIME", "ENDPOINT"}, rows)
+	return table(w, []string{"COMPONENT", "SUPERVISOR", "NAME", "STATE", "HEALTH", "RESTARTS", "VERSION", "UPTIME", "ENDPOINT"}, rows)
 }
 
 func hasComponent(sts []bootstrap.ComponentStatus, name string) bool {
@@ -137,7 +144,9 @@ func newLogs(g *globals) *cobra.Command {
 		Use:   "logs COMPONENT",
 		Short: "Print a component's logs",
 		Long: `Print the logs of COMPONENT's container on this host (dk8s-etcd, ...), of
-whichever cluster directory it runs for.`,
+whichever cluster directory it runs for. Where systemd runs the node's
+containerd and kubelet (dk8s ps says so), theirs come from the journal, as
+'journalctl -u dk8s-kubelet.service' shows them.`,
 		Example:   "  dk8s logs kube-apiserver --tail 50\n  dk8s logs etcd -f",
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: bootstrap.ComponentNames(),

@@ -33,12 +33,12 @@ func TestPsTable(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
 	want := [][]string{
-		{"COMPONENT", "CONTAINER", "STATE", "HEALTH", "RESTARTS", "VERSION", "UPTIME", "ENDPOINT"},
-		{"etcd", "dk8s-etcd", "running", "unhealthy", "2", "3.6.5-0", "1m3", "https://127.0.0.1:2379/health"},
-		{"kube-apiserver", "dk8s-apiserver", "running", "unhealthy", "0", "v1.36.2", "1m3", "https://127.0.0.1:6443/readyz"},
-		{"kube-controller-manager", "dk8s-controller-manager", "exited", "-", "0", "v1.36.2", "-", "https://127.0.0.1:10257/healthz"},
-		{"kube-scheduler", "dk8s-scheduler", "absent", "-", "0", "-", "-", "https://127.0.0.1:10259/healthz"},
-		{"csr-approver", "dk8s-csr-approver", "absent", "-", "0", "-", "-", "http://127.0.0.1:10270/healthz"},
+		{"COMPONENT", "SUPERVISOR", "NAME", "STATE", "HEALTH", "RESTARTS", "VERSION", "UPTIME", "ENDPOINT"},
+		{"etcd", "docker", "dk8s-etcd", "running", "unhealthy", "2", "3.6.5-0", "1m3", "https://127.0.0.1:2379/health"},
+		{"kube-apiserver", "docker", "dk8s-apiserver", "running", "unhealthy", "0", "v1.36.2", "1m3", "https://127.0.0.1:6443/readyz"},
+		{"kube-controller-manager", "docker", "dk8s-controller-manager", "exited", "-", "0", "v1.36.2", "-", "https://127.0.0.1:10257/healthz"},
+		{"kube-scheduler", "docker", "dk8s-scheduler", "absent", "-", "0", "-", "-", "https://127.0.0.1:10259/healthz"},
+		{"csr-approver", "docker", "dk8s-csr-approver", "absent", "-", "0", "-", "-", "http://127.0.0.1:10270/healthz"},
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("ps printed %d lines, want %d:\n%s", len(lines), len(want), stdout)
