@@ -75,7 +75,7 @@ done
 # The make stamp changes with what the image is made of; the label of /etc's
 # listing rebuilds it when this host's /etc has changed (a package installed
 # since), for /etc must match the /usr it goes with.
-make_id=2
+make_id=3
 image=dk8s-harness/machine:$make_id
 etc_sum=$(find /etc -path /etc/hostname -prune -o -path /etc/hosts -prune -o -path /etc/resolv.conf -prune -o \
   -printf '%p %s %T@ %l\n' 2>/dev/null | sort | sha256sum | cut -c1-16)
@@ -113,7 +113,8 @@ ln -s /run/lock "$root/var/lock"
 cat >"$root/machine-init" <<'INIT'
 #!/bin/bash
 # The machine's PID 1: makes the container look enough like a host for
-# Docker and Kubernetes, then becomes the machine's Docker engine.
+# Docker and Kubernetes, then becomes the machine's Docker engine, or its
+# systemd.
 set -euo pipefail
 # Docker mounts a container's cgroups read-only unless it is privileged,
 # and this one, with its own cgroup namespace, sees only its own subtree:
@@ -124,13 +125,6 @@ set -euo pipefail
 awk '$2 ~ "^/sys/fs/cgroup(/|$)" && $4 ~ "(^|,)ro(,|$)" {print $2}' /proc/self/mounts | while read -r m; do
   mount -o remount,bind,rw "$m"
 done
-# cgroup v2 allows controllers for children only on a cgroup without
-# processes of its own: move this one into a leaf first (as moby's dind does).
-if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
-  mkdir -p /sys/fs/cgroup/init
-  xargs -rn1 </sys/fs/cgroup/cgroup.procs >/sys/fs/cgroup/init/cgroup.procs 2>/dev/null || :
-  sed -e 's/ / +/g' -e 's/^/+/' </sys/fs/cgroup/cgroup.controllers >/sys/fs/cgroup/cgroup.subtree_control
-fi
 # kubelet reads the kernel's log and stops when it cannot open it; kind
 # links the console where the device was not given.
 [ -e /dev/kmsg ] || ln -s /dev/console /dev/kmsg
@@ -147,6 +141,23 @@ resolv=$(sed 's/^nameserver 127\.0\.0\.11$/nameserver @GW@/' /etc/resolv.conf)
 echo "$resolv" >/etc/resolv.conf   # bound by Docker: written through, not replaced
 # Each machine its own identity, kept across reboots.
 [ -s /etc/machine-id ] || tr -d - </proc/sys/kernel/random/uuid >/etc/machine-id
+# A machine that boots systemd (DK8S_MACHINE_INIT=systemd), as most hosts
+# do: systemd is PID 1, owns the cgroups and starts Docker by the host's own
+# units (docker.socket, docker.service, containerd.service, enabled in the
+# copied /etc), with the mirrors in daemon.json as a user would put them.
+if [ "${DK8S_MACHINE_INIT:-}" = systemd ]; then
+  mkdir -p /etc/docker
+  echo '{"insecure-registries": ["@GW@:5001", "@GW@:5002"]}' >/etc/docker/daemon.json
+  echo "machine-init: $(hostname) booting systemd at $(date -u +%FT%TZ)"
+  exec /lib/systemd/systemd
+fi
+# cgroup v2 allows controllers for children only on a cgroup without
+# processes of its own: move this one into a leaf first (as moby's dind does).
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+  mkdir -p /sys/fs/cgroup/init
+  xargs -rn1 </sys/fs/cgroup/cgroup.procs >/sys/fs/cgroup/init/cgroup.procs 2>/dev/null || :
+  sed -e 's/ / +/g' -e 's/^/+/' </sys/fs/cgroup/cgroup.controllers >/sys/fs/cgroup/cgroup.subtree_control
+fi
 exec > >(tee -a /var/log/dockerd.log) 2>&1
 echo "machine-init: $(hostname) starting dockerd at $(date -u +%FT%TZ)"
 exec dockerd --insecure-registry @GW@:5001 --insecure-registry @GW@:5002

@@ -158,6 +158,8 @@ type machine struct {
 	name string // the container's name and the machine's host name
 	addr string // its address on dk8s-machines, kept across reboots
 	id   string // the container's ID, which names its cgroups on the host
+	// systemd: its PID 1 is systemd, which starts its Docker engine.
+	systemd bool
 }
 
 // machineAddrs serializes picking addresses, for tests that start machines
@@ -166,8 +168,23 @@ var machineAddrs sync.Mutex
 
 // startMachine starts a machine named name, waits for its Docker engine and
 // removes it with its disks when the test ends (unless
-// DK8S_KEEP_MACHINES=1, to look at it after a failure).
+// DK8S_KEEP_MACHINES=1, to look at it after a failure). Its PID 1 is
+// Docker's engine: a host without systemd, where dk8s supervises the node's
+// agents with Docker.
 func startMachine(t testing.TB, name string) *machine {
+	t.Helper()
+	return bootMachine(t, name, false)
+}
+
+// startSystemdMachine starts a machine that boots systemd, as most hosts do:
+// systemd is its PID 1 and starts its Docker engine by Debian's units, and
+// dk8s there runs the node's agents as systemd units.
+func startSystemdMachine(t testing.TB, name string) *machine {
+	t.Helper()
+	return bootMachine(t, name, true)
+}
+
+func bootMachine(t testing.TB, name string, systemd bool) *machine {
 	t.Helper()
 	if testLock == "" {
 		t.Fatal("DK8S_TEST_LOCK is not set: run the integration tests with 'make test', which brings up the harness (test/harness/up.sh)")
@@ -235,6 +252,12 @@ func startMachine(t testing.TB, name string) *machine {
 		// A reboot lets the engine stop its containers, as a host's
 		// shutdown does, before Docker kills it.
 		"--restart", "always", "--stop-timeout", "30")
+	if systemd {
+		// As systemd wants a container to run it: told it is one, stopped
+		// by the signal that shuts it down cleanly, /run/lock its own.
+		args = append(args, "-e", "DK8S_MACHINE_INIT=systemd", "-e", "container=docker",
+			"--stop-signal", "SIGRTMIN+3", "--tmpfs", "/run/lock")
+	}
 	if _, err := os.Stat("/dev/kmsg"); err == nil {
 		args = append(args, "--device", "/dev/kmsg") // kubelet reads it; machine-init links the console otherwise
 	}
@@ -254,7 +277,7 @@ func startMachine(t testing.TB, name string) *machine {
 	if err != nil {
 		t.Fatalf("starting machine %s: %v\n%s", name, err, out)
 	}
-	m := &machine{name: name, addr: addr, id: strings.TrimSpace(string(out))}
+	m := &machine{name: name, addr: addr, id: strings.TrimSpace(string(out)), systemd: systemd}
 	m.waitDocker(t)
 	t.Logf("machine %s at %s: its Docker engine answered %.1fs after docker run", name, addr, time.Since(start).Seconds())
 	return m
@@ -355,8 +378,14 @@ func (m *machine) waitDocker(t testing.TB) {
 	}) {
 		state, _ := exec.Command("docker", "inspect", "-f", "{{.State.Status}} (exit {{.State.ExitCode}}) {{.State.Error}}", m.name).CombinedOutput()
 		logs, _ := exec.Command("docker", "logs", "--tail", "40", m.name).CombinedOutput()
-		t.Fatalf("machine %s: its Docker engine did not answer within %s; the machine is %s\n--- its log (/var/log/dockerd.log)\n%s",
-			m.name, machineDockerUp, strings.TrimSpace(string(state)), logs)
+		what := "its log (/var/log/dockerd.log)"
+		if m.systemd {
+			what = "its console, then docker.service's journal"
+			j, _ := exec.Command("docker", "exec", m.name, "journalctl", "--no-pager", "-n", "40", "-u", "docker.service", "-u", "containerd.service").CombinedOutput()
+			logs = append(logs, j...)
+		}
+		t.Fatalf("machine %s: its Docker engine did not answer within %s; the machine is %s\n--- %s\n%s",
+			m.name, machineDockerUp, strings.TrimSpace(string(state)), what, logs)
 	}
 }
 

@@ -1,0 +1,284 @@
+package integration
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestNodeUnderSystemd is issue 14's "done when": the node suite on the
+// path most hosts take, machines that boot systemd, where dk8s runs the
+// node's containerd and kubelet as systemd units (the control plane stays
+// in Docker's containers). A control plane and a worker joined to it; a
+// Deployment behind a Service and DNS; kill -9 and systemctl restart of
+// each agent with the pods kept; a reboot of each machine with no command;
+// stop and start; reset --purge leaving nothing; a start after the purge.
+func TestNodeUnderSystemd(t *testing.T) {
+	cp := startSystemdMachine(t, "dk8s-it-sd-cp")
+	w := startSystemdMachine(t, "dk8s-it-sd-w")
+	must := func(m *machine, args ...string) result {
+		t.Helper()
+		r := m.dk8s(t, args...)
+		if r.code != 0 {
+			t.Fatalf("on %s: dk8s %s:\n%s", m.name, strings.Join(args, " "), r)
+		}
+		return r
+	}
+	nodeArgs := []string{"--kubelet-binary", machineKubelet, "--mirror", machinePathMirror}
+	units := []string{"dk8s-containerd.service", "dk8s-kubelet.service"}
+
+	must(cp, "pull", "--mirror", machineFlatMirror)
+	r := must(cp, append([]string{"start"}, nodeArgs...)...)
+	for _, want := range []string{"dk8s-containerd.service installed", "dk8s-kubelet.service installed", "node dk8s-it-sd-cp is Ready"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("start under systemd should say %q:\n%s", want, r)
+		}
+	}
+	kubectl := adminKubectl(t, cp)
+	mustKubectl := func(t *testing.T) func(args ...string) string {
+		return func(args ...string) string {
+			t.Helper()
+			out, err := kubectl(args...)
+			if err != nil {
+				t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+			return out
+		}
+	}
+
+	t.Run("the node's agents are systemd's units, enabled and active", func(t *testing.T) {
+		for _, u := range units {
+			for verb, want := range map[string]string{"is-enabled": "enabled", "is-active": "active"} {
+				if got := strings.TrimSpace(cp.exec(t, "systemctl", verb, u).stdout); got != want {
+					t.Errorf("systemctl %s %s: %q, want %q", verb, u, got, want)
+				}
+			}
+		}
+		if names := cp.exec(t, "docker", "ps", "-a", "--format", "{{.Names}}").stdout; strings.Contains(names, "dk8s-kubelet") || strings.Contains(names, "dk8s-containerd") {
+			t.Errorf("under systemd, Docker should run no agent of the node:\n%s", names)
+		}
+	})
+
+	t.Run("ps says which supervisor runs each component; logs read the journal", func(t *testing.T) {
+		ps := must(cp, "ps")
+		for comp, want := range map[string][]string{
+			"etcd ":       {"docker", "dk8s-etcd", "healthy"},
+			"containerd ": {"systemd", "dk8s-containerd.service", "running", "healthy"},
+			"kubelet ":    {"systemd", "dk8s-kubelet.service", "running", "healthy", "v1."},
+		} {
+			line := lineWith(ps.stdout, comp)
+			for _, w := range want {
+				if !strings.Contains(line, w) {
+					t.Errorf("ps's %s line should show %q:\n%s", comp, w, ps.stdout)
+				}
+			}
+		}
+		r := must(cp, "logs", "kubelet", "--tail", "5")
+		if n := len(strings.Split(strings.TrimSpace(r.stdout), "\n")); n < 2 || !strings.Contains(r.stdout, "kubelet") {
+			t.Errorf("logs kubelet should print the unit's journal's last lines:\n%s", r)
+		}
+	})
+
+	// The worker joins by the command, and is a systemd host too.
+	tokOut := must(cp, "token", "create", "--print-join-command")
+	joinCmd, _ := joinCommands(tokOut.stdout)
+	if joinCmd == nil {
+		t.Fatalf("token create --print-join-command printed no join command:\n%s", tokOut)
+	}
+	must(w, append(joinCmd, nodeArgs...)...)
+	if got := strings.TrimSpace(w.exec(t, "systemctl", "is-active", "dk8s-kubelet.service").stdout); got != "active" {
+		t.Errorf("the worker's kubelet unit is %q, want active", got)
+	}
+	if ps := must(w, "ps"); !strings.Contains(lineWith(ps.stdout, "kubelet "), "systemd") {
+		t.Errorf("ps on the worker should show its kubelet under systemd:\n%s", ps.stdout)
+	}
+
+	deployEcho(t, mustKubectl(t))
+	ip := strings.TrimSpace(mustKubectl(t)("get", "service", "echo", "-o", "jsonpath={.spec.clusterIP}"))
+	// serves: the Service answers on the control plane's machine, once
+	// kube-proxy has programmed it there (before, a request would leave the
+	// machine by its default route), and a pod resolves names by CoreDNS.
+	serves := func(t *testing.T, when string) {
+		t.Helper()
+		if !waitFor(3*time.Minute, func() bool {
+			return strings.Contains(cp.exec(t, "iptables", "-t", "nat", "-S", "KUBE-SERVICES").stdout, ip+"/32")
+		}) {
+			t.Fatalf("%s: kube-proxy on %s never programmed the Service's ClusterIP %s", when, cp.name, ip)
+		}
+		if body := fetchFrom(t, cp, "http://"+ip+"/"); !strings.HasPrefix(body, "echo-") {
+			t.Fatalf("%s: the Service %s answered %q, want a pod's name", when, ip, body)
+		}
+		if body := fetchFrom(t, cp, "http://"+ip+"/lookup?name=kubernetes.default"); body != "10.96.0.1" {
+			t.Fatalf("%s: a pod resolved kubernetes.default to %q, want 10.96.0.1 (CoreDNS)", when, body)
+		}
+	}
+	ready := func(t *testing.T, when string, ms ...*machine) {
+		t.Helper()
+		for _, m := range ms {
+			if !waitFor(4*time.Minute, func() bool { return nodeReady(kubectl, m.name) }) {
+				out, _ := kubectl("get", "nodes")
+				t.Fatalf("%s: node %s is not Ready:\n%s\n%s", when, m.name, out, m.exec(t, "journalctl", "--no-pager", "-n", "20", "-u", "dk8s-kubelet.service").stdout)
+			}
+		}
+	}
+	serves(t, "after start")
+
+	// The control plane's pods: their containers by ID with restart counts,
+	// which a crash or restart of the runtime or kubelet must not change.
+	cpPods := func(t *testing.T) string {
+		t.Helper()
+		var out string
+		// A pod still starting or ending would change between two readings.
+		if !waitFor(2*time.Minute, func() bool {
+			got, err := kubectl("get", "pods", "-A", "--field-selector", "spec.nodeName="+cp.name, "--sort-by=.metadata.name", "-o",
+				`jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.metadata.deletionTimestamp}{range .status.containerStatuses[*]} {.containerID} ready={.ready} restarts={.restartCount}{end}{"\n"}{end}`)
+			out = got
+			return err == nil && !strings.Contains(got, "ready=false") && !strings.Contains(got, "Pending") && strings.Count(got, "Running") >= 4
+		}) {
+			t.Fatalf("the pods on %s did not settle:\n%s", cp.name, out)
+		}
+		return out
+	}
+	mainPID := func(t *testing.T, unit string) string {
+		t.Helper()
+		return strings.TrimSpace(cp.exec(t, "systemctl", "show", "--property=MainPID", "--value", unit).stdout)
+	}
+	samePods := func(t *testing.T, when, before string) {
+		t.Helper()
+		ready(t, when, cp)
+		if after := cpPods(t); after != before {
+			t.Errorf("%s: the pods' containers changed (they must outlive it):\nbefore:\n%s\nafter:\n%s", when, before, after)
+		}
+		serves(t, when)
+	}
+
+	for _, u := range units {
+		t.Run("kill -9 of "+u+": systemd restarts it, pods kept", func(t *testing.T) {
+			before, pid := cpPods(t), mainPID(t, u)
+			if pid == "" || pid == "0" {
+				t.Fatalf("%s has no main process", u)
+			}
+			if r := cp.exec(t, "kill", "-9", pid); r.code != 0 {
+				t.Fatal(r)
+			}
+			if !waitFor(time.Minute, func() bool {
+				p := mainPID(t, u)
+				return p != pid && p != "0" && strings.TrimSpace(cp.exec(t, "systemctl", "is-active", u).stdout) == "active"
+			}) {
+				t.Fatalf("%s did not come back after kill -9:\n%s", u, cp.exec(t, "systemctl", "status", "--no-pager", u).stdout)
+			}
+			samePods(t, "kill -9 of "+u, before)
+		})
+	}
+
+	t.Run("systemctl restart of each agent: pods kept", func(t *testing.T) {
+		before := cpPods(t)
+		for _, u := range units {
+			if r := cp.exec(t, "systemctl", "restart", u); r.code != 0 {
+				t.Fatalf("systemctl restart %s: %s", u, r)
+			}
+		}
+		samePods(t, "systemctl restart of the runtime and kubelet", before)
+		if ps := must(cp, "ps"); !strings.Contains(lineWith(ps.stdout, "kubelet "), "healthy") {
+			t.Errorf("ps after the restarts:\n%s", ps.stdout)
+		}
+	})
+
+	t.Run("a restart of Docker leaves the node's agents and pods running", func(t *testing.T) {
+		before := cpPods(t)
+		pids := map[string]string{}
+		for _, u := range units {
+			pids[u] = mainPID(t, u)
+		}
+		if r := cp.exec(t, "systemctl", "restart", "docker.service"); r.code != 0 {
+			t.Fatalf("systemctl restart docker: %s", r)
+		}
+		for _, u := range units {
+			if got := mainPID(t, u); got != pids[u] {
+				t.Errorf("%s's process changed with Docker's restart: %s, was %s", u, got, pids[u])
+			}
+		}
+		// The control plane is Docker's: back by its restart policy.
+		if !waitFor(2*time.Minute, func() bool { return cp.dk8s(t, "ps").code == 0 }) {
+			t.Fatalf("the control plane did not come back after Docker's restart:\n%s", cp.dk8s(t, "ps"))
+		}
+		samePods(t, "a restart of Docker", before)
+	})
+
+	t.Run("each machine rebooted comes back with no command", func(t *testing.T) {
+		for _, m := range []*machine{cp, w} {
+			start := time.Now()
+			m.reboot(t)
+			ready(t, m.name+" rebooted", cp, w)
+			t.Logf("%s rebooted: both nodes Ready %.1fs after docker restart", m.name, time.Since(start).Seconds())
+			mustKubectl(t)("rollout", "status", "deployment/echo", "--timeout=3m")
+			serves(t, m.name+" rebooted")
+		}
+	})
+
+	t.Run("stop stops the units, start brings the node back", func(t *testing.T) {
+		r := must(cp, "stop")
+		for _, u := range units {
+			if !strings.Contains(r.stdout+r.stderr, u) {
+				t.Errorf("stop should name %s:\n%s", u, r)
+			}
+			if got := strings.TrimSpace(cp.exec(t, "systemctl", "is-active", u).stdout); got != "inactive" {
+				t.Errorf("after stop, %s is %q, want inactive", u, got)
+			}
+		}
+		if ps := cp.dk8s(t, "ps"); ps.code == 0 || !strings.Contains(lineWith(ps.stdout, "kubelet "), "stopped") {
+			t.Errorf("ps after stop should show kubelet stopped and exit non-zero:\n%s", ps)
+		}
+		must(cp, append([]string{"start"}, nodeArgs...)...)
+		ready(t, "after stop and start", cp)
+		serves(t, "after stop and start")
+	})
+
+	// What reset --purge must leave on a machine: nothing of the node.
+	leftovers := func(t *testing.T, m *machine) {
+		t.Helper()
+		checks := []struct {
+			what string
+			cmd  []string
+		}{
+			{"units", []string{"sh", "-c", "ls /etc/systemd/system | grep dk8s; systemctl list-units --all --no-legend 'dk8s-*'"}},
+			// Below /var/lib/dk8s: the directory itself is the machine's disk.
+			{"mounts", []string{"sh", "-c", "grep -E '/var/lib/dk8s/|/run/dk8s|/run/netns/' /proc/self/mountinfo"}},
+			{"pods' network namespaces", []string{"sh", "-c", "ls -A /var/run/netns 2>/dev/null"}},
+			{"iptables rules", []string{"sh", "-c", `iptables-save | grep -E 'KUBE-|FLANNEL|"dk8s"|10\.244\.'`}},
+			{"network devices", []string{"sh", "-c", "ip -o link show | grep -E 'dk8s0|dk8s-svc|flannel|cni0'; ip -o link show type veth | grep -v ' eth0@'"}}, // eth0: the machine's own
+			{"kubelet", []string{"pgrep", "-a", "-x", "kubelet"}},
+			{"the runtime", []string{"pgrep", "-af", "containerd --config /var/lib/dk8s"}},
+			{"pod shims", []string{"pgrep", "-af", "containerd-shim.*-address /run/dk8s/"}},
+			{"containers", []string{"docker", "ps", "-aq", "--filter", "name=dk8s-"}},
+			{"files", []string{"ls", "-A", "/var/lib/dk8s"}},
+		}
+		for _, c := range checks {
+			if out := strings.TrimSpace(m.exec(t, c.cmd...).stdout); out != "" {
+				t.Errorf("reset --purge left %s on %s:\n%s", c.what, m.name, out)
+			}
+		}
+	}
+
+	t.Run("reset --purge of the worker and the control plane leaves nothing", func(t *testing.T) {
+		if r := must(w, "reset", "--drain", "--purge", "--yes"); !strings.Contains(r.stderr, "dk8s-kubelet.service") {
+			t.Errorf("reset of the worker should name the units it removed:\n%s", r)
+		}
+		leftovers(t, w)
+		must(cp, "reset", "--purge", "--yes")
+		leftovers(t, cp)
+	})
+
+	t.Run("a start after the purge makes a node again", func(t *testing.T) {
+		r := must(cp, append([]string{"start"}, nodeArgs...)...)
+		if !strings.Contains(r.stderr, "dk8s-kubelet.service installed") {
+			t.Errorf("a start after the purge should install the units again:\n%s", r)
+		}
+		kubectl = adminKubectl(t, cp) // a new cluster, a new CA
+		ready(t, "a start after the purge", cp)
+		if out := fmt.Sprint(mustKubectl(t)("get", "nodes", "--no-headers")); strings.Contains(out, w.name) {
+			t.Errorf("a new cluster should not know the old worker:\n%s", out)
+		}
+	})
+}
