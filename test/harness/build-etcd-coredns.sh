@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# build-etcd-coredns.sh ETCD_VERSION COREDNS_VERSION OUTDIR: builds etcd and
-# etcdctl (3.7.0) and coredns (v1.14.6) from the Go module proxy into OUTDIR.
+# build-etcd-coredns.sh ETCD_VERSION COREDNS_VERSION OUTDIR: builds etcd,
+# etcdctl and etcdutl (3.7.0), as upstream's etcd image carries them, and
+# coredns (v1.14.6) from the Go module proxy into OUTDIR. What is already
+# built is kept.
 set -euo pipefail
 etcd=$1 coredns=$2 out=$3
 build() { # build NAME MODULE@VERSION PACKAGE
+  [ -x "$out/$1" ] && return
   local work="$out/.mod-$1"
   mkdir -p "$work"
   (
@@ -16,4 +19,5 @@ build() { # build NAME MODULE@VERSION PACKAGE
 }
 build etcd "go.etcd.io/etcd/server/v3@v${etcd%-*}" go.etcd.io/etcd/server/v3
 build etcdctl "go.etcd.io/etcd/etcdctl/v3@v${etcd%-*}" go.etcd.io/etcd/etcdctl/v3
+build etcdutl "go.etcd.io/etcd/etcdutl/v3@v${etcd%-*}" go.etcd.io/etcd/etcdutl/v3
 build coredns "github.com/coredns/coredns@$coredns" github.com/coredns/coredns

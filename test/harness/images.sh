@@ -28,9 +28,10 @@ cp "$bins/kubelet" "$cache/kubelet"   # the node's kubelet, given to dk8s start 
 has() { curl -fs -o /dev/null -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' "http://127.0.0.1:$1/v2/$2/manifests/$3"; }
 
 # The harness's images change now and then (kube-proxy gained iptables, the
-# echo workload was added, then flannel): a stamp says which make of them the
-# registries hold, and a different one pushes everything again.
-make_id=7
+# echo workload was added, then flannel, then etcdutl in etcd's): a stamp says
+# which make of them the registries hold, and a different one pushes
+# everything again.
+make_id=8
 # Everything present on every registry? Then there is nothing to do.
 missing=0
 [ "$(cat "$cache/images.stamp" 2>/dev/null)" = "$make_id" ] || missing=1
@@ -41,7 +42,7 @@ done
 has 5003 google_containers/kube-apiserver "$kube" || missing=1
 [ $missing = 1 ] || { echo "harness: registries already hold the image set" >&2; exit 0; }
 
-if [ ! -x "$extra/coredns" ]; then
+if [ ! -x "$extra/coredns" ] || [ ! -x "$extra/etcdutl" ]; then
   echo "harness: building etcd $etcd and coredns $coredns from source" >&2
   "$here/build-etcd-coredns.sh" "$etcd" "$coredns" "$extra"
 fi
@@ -111,7 +112,7 @@ echo "harness: making images" >&2
 for c in kube-apiserver kube-controller-manager kube-scheduler kube-proxy; do
   image "$c" "$kube" "[\"/usr/local/bin/$c\"]" "$bins/$c"
 done
-image etcd "$etcd" '["/usr/local/bin/etcd"]' "$extra/etcd" "$extra/etcdctl"
+image etcd "$etcd" '["/usr/local/bin/etcd"]' "$extra/etcd" "$extra/etcdctl" "$extra/etcdutl"
 image pause "$pause" '["/pause"]'
 image coredns "$coredns" '["/coredns"]'
 image flannel "$flannel" '["/opt/bin/flanneld"]'
