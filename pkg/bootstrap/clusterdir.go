@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -48,6 +49,10 @@ type Settings struct {
 	Role string `yaml:"role,omitempty"`
 	// Server is the apiserver a worker joined.
 	Server string `yaml:"server,omitempty"`
+	// EtcdSnapshotInterval and EtcdSnapshotRetention are the schedule of
+	// etcd snapshots a control plane was last started with ("0s": none).
+	EtcdSnapshotInterval  string `yaml:"etcdSnapshotInterval,omitempty"`
+	EtcdSnapshotRetention int    `yaml:"etcdSnapshotRetention,omitempty"`
 }
 
 // The roles a host has in its cluster.
@@ -178,6 +183,8 @@ func madeByDK8s(dir string) bool {
 // advertise address was given rather than found.
 func settingsOf(cfg Config) Settings {
 	s := Settings{Name: cfg.ClusterName, NodeName: cfg.NodeName, ServiceCIDR: cfg.ServiceCIDR, PodCIDR: cfg.PodCIDR, Role: RoleControlPlane}
+	interval, keep := cfg.snapshotSchedule()
+	s.EtcdSnapshotInterval, s.EtcdSnapshotRetention = interval.String(), keep
 	if cfg.AdvertiseGiven && cfg.AdvertiseAddress != nil {
 		s.AdvertiseAddress = cfg.AdvertiseAddress.String()
 	}
@@ -229,6 +236,12 @@ func (c *Config) resolveKept() error {
 		}
 		if c.PodCIDR == "" {
 			c.PodCIDR = s.PodCIDR
+		}
+		if d, perr := time.ParseDuration(s.EtcdSnapshotInterval); c.SnapshotInterval == nil && perr == nil {
+			c.SnapshotInterval = &d
+		}
+		if c.SnapshotRetention == 0 {
+			c.SnapshotRetention = s.EtcdSnapshotRetention
 		}
 	}
 	if c.ServiceCIDR == "" {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/host"
@@ -47,6 +48,13 @@ type Config struct {
 	Mirrors []mirror.Mirror
 	// MaxPods caps the pods this node runs; 0 is kubelet's default (110).
 	MaxPods int
+	// SnapshotInterval is how often the etcd-snapshotter saves a snapshot
+	// (0: never); nil keeps the cluster's (its marker), else
+	// DefaultSnapshotInterval. SnapshotRetention is how many of its
+	// snapshots it keeps; 0 keeps the cluster's, else
+	// DefaultSnapshotRetention.
+	SnapshotInterval  *time.Duration
+	SnapshotRetention int
 }
 
 // confMount is where a component finds the files of the cluster directory
@@ -130,6 +138,7 @@ func (c Component) spec(cfg Config, rel *images.Release) (containers.Spec, error
 		// it to debug (unless-stopped would not). `dk8s stop` is the way
 		// to keep it down: it removes nothing, and start brings it back.
 		RestartAlways: true,
+		User:          c.User,
 	}.WithHash(), nil
 }
 
