@@ -48,6 +48,13 @@ type Settings struct {
 	Role string `yaml:"role,omitempty"`
 	// Server is the apiserver a worker joined.
 	Server string `yaml:"server,omitempty"`
+	// HA says the control plane listens for other control planes
+	// (Config.HA); once set it stays, for members rely on it.
+	HA bool `yaml:"ha,omitempty"`
+	// EtcdInitialCluster and EtcdClusterState are a joined control plane's
+	// first etcd start (Config.EtcdInitialCluster).
+	EtcdInitialCluster string `yaml:"etcdInitialCluster,omitempty"`
+	EtcdClusterState   string `yaml:"etcdClusterState,omitempty"`
 }
 
 // The roles a host has in its cluster.
@@ -177,7 +184,8 @@ func madeByDK8s(dir string) bool {
 // settingsOf is what cfg records in the marker; explicit says whether the
 // advertise address was given rather than found.
 func settingsOf(cfg Config) Settings {
-	s := Settings{Name: cfg.ClusterName, NodeName: cfg.NodeName, ServiceCIDR: cfg.ServiceCIDR, PodCIDR: cfg.PodCIDR, Role: RoleControlPlane}
+	s := Settings{Name: cfg.ClusterName, NodeName: cfg.NodeName, ServiceCIDR: cfg.ServiceCIDR, PodCIDR: cfg.PodCIDR, Role: RoleControlPlane,
+		HA: cfg.HA, EtcdInitialCluster: cfg.EtcdInitialCluster, EtcdClusterState: cfg.EtcdClusterState}
 	if cfg.AdvertiseGiven && cfg.AdvertiseAddress != nil {
 		s.AdvertiseAddress = cfg.AdvertiseAddress.String()
 	}
@@ -229,6 +237,10 @@ func (c *Config) resolveKept() error {
 		}
 		if c.PodCIDR == "" {
 			c.PodCIDR = s.PodCIDR
+		}
+		c.HA = c.HA || s.HA
+		if c.EtcdInitialCluster == "" {
+			c.EtcdInitialCluster, c.EtcdClusterState = s.EtcdInitialCluster, s.EtcdClusterState
 		}
 	}
 	if c.ServiceCIDR == "" {

@@ -123,57 +123,7 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 			return err
 		}
 	} else {
-		tok, err := token.Parse(jc.Token)
-		if err != nil {
-			return err
-		}
-		if len(jc.CACertHashes) == 0 {
-			return errors.New("--ca-cert-hash is required: it is how this machine knows the cluster is the one you meant; 'dk8s token create --print-join-command' on a control plane prints it")
-		}
-		var pins []string
-		for _, h := range jc.CACertHashes {
-			p, err := token.ParseHash(h)
-			if err != nil {
-				return err
-			}
-			pins = append(pins, p)
-		}
-		emit(Event{Step: "discovery", Message: "finding the cluster CA at " + server})
-		// A control plane still starting, or a token made a moment ago that
-		// the controller-manager has not signed yet, is waited for a little;
-		// any other answer is final at once.
-		discoveryWait := jc.DiscoveryTimeout
-		if discoveryWait == 0 {
-			discoveryWait = 20 * time.Second
-		}
-		var last, final error // the last answer worth waiting out; one that is not
-		// Each attempt has its own bound (token.Discover's per request), so
-		// a slow answer is still an answer; the wait bounds the retries.
-		err = wait.Until(ctx, time.Second, discoveryWait, func(context.Context) (bool, string, error) {
-			var derr error
-			caPEM, derr = token.Discover(ctx, server, tok, pins)
-			if errors.Is(derr, token.ErrUnreachable) || errors.Is(derr, token.ErrNoSignature) {
-				last = derr
-				return false, derr.Error(), nil
-			}
-			final = derr
-			return true, "", nil
-		})
-		if final != nil {
-			return final
-		}
-		if err != nil && ctx.Err() == nil {
-			if last != nil {
-				return last
-			}
-			return fmt.Errorf("%w at %s: no answer within %s: check the address and port (the apiserver listens on 6443), that the control plane is up ('dk8s ps' on it), and that no firewall between the two hosts drops the port (--discovery-timeout waits longer)", token.ErrUnreachable, server, discoveryWait)
-		}
-		if err != nil {
-			return err
-		}
-		emit(Event{Step: "discovery", Message: "cluster CA found and matches the pinned hash", Done: true})
-		bootstrap := &rest.Config{Host: server, BearerToken: tok.String(), TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}, Timeout: 15 * time.Second}
-		if cs, err = kubernetes.NewForConfig(bootstrap); err != nil {
+		if caPEM, cs, err = discoverCluster(ctx, jc, emit); err != nil {
 			return err
 		}
 	}
@@ -270,6 +220,69 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 	}
 	emit(Event{Step: "healthy", Component: "kubelet", Message: "node " + jc.NodeName + " is Ready", Done: true})
 	return nil
+}
+
+// discoverCluster finds the cluster CA at jc.Server through the token-signed
+// cluster-info, checks it against the pinned hashes, and returns it with a
+// client that authenticates with the token.
+func discoverCluster(ctx context.Context, jc JoinConfig, emit func(Event)) ([]byte, kubernetes.Interface, error) {
+	server := jc.Server
+	tok, err := token.Parse(jc.Token)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(jc.CACertHashes) == 0 {
+		return nil, nil, errors.New("--ca-cert-hash is required: it is how this machine knows the cluster is the one you meant; 'dk8s token create --print-join-command' on a control plane prints it")
+	}
+	var pins []string
+	for _, h := range jc.CACertHashes {
+		p, err := token.ParseHash(h)
+		if err != nil {
+			return nil, nil, err
+		}
+		pins = append(pins, p)
+	}
+	emit(Event{Step: "discovery", Message: "finding the cluster CA at " + server})
+	// A control plane still starting, or a token made a moment ago that
+	// the controller-manager has not signed yet, is waited for a little;
+	// any other answer is final at once.
+	discoveryWait := jc.DiscoveryTimeout
+	if discoveryWait == 0 {
+		discoveryWait = 20 * time.Second
+	}
+	var caPEM []byte
+	var last, final error // the last answer worth waiting out; one that is not
+	// Each attempt has its own bound (token.Discover's per request), so
+	// a slow answer is still an answer; the wait bounds the retries.
+	err = wait.Until(ctx, time.Second, discoveryWait, func(context.Context) (bool, string, error) {
+		var derr error
+		caPEM, derr = token.Discover(ctx, server, tok, pins)
+		if errors.Is(derr, token.ErrUnreachable) || errors.Is(derr, token.ErrNoSignature) {
+			last = derr
+			return false, derr.Error(), nil
+		}
+		final = derr
+		return true, "", nil
+	})
+	if final != nil {
+		return nil, nil, final
+	}
+	if err != nil && ctx.Err() == nil {
+		if last != nil {
+			return nil, nil, last
+		}
+		return nil, nil, fmt.Errorf("%w at %s: no answer within %s: check the address and port (the apiserver listens on 6443), that the control plane is up ('dk8s ps' on it), and that no firewall between the two hosts drops the port (--discovery-timeout waits longer)", token.ErrUnreachable, server, discoveryWait)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	emit(Event{Step: "discovery", Message: "cluster CA found and matches the pinned hash", Done: true})
+	bootstrap := &rest.Config{Host: server, BearerToken: tok.String(), TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}, Timeout: 15 * time.Second}
+	cs, err := kubernetes.NewForConfig(bootstrap)
+	if err != nil {
+		return nil, nil, err
+	}
+	return caPEM, cs, nil
 }
 
 // parseServer checks a --server: https, a host and a port.

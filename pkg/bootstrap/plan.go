@@ -47,6 +47,17 @@ type Config struct {
 	Mirrors []mirror.Mirror
 	// MaxPods caps the pods this node runs; 0 is kubelet's default (110).
 	MaxPods int
+	// HA readies the control plane for others to join it: etcd listens on
+	// the advertise address too (client and peer ports, mutual TLS with
+	// its own CA), as kubeadm's stacked etcd does. Without it etcd answers
+	// on loopback only.
+	HA bool
+	// EtcdInitialCluster and EtcdClusterState are how this member's etcd
+	// first starts: "" and "" for a new cluster of one; a joining member's
+	// list of every member ("name=https://ADDR:2380,...") and "existing".
+	// Kept in the cluster's marker, so reruns plan the same container.
+	EtcdInitialCluster string
+	EtcdClusterState   string
 }
 
 // confMount is where a component finds the files of the cluster directory

@@ -21,6 +21,7 @@ type startFlags struct {
 	configFile                                string
 	kubeletBinary                             string
 	controlPlaneOnly                          bool
+	ha                                        bool
 	pull                                      bool
 	mirrors                                   string
 	timeout, wait                             time.Duration
@@ -66,6 +67,7 @@ Nothing is changed until the host checks pass.`,
 	fl.StringVar(&f.mirrors, "mirror", envOr("DK8S_MIRROR", "upstream"), "mirrors for --pull, and for pods' registry.k8s.io and docker.io images, in order")
 	fl.StringVar(&f.kubeletBinary, "kubelet-binary", "", "kubelet `FILE` to run (default: kubelet on the PATH, else downloaded and checked against images.lock)")
 	fl.BoolVar(&f.controlPlaneOnly, "control-plane-only", false, "run the control plane only: no pod runtime, kubelet or add-ons on this host")
+	fl.BoolVar(&f.ha, "ha", false, "take more control planes ('dk8s token create --control-plane'): etcd also answers at the advertise address, with mutual TLS; kept once set")
 	fl.DurationVar(&f.timeout, "timeout", 3*time.Minute, "how long each component may take to become healthy")
 	fl.DurationVar(&f.wait, "wait", 0, "how long to wait for another start on the same --dir to finish (default: refuse at once)")
 	return cmd
@@ -143,7 +145,7 @@ func (f *startFlags) startConfig(cmd *cobra.Command) (bootstrap.Config, []mirror
 	if cmd.Flags().Changed("pod-cidr") {
 		cfg.PodCIDR = f.podCIDR
 	}
-	cfg.Node, cfg.KubeletBinary = !f.controlPlaneOnly, f.kubeletBinary
+	cfg.Node, cfg.KubeletBinary, cfg.HA = !f.controlPlaneOnly, f.kubeletBinary, f.ha
 	mirrors, err := mirror.ParseList(f.mirrors)
 	if err != nil {
 		return cfg, nil, err

@@ -1,0 +1,277 @@
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/dk8s/dk8s/pkg/containers"
+	etcdc "github.com/dk8s/dk8s/pkg/etcd"
+	"github.com/dk8s/dk8s/pkg/images"
+	"github.com/dk8s/dk8s/pkg/token"
+)
+
+// A highly available control plane: more control planes join the first
+// with 'dk8s join --control-plane', each with its own etcd member (stacked,
+// as kubeadm's), apiserver, controller-manager and scheduler (leader
+// elected). The first must be started with --ha, so that its etcd answers
+// the others at its address.
+
+// The keys of the cluster's settings (clusterSettingsName) a joining
+// control plane reads.
+const (
+	settingHA            = "ha"            // "true" once a control plane listens for others
+	settingEtcdEndpoints = "etcdEndpoints" // the members' client URLs, comma-separated
+)
+
+// etcdReady runs once this host's etcd is healthy. Where the control plane
+// takes others (cfg.HA), its member must be known at its address (a
+// cluster started without --ha advertised loopback), and a member that
+// joined as a learner is promoted to a voter once it has caught up.
+func etcdReady(ctx context.Context, cfg Config, opts StartOptions) error {
+	if !cfg.HA {
+		return nil
+	}
+	c, err := etcdc.New(ctx, nil, etcdc.PKIFiles(cfg.PKIDir()))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	members, err := c.Members(ctx)
+	if err != nil {
+		return fmt.Errorf("listing etcd's members: %w", err)
+	}
+	self, ok := etcdc.MemberNamed(members, cfg.NodeName)
+	if !ok {
+		return fmt.Errorf("this host's etcd (%s) is not a member of the etcd cluster it answers for: %s", cfg.NodeName, etcdc.InitialCluster(members))
+	}
+	peer := etcdPeerURL(cfg.AdvertiseAddress)
+	if !slices.Equal(self.PeerURLs, []string{peer}) {
+		if err := c.UpdatePeerURLs(ctx, self.ID, []string{peer}); err != nil {
+			return err
+		}
+	}
+	if self.Learner {
+		timeout := opts.Timeout
+		if timeout == 0 {
+			timeout = 3 * time.Minute
+		}
+		pctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		if err := c.Promote(pctx, self.ID, time.Second); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// haSettings are the cluster settings a control plane adds for others to
+// join it: that it takes them, and its etcd's client URL among the
+// members' (others' kept).
+func haSettings(cfg Config, old map[string]string) map[string]string {
+	if !cfg.HA {
+		return nil
+	}
+	var endpoints []string
+	for _, e := range strings.Split(old[settingEtcdEndpoints], ",") {
+		if e != "" {
+			endpoints = append(endpoints, e)
+		}
+	}
+	endpoints = append(endpoints, etcdClientURL(cfg.AdvertiseAddress))
+	slices.Sort(endpoints)
+	return map[string]string{settingHA: "true", settingEtcdEndpoints: strings.Join(slices.Compact(endpoints), ",")}
+}
+
+// ControlPlaneJoinConfig is what a machine joining as a control plane is
+// given: a worker's, and the key that opens the cluster's certificates.
+type ControlPlaneJoinConfig struct {
+	JoinConfig
+	// CertificateKey opens the certificates 'dk8s token create
+	// --control-plane' sealed in the cluster.
+	CertificateKey string
+}
+
+// JoinControlPlane makes this host another control plane of the cluster at
+// jc.Server: the token and the CA pin checked as for a worker, the
+// cluster's CAs and service-account keys opened with the certificate key,
+// this host's own certificates made for its names, its etcd added to the
+// cluster as a learner and promoted once caught up, then its apiserver,
+// controller-manager, scheduler and node, as 'dk8s start' runs them. Bad
+// input is refused before anything is written. A rerun on a host that
+// joined is a 'dk8s start'.
+func JoinControlPlane(ctx context.Context, engine containers.Engine, jc ControlPlaneJoinConfig, lock *images.Lock, opts JoinOptions) error {
+	emit := func(e Event) {
+		if opts.Events != nil {
+			opts.Events(e)
+		}
+	}
+	server, err := parseServer(jc.Server)
+	if err != nil {
+		return err
+	}
+	jc.Server = server
+	if jc.Dir, err = AbsDir(jc.Dir); err != nil {
+		return err
+	}
+	if _, err := certificateKeyBytes(jc.CertificateKey); err != nil {
+		return err
+	}
+	kept, err := ReadSettings(jc.Dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if kept != nil {
+		return fmt.Errorf("%s already holds a cluster's node (%s): run 'dk8s start' to bring this control plane back, or 'dk8s reset --purge' first to join another", jc.Dir, kept.Role)
+	}
+	if _, err := os.Stat(jc.Dir); err == nil {
+		if empty, err := holdsNothingElse(jc.Dir); err != nil || !empty {
+			return fmt.Errorf("%s is not empty and was not made by dk8s (no %s in it): choose a new or empty --dir", jc.Dir, MarkerFile)
+		}
+	}
+	if err := jc.Config.Resolve(); err != nil {
+		return err
+	}
+	_, cs, err := discoverCluster(ctx, jc.JoinConfig, emit)
+	if err != nil {
+		return err
+	}
+	rel, err := joinRelease(ctx, cs, lock)
+	if err != nil {
+		return err
+	}
+	if err := clusterRanges(ctx, cs, &jc.Config); err != nil {
+		return err
+	}
+	endpoints, err := joinableControlPlane(ctx, cs, server)
+	if err != nil {
+		return err
+	}
+	if err := nameFree(ctx, cs, jc.NodeName); err != nil {
+		return err
+	}
+	cfg := jc.Config
+	cfg.HA, cfg.Node = true, true
+	// The host checks of a first control plane's start, before the
+	// cluster is asked to take this one.
+	listening := opts.listening
+	if listening == nil {
+		listening = listeners
+	}
+	findings, err := preflight(ctx, engine, cfg, listening)
+	if err != nil {
+		return err
+	}
+	if err := failures(findings, emit); err != nil {
+		return err
+	}
+	if _, err := findShim(cfg); err != nil {
+		return err
+	}
+	if _, err := findNodeTools(ctx, engine, cfg, rel); err != nil {
+		return err
+	}
+	if opts.Pull != nil {
+		var all []string
+		for _, img := range rel.Images {
+			all = append(all, img.Component)
+		}
+		if err := opts.Pull(ctx, rel, all); err != nil {
+			return err
+		}
+	}
+	specs, err := Plan(cfg, rel)
+	if err != nil {
+		return err
+	}
+	if err := missingImages(ctx, engine, specs); err != nil {
+		return err
+	}
+	// The certificates are opened (in memory) before anything is written:
+	// a wrong key changes nothing.
+	shared, err := openCerts(ctx, cs, jc.CertificateKey)
+	if err != nil {
+		return err
+	}
+	emit(Event{Step: "discovery", Message: "the cluster's certificates opened with the certificate key", Done: true})
+
+	// From here on the host changes.
+	if err := os.MkdirAll(cfg.PKIDir(), 0o700); err != nil {
+		return err
+	}
+	if err := writeCerts(cfg.PKIDir(), shared); err != nil {
+		return err
+	}
+	pcfg, err := cfg.PKIConfig()
+	if err != nil {
+		return err
+	}
+	if _, _, err := EnsurePKI(cfg.PKIDir(), pcfg); err != nil {
+		return err
+	}
+	// This host's etcd joins the others' as a learner: it cannot cost
+	// them their quorum while it catches up.
+	ec, err := etcdc.New(ctx, endpoints, etcdc.PKIFiles(cfg.PKIDir()))
+	if err != nil {
+		return err
+	}
+	defer ec.Close()
+	added, err := ec.AddLearner(ctx, cfg.NodeName, etcdPeerURL(cfg.AdvertiseAddress))
+	if err != nil {
+		return fmt.Errorf("%w (the members are at %s)", err, strings.Join(endpoints, ", "))
+	}
+	emit(Event{Step: "etcd", Message: fmt.Sprintf("etcd member %s added as a learner", cfg.NodeName), Done: true})
+	cfg.EtcdInitialCluster, cfg.EtcdClusterState = added.InitialCluster, "existing"
+	if err := writeSettings(cfg.Dir, settingsOf(cfg)); err != nil {
+		return err
+	}
+	if err := Start(ctx, engine, cfg, rel, opts.StartOptions); err != nil {
+		return fmt.Errorf("%w\nthis host's etcd member %s was added to the cluster; 'dk8s start' here finishes the join, 'dk8s reset --purge' here takes it out again", err, cfg.NodeName)
+	}
+	return nil
+}
+
+// joinableControlPlane checks that the cluster takes more control planes
+// and returns its etcd members' client URLs.
+func joinableControlPlane(ctx context.Context, cs kubernetes.Interface, server string) ([]string, error) {
+	cm, err := cs.CoreV1().ConfigMaps(addonNS).Get(ctx, clusterSettingsName, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading the cluster's settings: %w", err)
+	}
+	if cm.Data[settingHA] != "true" || cm.Data[settingEtcdEndpoints] == "" {
+		return nil, fmt.Errorf("the control plane at %s does not take other control planes: run 'dk8s start --ha' on it first (its etcd restarts, answering at its address with mutual TLS)", server)
+	}
+	return strings.Split(cm.Data[settingEtcdEndpoints], ","), nil
+}
+
+// UploadControlPlaneCerts seals this control plane's shared certificates
+// for a machine joining as a control plane with tok, under a new
+// certificate key it returns. The control plane must take others (--ha).
+func UploadControlPlaneCerts(ctx context.Context, cs kubernetes.Interface, cfg Config, tok token.Token) (string, error) {
+	kept, err := ReadSettings(cfg.Dir)
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", filepath.Join(cfg.Dir, MarkerFile), err)
+	}
+	if kept.IsWorker() {
+		return "", errors.New("this host is a worker: make control-plane tokens on a control plane")
+	}
+	if !kept.HA {
+		return "", errors.New("this control plane does not take other control planes: run 'dk8s start --ha' first (its etcd restarts, answering at its address with mutual TLS), then make the token")
+	}
+	key, err := NewCertificateKey()
+	if err != nil {
+		return "", err
+	}
+	if err := UploadCerts(ctx, cs, cfg.PKIDir(), key, tok); err != nil {
+		return "", err
+	}
+	return key, nil
+}
