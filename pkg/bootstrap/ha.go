@@ -88,7 +88,8 @@ func haSettings(cfg Config, old map[string]string) map[string]string {
 	}
 	endpoints = append(endpoints, etcdClientURL(cfg.AdvertiseAddress))
 	slices.Sort(endpoints)
-	return map[string]string{settingHA: "true", settingEtcdEndpoints: strings.Join(slices.Compact(endpoints), ",")}
+	return map[string]string{settingHA: "true", settingEtcdEndpoints: strings.Join(slices.Compact(endpoints), ","),
+		settingAPIServers: mergeList(old[settingAPIServers], apiServerAddr(cfg))}
 }
 
 // ControlPlaneJoinConfig is what a machine joining as a control plane is
@@ -148,7 +149,7 @@ func JoinControlPlane(ctx context.Context, engine containers.Engine, jc ControlP
 	if err != nil {
 		return err
 	}
-	if err := clusterRanges(ctx, cs, &jc.Config); err != nil {
+	if _, err := clusterRanges(ctx, cs, &jc.Config); err != nil {
 		return err
 	}
 	endpoints, err := joinableControlPlane(ctx, cs, server)
@@ -274,4 +275,57 @@ func UploadControlPlaneCerts(ctx context.Context, cs kubernetes.Interface, cfg C
 		return "", err
 	}
 	return key, nil
+}
+
+// leaveEtcd takes this control plane's etcd member out of the cluster's
+// before its containers go, so the others do not count a member that will
+// never answer again against their quorum. It refuses, unless force, when
+// the members left would not make a quorum; a cluster of one has nothing
+// to leave. It returns what it removed ("" for nothing).
+func leaveEtcd(ctx context.Context, cfg Config, force bool) (string, error) {
+	kept, err := ReadSettings(cfg.Dir)
+	if err != nil || kept.IsWorker() || !kept.HA {
+		return "", nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	endpoints := []string{etcdc.DefaultEndpoint}
+	for _, part := range strings.Split(kept.EtcdInitialCluster, ",") {
+		if _, peer, ok := strings.Cut(part, "="); ok {
+			endpoints = append(endpoints, strings.Replace(peer, ":2380", ":2379", 1))
+		}
+	}
+	c, err := etcdc.New(ctx, endpoints, etcdc.PKIFiles(cfg.PKIDir()))
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	st, err := c.Status(ctx, 3*time.Second)
+	if err != nil {
+		if force {
+			return "", nil
+		}
+		return "", fmt.Errorf("this control plane's etcd member cannot be taken out of the cluster: no member answers (%v); start it first ('dk8s start'), or pass --force to reset anyway and remove the member from another control plane later", err)
+	}
+	self, ok := etcdc.MemberNamed(st.Members, kept.NodeName)
+	if !ok || len(st.Members) == 1 {
+		return "", nil
+	}
+	voters, answering := 0, 0
+	for i, m := range st.Members {
+		if m.Learner || m.ID == self.ID {
+			continue
+		}
+		voters++
+		if st.Endpoints[i].Unreachable == "" {
+			answering++
+		}
+	}
+	if need := voters/2 + 1; answering < need && !force {
+		return "", fmt.Errorf("taking this control plane out would leave etcd without a quorum: %d of the other %d members answer, and %d must; start them first, or pass --force (the cluster then stops taking writes)", answering, voters, need)
+	}
+	if err := c.Remove(ctx, self.ID); err != nil {
+		return "", err
+	}
+	return "etcd member " + self.Name, nil
 }

@@ -131,8 +131,13 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 	if err != nil {
 		return err
 	}
-	if err := clusterRanges(ctx, cs, &jc.Config); err != nil {
+	apiServers, err := clusterRanges(ctx, cs, &jc.Config)
+	if err != nil {
 		return err
+	}
+	if len(apiServers) == 0 {
+		u, _ := url.Parse(server)
+		apiServers = []string{u.Host}
 	}
 	if !joined {
 		if err := nameFree(ctx, cs, jc.NodeName); err != nil {
@@ -166,7 +171,7 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 		return err
 	}
 	defer unlock()
-	settings := Settings{Name: jc.ClusterName, NodeName: jc.NodeName, ServiceCIDR: jc.ServiceCIDR, PodCIDR: jc.PodCIDR, Role: RoleWorker, Server: server, KubernetesVersion: rel.Kubernetes}
+	settings := Settings{Name: jc.ClusterName, NodeName: jc.NodeName, ServiceCIDR: jc.ServiceCIDR, PodCIDR: jc.PodCIDR, Role: RoleWorker, Server: server, KubernetesVersion: rel.Kubernetes, HA: jc.HA}
 	if jc.AdvertiseGiven {
 		settings.AdvertiseAddress = jc.AdvertiseAddress.String()
 	}
@@ -180,13 +185,24 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 	// so that a rerun does not replace it; the file exists only until
 	// kubelet has its own identity, which it then uses.
 	id := nodeIdentity{bootstrapKubeconfig: filepath.Join(jc.Dir, "bootstrap-kubelet.conf")}
+	// With several control planes, kubelet reaches them through the
+	// node's balancer, from its first request on.
+	kubeletServer := server
+	if jc.HA {
+		kubeletServer = lbURL()
+	}
 	if !joined {
-		if err := writeBootstrapKubeconfig(id.bootstrapKubeconfig, server, caPEM, jc.Token); err != nil {
+		if err := writeBootstrapKubeconfig(id.bootstrapKubeconfig, kubeletServer, caPEM, jc.Token); err != nil {
 			return err
 		}
 	}
 	if _, err := host.Install(shim, shimPath(jc.Dir)); err != nil {
 		return err
+	}
+	if jc.HA {
+		if err := ensureLB(ctx, engine, jc.Config, rel, apiServers, kubeletConf, timeout, emit); err != nil {
+			return err
+		}
 	}
 	if _, _, err := startAgents(ctx, engine, jc.Config, rel, tools, id, timeout, opts.StartOptions, emit); err != nil {
 		return err
@@ -314,20 +330,29 @@ func joinRelease(ctx context.Context, cs kubernetes.Interface, lock *images.Lock
 	return rel, nil
 }
 
-// clusterRanges fills cfg's ranges and name from the cluster's settings.
-func clusterRanges(ctx context.Context, cs kubernetes.Interface, cfg *Config) error {
+// clusterRanges fills cfg's ranges, name and whether it has several
+// control planes from the cluster's settings, and returns their
+// apiservers (HOST:PORT) where it has.
+func clusterRanges(ctx context.Context, cs kubernetes.Interface, cfg *Config) ([]string, error) {
 	cm, err := cs.CoreV1().ConfigMaps(addonNS).Get(ctx, clusterSettingsName, metav1.GetOptions{})
 	if err != nil {
-		return fmt.Errorf("reading the cluster's settings (%s/%s): %w; is the control plane a dk8s one of this version?", addonNS, clusterSettingsName, err)
+		return nil, fmt.Errorf("reading the cluster's settings (%s/%s): %w; is the control plane a dk8s one of this version?", addonNS, clusterSettingsName, err)
 	}
 	cfg.ServiceCIDR, cfg.PodCIDR = cm.Data["serviceCIDR"], cm.Data["podCIDR"]
 	if name := cm.Data["clusterName"]; name != "" {
 		cfg.ClusterName = name
 	}
 	if _, err := cfg.ServiceIP(); err != nil {
-		return err
+		return nil, err
 	}
-	return nil
+	cfg.HA = cm.Data[settingHA] == "true"
+	var servers []string
+	for _, s := range strings.Split(cm.Data[settingAPIServers], ",") {
+		if s != "" {
+			servers = append(servers, s)
+		}
+	}
+	return servers, nil
 }
 
 // nameFree refuses a node name that a Ready node holds: two machines under

@@ -198,6 +198,13 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, opts Reset
 	if c, err := engine.InspectContainer(ctx, AgentContainer); err == nil && c.Running {
 		return nil, fmt.Errorf("the node agent (%s) runs on this machine and would join it again: remove it first with 'docker rm -f %s', then reset", AgentContainer, AgentContainer)
 	}
+	// A control plane of several leaves etcd's cluster first, while its
+	// member still answers.
+	if left, err := leaveEtcd(ctx, cfg, opts.Force); err != nil {
+		return nil, err
+	} else if left != "" {
+		removed = append(removed, left)
+	}
 	var leave *worker
 	if kept, _ := ReadSettings(cfg.Dir); kept.IsWorker() {
 		if leave, err = workerOf(cfg, kept); err != nil {
@@ -445,6 +452,9 @@ type ResetOptions struct {
 	// their controllers make them again on other nodes at once rather than
 	// after the node is gone.
 	Drain bool
+	// Force resets a control plane whose etcd member cannot leave its
+	// cluster with a quorum kept (see leaveEtcd).
+	Force bool
 }
 
 // worker is a joined worker leaving its cluster, through its kubelet's

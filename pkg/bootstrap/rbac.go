@@ -73,7 +73,7 @@ func ensureJoinable(ctx context.Context, cfg Config, opts StartOptions) error {
 	} else if err != nil {
 		return fmt.Errorf("writing the cluster's settings: %w", err)
 	}
-	reader, leave, certs := "dk8s:read-cluster-settings", "dk8s:node-leave", "dk8s:read-control-plane-certs"
+	reader, leave, certs, lbRole := "dk8s:read-cluster-settings", "dk8s:node-leave", "dk8s:read-control-plane-certs", "dk8s:apiserver-lb"
 	for _, err := range []error{
 		// A worker's reset deletes its own Node (NodeRestriction keeps a
 		// node from deleting any other), with its kubelet's identity.
@@ -97,6 +97,17 @@ func ensureJoinable(ctx context.Context, cfg Config, opts StartOptions) error {
 				{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: token.Group},
 				{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: "system:nodes"},
 			},
+		}),
+		// A node's apiserver balancer follows the control planes in the
+		// kubernetes Service's EndpointSlices, with the node's identity.
+		create(ctx, "the balancer's role", cs.RbacV1().Roles(metav1.NamespaceDefault).Create, &rbacv1.Role{
+			ObjectMeta: metav1.ObjectMeta{Name: lbRole, Namespace: metav1.NamespaceDefault, Labels: managed},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"list"}}},
+		}),
+		create(ctx, "the balancer's role binding", cs.RbacV1().RoleBindings(metav1.NamespaceDefault).Create, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: lbRole, Namespace: metav1.NamespaceDefault, Labels: managed},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: lbRole},
+			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: "system:nodes"}},
 		}),
 		// A machine joining as a control plane reads the sealed
 		// certificates with its token; only the certificate key opens them.
