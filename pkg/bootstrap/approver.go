@@ -55,6 +55,7 @@ func csrApprover() Component {
 			return []containers.Mount{{Source: shimPath(cfg.Dir), Target: "/usr/local/bin/dk8s", ReadOnly: true}}
 		},
 		Ready: ensureApproverRBAC,
+		User:  "0:0",
 	}
 }
 

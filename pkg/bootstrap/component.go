@@ -47,6 +47,10 @@ type Component struct {
 	// on the host, supervised by a container in the host's namespaces or a
 	// systemd unit, and start after the control plane.
 	HostAgent bool
+	// User, when set, is the user the container runs as over its image's:
+	// dk8s on the pause image, whose upstream build declares USER
+	// 65535:65535, runs as root to read its root-only (0600) credentials.
+	User string
 }
 
 // Endpoint is where a component answers for its health.

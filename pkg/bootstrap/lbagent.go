@@ -77,6 +77,9 @@ func lbSpec(cfg Config, rel *images.Release, servers []string, kubeconfig string
 			{Source: shimPath(cfg.Dir), Target: "/usr/local/bin/dk8s", ReadOnly: true},
 			{Source: cfg.Dir, Target: cfg.Dir, ReadOnly: true},
 		},
+		// Root: the node's kubeconfig and keys are root's alone, and
+		// upstream's pause image declares another user.
+		User:          "0:0",
 		HostNetwork:   true,
 		RestartAlways: true,
 	}.WithHash(), nil

@@ -141,6 +141,7 @@ func (c Component) spec(cfg Config, rel *images.Release) (containers.Spec, error
 		// it to debug (unless-stopped would not). `dk8s stop` is the way
 		// to keep it down: it removes nothing, and start brings it back.
 		RestartAlways: true,
+		User:          c.User,
 	}.WithHash(), nil
 }
 

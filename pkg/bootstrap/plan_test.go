@@ -88,6 +88,11 @@ func TestPlanFlagsAreKubeadms(t *testing.T) {
 			t.Errorf("apiserver flag %s opens something without TLS", a)
 		}
 	}
+	// dk8s on the pause image (upstream's declares USER 65535:65535) reads
+	// root-only credentials: it runs as root.
+	if u := s["dk8s-csr-approver"].User; u != "0:0" {
+		t.Errorf("the csr-approver runs as %q, want 0:0", u)
+	}
 	etcd := s["dk8s-etcd"]
 	if m := etcd.Mounts[len(etcd.Mounts)-1]; m.Source != "/var/lib/dk8s/etcd" || m.Target != "/var/lib/etcd" || m.ReadOnly {
 		t.Errorf("etcd's data should live in the host's /var/lib/dk8s/etcd, read-write: %+v", m)

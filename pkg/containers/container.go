@@ -51,6 +51,7 @@ func createContainer(ctx context.Context, c containerCreator, s Spec, missing []
 		Entrypoint: s.Entrypoint,
 		Cmd:        s.Args,
 		Env:        s.Env,
+		User:       s.User,
 		Labels:     s.Labels,
 	}
 	res, err := createDroppingKnownCaps(ctx, c, client.ContainerCreateOptions{Config: cfg, HostConfig: hostConfig(s, missing), Name: s.Name})

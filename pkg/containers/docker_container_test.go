@@ -44,6 +44,7 @@ func TestCreateContainerSendsTheSpec(t *testing.T) {
 		Entrypoint: []string{"/usr/local/bin/dk8s"},
 		Args:       []string{"kubelet", "--v=2"},
 		Env:        []string{"A=1"},
+		User:       "0:0",
 		Labels:     map[string]string{LabelComponent: "kubelet", LabelDir: "/var/lib/dk8s"},
 		Mounts: []Mount{
 			{Source: "/var/lib/dk8s", Target: "/var/lib/dk8s"},
@@ -68,7 +69,7 @@ func TestCreateContainerSendsTheSpec(t *testing.T) {
 	}
 	cfg, host := req.Config, req.HostConfig
 	if cfg.Image != s.Image || !slices.Equal(cfg.Entrypoint, s.Entrypoint) || !slices.Equal(cfg.Cmd, s.Args) ||
-		!slices.Equal(cfg.Env, s.Env) || cfg.Labels[LabelComponent] != "kubelet" || cfg.Labels[LabelDir] != "/var/lib/dk8s" {
+		!slices.Equal(cfg.Env, s.Env) || cfg.User != "0:0" || cfg.Labels[LabelComponent] != "kubelet" || cfg.Labels[LabelDir] != "/var/lib/dk8s" {
 		t.Errorf("config %+v", cfg)
 	}
 	if host.NetworkMode != "host" {

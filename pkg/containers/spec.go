@@ -43,6 +43,9 @@ type Spec struct {
 	HostNamespaces bool `json:"hostNamespaces,omitempty"`
 	// Privileged gives every capability and device the host can give.
 	Privileged bool `json:"privileged,omitempty"`
+	// User is the user (and group) the entrypoint runs as, over the
+	// image's USER; "" keeps the image's.
+	User string `json:"user,omitempty"`
 }
 
 // Mount binds a host path into the container.
