@@ -20,7 +20,10 @@ func etcd() Component {
 	return Component{
 		Name:   "etcd",
 		Ports:  []int{2379, 2380, 2381},
-		Health: Endpoint{URL: "https://127.0.0.1:2379/health", Cert: "etcd/healthcheck-client", CA: "etcd/ca", Body: `"health":"true"`},
+		// Serializable: the member's own health, which a learner (a
+		// control plane joining) answers too, where the default asks for a
+		// linearizable read only voters serve.
+		Health: Endpoint{URL: "https://127.0.0.1:2379/health?serializable=true", Cert: "etcd/healthcheck-client", CA: "etcd/ca", Body: `"health":"true"`},
 		Hint:   "'dk8s logs etcd'; a full disk under the cluster directory or a data directory from another cluster stops etcd",
 		Certs: func(cfg PKIConfig) []pki.CertSpec {
 			both := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
