@@ -326,6 +326,9 @@ func daemonSetPending(ds *appsv1.DaemonSet) string {
 // apiserver: the control plane's address, or where there are several the
 // node's own balancer, which follows them all.
 func addonServer(cfg Config) string {
+	if cfg.ControlPlaneEndpoint != "" {
+		return cfg.ClusterURL()
+	}
 	if cfg.HA {
 		return lbURL()
 	}

@@ -55,6 +55,8 @@ type Settings struct {
 	// first etcd start (Config.EtcdInitialCluster).
 	EtcdInitialCluster string `yaml:"etcdInitialCluster,omitempty"`
 	EtcdClusterState   string `yaml:"etcdClusterState,omitempty"`
+	// ControlPlaneEndpoint is Config.ControlPlaneEndpoint, once given.
+	ControlPlaneEndpoint string `yaml:"controlPlaneEndpoint,omitempty"`
 }
 
 // The roles a host has in its cluster.
@@ -185,7 +187,7 @@ func madeByDK8s(dir string) bool {
 // advertise address was given rather than found.
 func settingsOf(cfg Config) Settings {
 	s := Settings{Name: cfg.ClusterName, NodeName: cfg.NodeName, ServiceCIDR: cfg.ServiceCIDR, PodCIDR: cfg.PodCIDR, Role: RoleControlPlane,
-		HA: cfg.HA, EtcdInitialCluster: cfg.EtcdInitialCluster, EtcdClusterState: cfg.EtcdClusterState}
+		HA: cfg.HA, EtcdInitialCluster: cfg.EtcdInitialCluster, EtcdClusterState: cfg.EtcdClusterState, ControlPlaneEndpoint: cfg.ControlPlaneEndpoint}
 	if cfg.AdvertiseGiven && cfg.AdvertiseAddress != nil {
 		s.AdvertiseAddress = cfg.AdvertiseAddress.String()
 	}
@@ -239,6 +241,9 @@ func (c *Config) resolveKept() error {
 			c.PodCIDR = s.PodCIDR
 		}
 		c.HA = c.HA || s.HA
+		if c.ControlPlaneEndpoint == "" {
+			c.ControlPlaneEndpoint = s.ControlPlaneEndpoint
+		}
 		if c.EtcdInitialCluster == "" {
 			c.EtcdInitialCluster, c.EtcdClusterState = s.EtcdInitialCluster, s.EtcdClusterState
 		}

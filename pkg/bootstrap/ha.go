@@ -30,6 +30,7 @@ import (
 const (
 	settingHA            = "ha"            // "true" once a control plane listens for others
 	settingEtcdEndpoints = "etcdEndpoints" // the members' client URLs, comma-separated
+	settingEndpoint      = "controlPlaneEndpoint"
 )
 
 // etcdReady runs once this host's etcd is healthy. Where the control plane
@@ -88,8 +89,12 @@ func haSettings(cfg Config, old map[string]string) map[string]string {
 	}
 	endpoints = append(endpoints, etcdClientURL(cfg.AdvertiseAddress))
 	slices.Sort(endpoints)
-	return map[string]string{settingHA: "true", settingEtcdEndpoints: strings.Join(slices.Compact(endpoints), ","),
+	out := map[string]string{settingHA: "true", settingEtcdEndpoints: strings.Join(slices.Compact(endpoints), ","),
 		settingAPIServers: mergeList(old[settingAPIServers], apiServerAddr(cfg))}
+	if cfg.ControlPlaneEndpoint != "" {
+		out[settingEndpoint] = cfg.ControlPlaneEndpoint
+	}
+	return out
 }
 
 // ControlPlaneJoinConfig is what a machine joining as a control plane is

@@ -190,6 +190,8 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 	kubeletServer := server
 	if jc.HA {
 		kubeletServer = lbURL()
+	} else if jc.ControlPlaneEndpoint != "" {
+		kubeletServer = jc.ClusterURL()
 	}
 	if !joined {
 		if err := writeBootstrapKubeconfig(id.bootstrapKubeconfig, kubeletServer, caPEM, jc.Token); err != nil {
@@ -346,6 +348,11 @@ func clusterRanges(ctx context.Context, cs kubernetes.Interface, cfg *Config) ([
 		return nil, err
 	}
 	cfg.HA = cm.Data[settingHA] == "true"
+	if e := cm.Data[settingEndpoint]; e != "" {
+		// The user's endpoint balances the control planes: no balancer
+		// of the node's own.
+		cfg.ControlPlaneEndpoint, cfg.HA = e, false
+	}
 	var servers []string
 	for _, s := range strings.Split(cm.Data[settingAPIServers], ",") {
 		if s != "" {

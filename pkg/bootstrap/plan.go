@@ -58,6 +58,12 @@ type Config struct {
 	// Kept in the cluster's marker, so reruns plan the same container.
 	EtcdInitialCluster string
 	EtcdClusterState   string
+	// ControlPlaneEndpoint is a HOST:PORT in front of every control
+	// plane's apiserver that the user brings (keepalived and haproxy,
+	// kube-vip, a cloud balancer): the apiserver's certificate names it,
+	// and workers and the add-ons reach the cluster there. "" for none:
+	// each node then runs a balancer of its own.
+	ControlPlaneEndpoint string
 }
 
 // confMount is where a component finds the files of the cluster directory

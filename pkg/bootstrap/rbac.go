@@ -53,7 +53,7 @@ func ensureJoinable(ctx context.Context, cfg Config, opts StartOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := token.EnsureClusterInfo(ctx, cs, cfg.APIServerURL(), caPEM); err != nil {
+	if err := token.EnsureClusterInfo(ctx, cs, cfg.ClusterURL(), caPEM); err != nil {
 		return err
 	}
 	data := map[string]string{"clusterName": cfg.ClusterName, "serviceCIDR": cfg.ServiceCIDR, "podCIDR": cfg.PodCIDR}
