@@ -18,8 +18,8 @@ const etcdData = "/var/lib/etcd"
 // the host.
 func etcd() Component {
 	return Component{
-		Name:   "etcd",
-		Ports:  []int{2379, 2380, 2381},
+		Name:  "etcd",
+		Ports: []int{2379, 2380, 2381},
 		// Serializable: the member's own health, which a learner (a
 		// control plane joining) answers too, where the default asks for a
 		// linearizable read only voters serve.
