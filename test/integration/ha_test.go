@@ -191,14 +191,14 @@ func etcdVoters(t *testing.T, m *machine) []string {
 
 // stopMachine shuts machine m down (its engine stops its containers) and
 // keeps it, to start again.
-func stopMachine(t *testing.T, m *machine) {
+func stopMachine(t testing.TB, m *machine) {
 	t.Helper()
 	if out, err := exec.Command("docker", "stop", m.name).CombinedOutput(); err != nil {
 		t.Fatalf("stopping machine %s: %v\n%s", m.name, err, out)
 	}
 }
 
-func startStoppedMachine(t *testing.T, m *machine) {
+func startStoppedMachine(t testing.TB, m *machine) {
 	t.Helper()
 	if out, err := exec.Command("docker", "start", m.name).CombinedOutput(); err != nil {
 		t.Fatalf("starting machine %s: %v\n%s", m.name, err, out)

@@ -1,0 +1,58 @@
+package integration
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BenchmarkHAFailover times what issue 11 asks of 'make bench': with three
+// control planes, from one control plane machine stopped to the first
+// write that succeeds through another. Each round stops a control plane,
+// measures, and starts it again until its etcd member is back; the
+// cluster is made once.
+//
+//	make bench   (or: go test -run '^$' -bench HAFailover -benchtime 3x ./test/integration/)
+func BenchmarkHAFailover(b *testing.B) {
+	cps := []*machine{startMachine(b, "dk8s-bench-ha1"), startMachine(b, "dk8s-bench-ha2"), startMachine(b, "dk8s-bench-ha3")}
+	nodeArgs := []string{"--kubelet-binary", machineKubelet, "--mirror", machinePathMirror}
+	must := func(m *machine, args ...string) result {
+		b.Helper()
+		r := m.dk8s(b, args...)
+		if r.code != 0 {
+			b.Fatalf("on %s: dk8s %s:\n%s", m.name, strings.Join(args, " "), r)
+		}
+		return r
+	}
+	must(cps[0], "pull", "--mirror", machineFlatMirror)
+	must(cps[0], append([]string{"start", "--ha"}, nodeArgs...)...)
+	join, _ := joinCommands(must(cps[0], "token", "create", "--control-plane", "--print-join-command").stdout)
+	for _, m := range cps[1:] {
+		must(m, append(join, nodeArgs...)...)
+	}
+	kubectls := []func(...string) (string, error){adminKubectl(b, cps[0]), adminKubectl(b, cps[1]), adminKubectl(b, cps[2])}
+	var total time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		down := i % 3
+		via := kubectls[(down+1)%3]
+		stopMachine(b, cps[down])
+		b.StartTimer()
+		start := time.Now()
+		if !waitFor(2*time.Minute, func() bool {
+			_, err := via("--request-timeout=5s", "create", "configmap", fmt.Sprintf("failover-%d", i))
+			return err == nil
+		}) {
+			b.Fatalf("no write succeeded within 2 minutes of %s stopping", cps[down].name)
+		}
+		total += time.Since(start)
+		b.StopTimer()
+		startStoppedMachine(b, cps[down])
+		if !waitFor(3*time.Minute, func() bool { _, err := kubectls[down]("get", "configmap", fmt.Sprintf("failover-%d", i)); return err == nil }) {
+			b.Fatalf("%s did not come back", cps[down].name)
+		}
+	}
+	b.ReportMetric(total.Seconds()/float64(b.N), "s/write-after-losing-a-member")
+}
