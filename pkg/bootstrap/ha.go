@@ -41,7 +41,13 @@ func etcdReady(ctx context.Context, cfg Config, opts StartOptions) error {
 	if !cfg.HA {
 		return nil
 	}
-	c, err := etcdc.New(ctx, nil, etcdc.PKIFiles(cfg.PKIDir()))
+	// A learner serves no membership request: a joined member asks the
+	// members it joined.
+	endpoints := otherMembers(cfg.EtcdInitialCluster, cfg.NodeName)
+	if len(endpoints) == 0 {
+		endpoints = []string{etcdc.DefaultEndpoint}
+	}
+	c, err := etcdc.New(ctx, endpoints, etcdc.PKIFiles(cfg.PKIDir()))
 	if err != nil {
 		return err
 	}
@@ -294,12 +300,7 @@ func leaveEtcd(ctx context.Context, cfg Config, force bool) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	endpoints := []string{etcdc.DefaultEndpoint}
-	for _, part := range strings.Split(kept.EtcdInitialCluster, ",") {
-		if _, peer, ok := strings.Cut(part, "="); ok {
-			endpoints = append(endpoints, strings.Replace(peer, ":2380", ":2379", 1))
-		}
-	}
+	endpoints := append([]string{etcdc.DefaultEndpoint}, otherMembers(kept.EtcdInitialCluster, kept.NodeName)...)
 	c, err := etcdc.New(ctx, endpoints, etcdc.PKIFiles(cfg.PKIDir()))
 	if err != nil {
 		return "", err
@@ -333,4 +334,16 @@ func leaveEtcd(ctx context.Context, cfg Config, force bool) (string, error) {
 		return "", err
 	}
 	return "etcd member " + self.Name, nil
+}
+
+// otherMembers are the client URLs of the members of initialCluster (etcd's
+// --initial-cluster) but self's.
+func otherMembers(initialCluster, self string) []string {
+	var out []string
+	for _, part := range strings.Split(initialCluster, ",") {
+		if name, peer, ok := strings.Cut(part, "="); ok && name != self {
+			out = append(out, strings.Replace(peer, ":2380", ":2379", 1))
+		}
+	}
+	return out
 }
