@@ -41,12 +41,20 @@ func etcdReady(ctx context.Context, cfg Config, opts StartOptions) error {
 	if !cfg.HA {
 		return nil
 	}
-	// A learner serves no membership request: a joined member asks the
-	// members it joined.
-	endpoints := otherMembers(cfg.EtcdInitialCluster, cfg.NodeName)
-	if len(endpoints) == 0 {
-		endpoints = []string{etcdc.DefaultEndpoint}
+	err := fixMember(ctx, cfg, opts)
+	// Once this control plane has run, its member is a voter at its
+	// address: a later start with the other members away (their machines
+	// down) must not stop at asking them.
+	if kept, rerr := ReadSettings(cfg.Dir); err != nil && rerr == nil && kept.KubernetesVersion != "" {
+		return nil
 	}
+	return err
+}
+
+func fixMember(ctx context.Context, cfg Config, opts StartOptions) error {
+	// A learner serves no membership request: a joined member asks the
+	// members it joined first.
+	endpoints := append(otherMembers(cfg.EtcdInitialCluster, cfg.NodeName), etcdc.DefaultEndpoint)
 	c, err := etcdc.New(ctx, endpoints, etcdc.PKIFiles(cfg.PKIDir()))
 	if err != nil {
 		return err
