@@ -103,13 +103,14 @@ func TestUpgrade(t *testing.T) {
 	ps := c.waitHealthy(2 * time.Minute)
 	for _, comp := range []string{"kube-apiserver ", "kube-controller-manager ", "kube-scheduler ", "kubelet "} {
 		line := lineWith(ps.stdout, comp)
+		// COMPONENT SUPERVISOR NAME STATE HEALTH RESTARTS VERSION ...
 		f := strings.Fields(line)
-		if len(f) < 6 || f[5] == olderVersion {
+		if len(f) < 7 || f[6] == olderVersion {
 			t.Errorf("%s should run the new version:\n%s", comp, ps.stdout)
 			continue
 		}
 		if newVersion == "" {
-			newVersion = f[5]
+			newVersion = f[6]
 		}
 	}
 	if !waitFor(2*time.Minute, func() bool {
