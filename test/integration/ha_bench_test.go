@@ -2,14 +2,16 @@ package integration
 
 import (
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 )
 
 // BenchmarkHAFailover times what issue 11 asks of 'make bench': with three
-// control planes, from one control plane machine stopped to the first
-// write that succeeds through another. Each round stops a control plane,
+// control planes, from one control plane machine lost (killed: no clean
+// shutdown, no handing over of etcd's leadership) to the first write that
+// succeeds through another. Each round stops a control plane,
 // measures, and starts it again until its etcd member is back; the
 // cluster is made once.
 //
@@ -38,7 +40,11 @@ func BenchmarkHAFailover(b *testing.B) {
 		b.StopTimer()
 		down := i % 3
 		via := kubectls[(down+1)%3]
-		stopMachine(b, cps[down])
+		// The leader, when it is the one lost, is the worst case: the
+		// others first wait out its election timeout.
+		if out, err := exec.Command("docker", "kill", cps[down].name).CombinedOutput(); err != nil {
+			b.Fatalf("killing machine %s: %v\n%s", cps[down].name, err, out)
+		}
 		b.StartTimer()
 		start := time.Now()
 		if !waitFor(2*time.Minute, func() bool {
@@ -50,7 +56,10 @@ func BenchmarkHAFailover(b *testing.B) {
 		total += time.Since(start)
 		b.StopTimer()
 		startStoppedMachine(b, cps[down])
-		if !waitFor(3*time.Minute, func() bool { _, err := kubectls[down]("get", "configmap", fmt.Sprintf("failover-%d", i)); return err == nil }) {
+		if !waitFor(3*time.Minute, func() bool {
+			_, err := kubectls[down]("get", "configmap", fmt.Sprintf("failover-%d", i))
+			return err == nil
+		}) {
 			b.Fatalf("%s did not come back", cps[down].name)
 		}
 	}
