@@ -319,7 +319,7 @@ func leaveEtcd(ctx context.Context, cfg Config, force bool) (string, error) {
 		if force {
 			return "", nil
 		}
-		return "", fmt.Errorf("this control plane's etcd member cannot be taken out of the cluster: no member answers (%v); start it first ('dk8s start'), or pass --force to reset anyway and remove the member from another control plane later", err)
+		return "", fmt.Errorf("this control plane's etcd member cannot be taken out of the cluster: etcd does not answer for its members (%v), as when it has lost its quorum or is stopped; start the control planes first ('dk8s start' on each), or pass --force to reset anyway (the member then stays listed until removed from another control plane)", err)
 	}
 	self, ok := etcdc.MemberNamed(st.Members, kept.NodeName)
 	if !ok || len(st.Members) == 1 {

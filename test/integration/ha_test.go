@@ -156,6 +156,36 @@ func TestHighlyAvailable(t *testing.T) {
 			t.Fatal("writes should succeed again after recovery")
 		}
 	})
+
+	t.Run("a control plane's reset leaves etcd first, and refuses to cost the others their quorum", func(t *testing.T) {
+		r := cps[2].dk8s(t, "reset", "--purge", "--yes")
+		if r.code != 0 || !strings.Contains(r.stderr, "etcd member "+cps[2].name) {
+			t.Fatalf("reset of the third control plane should remove its etcd member first:\n%s", r)
+		}
+		if got := etcdVoters(t, cps[0]); len(got) != 2 {
+			t.Errorf("etcd's voting members after the reset: %v, want the two left", got)
+		}
+		k := kubectls[cps[0].name]
+		if !waitFor(time.Minute, func() bool {
+			_, err := k("create", "configmap", "after-a-reset", "--from-literal=kept=yes")
+			return err == nil
+		}) {
+			t.Fatal("the two control planes left should take writes")
+		}
+		// Of two members, the one left could not make a quorum alone.
+		stopMachine(t, cps[1])
+		r = cps[0].dk8s(t, "reset")
+		if r.code == 0 || !strings.Contains(r.stderr, "quorum") || !strings.Contains(r.stderr, "--force") {
+			t.Errorf("a reset that would leave etcd without a quorum should be refused, naming --force:\n%s", r)
+		}
+		if ps := cps[0].exec(t, "docker", "inspect", "-f", "{{.State.Running}}", "dk8s-etcd"); strings.TrimSpace(ps.stdout) != "true" {
+			t.Errorf("a refused reset should leave etcd running:\n%s", ps)
+		}
+		startStoppedMachine(t, cps[1])
+		if !waitFor(3*time.Minute, func() bool { return reads(k, "marker") }) {
+			t.Fatal("the marker should read back once the second control plane is back")
+		}
+	})
 }
 
 // etcdVoters lists the names of etcd's voting members, as m's etcd sees
