@@ -13,8 +13,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -37,6 +39,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	closeInheritedOnExec()
 	testLock = os.Getenv("DK8S_TEST_LOCK")
 	dir, err := os.MkdirTemp("", "dk8s-it")
 	if err != nil {
@@ -95,6 +98,19 @@ func sweepLeftovers() error {
 		}
 	}
 	return nil
+}
+
+// closeInheritedOnExec keeps what the run was handed (a descriptor beyond
+// the standard three, such as a lock flock(1) holds for the run) from the
+// daemons the tests start: dockerd, started again by restartDockerd, would
+// otherwise hold it long after the run.
+func closeInheritedOnExec() {
+	entries, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
+	}
 }
 
 // result is what a user sees of one dk8s run.
