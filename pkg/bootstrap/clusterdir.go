@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -57,6 +58,10 @@ type Settings struct {
 	EtcdClusterState   string `yaml:"etcdClusterState,omitempty"`
 	// ControlPlaneEndpoint is Config.ControlPlaneEndpoint, once given.
 	ControlPlaneEndpoint string `yaml:"controlPlaneEndpoint,omitempty"`
+	// EtcdSnapshotInterval and EtcdSnapshotRetention are the schedule of
+	// etcd snapshots a control plane was last started with ("0s": none).
+	EtcdSnapshotInterval  string `yaml:"etcdSnapshotInterval,omitempty"`
+	EtcdSnapshotRetention int    `yaml:"etcdSnapshotRetention,omitempty"`
 }
 
 // The roles a host has in its cluster.
@@ -188,6 +193,8 @@ func madeByDK8s(dir string) bool {
 func settingsOf(cfg Config) Settings {
 	s := Settings{Name: cfg.ClusterName, NodeName: cfg.NodeName, ServiceCIDR: cfg.ServiceCIDR, PodCIDR: cfg.PodCIDR, Role: RoleControlPlane,
 		HA: cfg.HA, EtcdInitialCluster: cfg.EtcdInitialCluster, EtcdClusterState: cfg.EtcdClusterState, ControlPlaneEndpoint: cfg.ControlPlaneEndpoint}
+	interval, keep := cfg.snapshotSchedule()
+	s.EtcdSnapshotInterval, s.EtcdSnapshotRetention = interval.String(), keep
 	if cfg.AdvertiseGiven && cfg.AdvertiseAddress != nil {
 		s.AdvertiseAddress = cfg.AdvertiseAddress.String()
 	}
@@ -246,6 +253,12 @@ func (c *Config) resolveKept() error {
 		}
 		if c.EtcdInitialCluster == "" {
 			c.EtcdInitialCluster, c.EtcdClusterState = s.EtcdInitialCluster, s.EtcdClusterState
+		}
+		if d, perr := time.ParseDuration(s.EtcdSnapshotInterval); c.SnapshotInterval == nil && perr == nil {
+			c.SnapshotInterval = &d
+		}
+		if c.SnapshotRetention == 0 {
+			c.SnapshotRetention = s.EtcdSnapshotRetention
 		}
 	}
 	if c.ServiceCIDR == "" {

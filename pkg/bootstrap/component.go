@@ -69,7 +69,7 @@ type Endpoint struct {
 // Components lists the cluster's components in start order: the control
 // plane, then the node's agents. It is a new slice each call.
 func Components() []Component {
-	return []Component{etcd(), kubeAPIServer(), kubeControllerManager(), kubeScheduler(), csrApprover(), containerdAgent(), kubeletAgent()}
+	return []Component{etcd(), kubeAPIServer(), kubeControllerManager(), kubeScheduler(), csrApprover(), etcdSnapshotter(), containerdAgent(), kubeletAgent()}
 }
 
 // ComponentNames are the names of Components, in order.

@@ -47,7 +47,7 @@ func TestStatusShowsEveryComponent(t *testing.T) {
 		got[s.Component] = s
 		names = append(names, s.Component)
 	}
-	if want := []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "csr-approver"}; !slices.Equal(names, want) {
+	if want := []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "csr-approver", "etcd-snapshotter"}; !slices.Equal(names, want) {
 		t.Errorf("rows %v, want %v (no node rows on a host that is not a node)", names, want)
 	}
 	if s := got["etcd"]; s.State != "running" || s.Version != "v1.37.2" || s.Healthy {

@@ -302,7 +302,10 @@ func agentSpec(cfg Config, comp, image, shim string, cmd, prep []string, configH
 			containers.LabelConfigHash: configHash,
 			containers.LabelVersion:    version,
 		},
-		Mounts:         []containers.Mount{{Source: "/", Target: host.MountedRoot, Propagation: "rshared"}},
+		Mounts: []containers.Mount{{Source: "/", Target: host.MountedRoot, Propagation: "rshared"}},
+		// Root: host-exec enters the host's root and runs the agent there,
+		// and upstream's pause image declares USER 65535:65535.
+		User:           "0:0",
 		HostNetwork:    true,
 		HostNamespaces: true,
 		Privileged:     true,

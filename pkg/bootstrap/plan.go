@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/host"
@@ -64,6 +65,13 @@ type Config struct {
 	// and workers and the add-ons reach the cluster there. "" for none:
 	// each node then runs a balancer of its own.
 	ControlPlaneEndpoint string
+	// SnapshotInterval is how often the etcd-snapshotter saves a snapshot
+	// (0: never); nil keeps the cluster's (its marker), else
+	// DefaultSnapshotInterval. SnapshotRetention is how many of its
+	// snapshots it keeps; 0 keeps the cluster's, else
+	// DefaultSnapshotRetention.
+	SnapshotInterval  *time.Duration
+	SnapshotRetention int
 }
 
 // confMount is where a component finds the files of the cluster directory

@@ -55,12 +55,13 @@ func TestPlanShape(t *testing.T) {
 			if m.Source == "/var/lib/dk8s" || m.Source == "/var/lib/dk8s/pki" {
 				t.Errorf("%s: the whole cluster directory or PKI is mounted: %+v", s.Name, m)
 			}
-			if m.Target != "/var/lib/etcd" && !m.ReadOnly {
+			// etcd's data, and the snapshots the snapshotter writes.
+			if m.Target != "/var/lib/etcd" && m.Target != "/var/lib/dk8s-snapshots" && !m.ReadOnly {
 				t.Errorf("%s: %s should be mounted read-only", s.Name, m.Source)
 			}
 		}
 	}
-	if got := strings.Join(names, " "); got != "dk8s-etcd dk8s-apiserver dk8s-controller-manager dk8s-scheduler dk8s-csr-approver" {
+	if got := strings.Join(names, " "); got != "dk8s-etcd dk8s-apiserver dk8s-controller-manager dk8s-scheduler dk8s-csr-approver dk8s-etcd-snapshotter" {
 		t.Errorf("start order %s", got)
 	}
 }
@@ -107,8 +108,11 @@ func TestPlanMountsOnlyOwnFiles(t *testing.T) {
 	mounted := func(name string) []string {
 		var out []string
 		for _, m := range s[name].Mounts {
-			if m.Target == "/usr/local/bin/dk8s" && name == "dk8s-csr-approver" {
-				continue // the approver is dk8s itself
+			if m.Target == "/usr/local/bin/dk8s" && (name == "dk8s-csr-approver" || name == "dk8s-etcd-snapshotter") {
+				continue // the approver and the snapshotter are dk8s itself
+			}
+			if m.Target == "/var/lib/dk8s-snapshots" {
+				continue // where the snapshotter writes
 			}
 			if m.Target != "/var/lib/etcd" {
 				out = append(out, strings.TrimPrefix(m.Source, "/var/lib/dk8s/"))
@@ -123,6 +127,7 @@ func TestPlanMountsOnlyOwnFiles(t *testing.T) {
 	want := map[string][]string{
 		"dk8s-etcd":               {"pki/etcd/ca.crt", "pki/etcd/peer.crt", "pki/etcd/peer.key", "pki/etcd/server.crt", "pki/etcd/server.key"},
 		"dk8s-scheduler":          {"scheduler-config.yaml", "scheduler.conf"},
+		"dk8s-etcd-snapshotter":   {"pki/etcd/ca.crt", "pki/etcd/snapshotter.crt", "pki/etcd/snapshotter.key"},
 		"dk8s-controller-manager": {"controller-manager.conf", "pki/ca.crt", "pki/ca.key", "pki/front-proxy-ca.crt", "pki/sa.key"},
 	}
 	for name, files := range want {

@@ -177,8 +177,12 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 	if err := writeKubeconfigs(p, cfg); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Join(cfg.Dir, "etcd"), 0o700); err != nil {
-		return err
+	// Made here, 0700 (a snapshot holds every Secret), or Docker would
+	// make the snapshotter's 0755.
+	for _, d := range []string{filepath.Join(cfg.Dir, "etcd"), cfg.SnapshotsDir()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
 	}
 	if _, err := host.Install(shim, shimPath(cfg.Dir)); err != nil {
 		return err

@@ -83,7 +83,7 @@ func TestStartMakesTheControlPlaneInOrderAndARerunChangesNothing(t *testing.T) {
 	if err := f.start(t); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"create dk8s-etcd", "create dk8s-apiserver", "create dk8s-controller-manager", "create dk8s-scheduler", "create dk8s-csr-approver"}
+	want := []string{"create dk8s-etcd", "create dk8s-apiserver", "create dk8s-controller-manager", "create dk8s-scheduler", "create dk8s-csr-approver", "create dk8s-etcd-snapshotter"}
 	if got := f.engine.Mutations("create"); !slices.Equal(got, want) {
 		t.Errorf("created %v, want %v in this order", got, want)
 	}

@@ -28,10 +28,11 @@ cp "$bins/kubelet" "$cache/kubelet"   # the node's kubelet, given to dk8s start 
 has() { curl -fs -o /dev/null -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' "http://127.0.0.1:$1/v2/$2/manifests/$3"; }
 
 # The harness's images change now and then (kube-proxy gained iptables, the
-# echo workload was added, then flannel, then etcdutl in etcd's): a stamp says
+# echo workload was added, then flannel, then etcdutl in etcd's, then pause's
+# user): a stamp says
 # which make of them the registries hold, and a different one pushes
 # everything again.
-make_id=8
+make_id=9
 # Everything present on every registry? Then there is nothing to do.
 missing=0
 [ "$(cat "$cache/images.stamp" 2>/dev/null)" = "$make_id" ] || missing=1
@@ -103,8 +104,13 @@ image() {
     cp /bin/busybox "$root/bin/busybox"
     for applet in $(/bin/busybox --list); do [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"; done
   fi
+  # Upstream's pause runs as nobody: so does the harness's, so that what
+  # dk8s runs from it as root says so (containers.Spec.User).
+  local user=0:0
+  [ "$name" = pause ] && user=65535:65535
   tar -C "$root" -c . | docker import \
     --change 'ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/bin' \
+    --change "USER $user" \
     --change "ENTRYPOINT $entry" - "dk8s-harness/$name:$tag" >/dev/null
   rm -rf "$root"
 }

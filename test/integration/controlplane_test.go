@@ -17,7 +17,7 @@ import (
 	"github.com/dk8s/dk8s/pkg/containers"
 )
 
-var controlPlane = []string{"dk8s-etcd", "dk8s-apiserver", "dk8s-controller-manager", "dk8s-scheduler", "dk8s-csr-approver"}
+var controlPlane = []string{"dk8s-etcd", "dk8s-apiserver", "dk8s-controller-manager", "dk8s-scheduler", "dk8s-csr-approver", "dk8s-etcd-snapshotter"}
 
 // cluster is a control plane a test starts in its own directory, purged
 // before and after, so the suite leaves the machine as it found it.

@@ -260,8 +260,8 @@ func TestNode(t *testing.T) {
 
 	t.Run("a rerun changes nothing", func(t *testing.T) {
 		r := c.start()
-		if n := strings.Count(r.stderr, " unchanged"); n != 7 {
-			t.Errorf("all seven containers should be unchanged, %d were:\n%s", n, r)
+		if n := strings.Count(r.stderr, " unchanged"); n != len(controlPlane)+2 {
+			t.Errorf("all %d containers (the control plane's, the runtime's and kubelet's) should be unchanged, %d were:\n%s", len(controlPlane)+2, n, r)
 		}
 	})
 

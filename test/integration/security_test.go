@@ -30,7 +30,8 @@ type listener struct {
 var ssLine = regexp.MustCompile(`^LISTEN\s+\d+\s+\d+\s+(\S+):(\d+)\s+\S+\s+users:\(\("([^"]+)"`)
 
 // clusterProcesses are the processes a dk8s cluster runs on the host.
-var clusterProcesses = []string{"etcd", "kube-apiserver", "kube-controller", "kube-scheduler", "kubelet", "kube-proxy", "containerd"}
+// dk8s is the csr-approver and the etcd-snapshotter.
+var clusterProcesses = []string{"etcd", "kube-apiserver", "kube-controller", "kube-scheduler", "kubelet", "kube-proxy", "containerd", "dk8s"}
 
 func listeners(t *testing.T) []listener {
 	t.Helper()
@@ -92,14 +93,15 @@ func TestSecurity(t *testing.T) {
 	// Each control-plane container sees only its own files: the cluster's
 	// secrets where kubeadm puts them and nowhere else.
 	secrets := map[string][]string{ // file -> the containers that may read it
-		"pki/ca.key":              {"dk8s-controller-manager"},
-		"pki/sa.key":              {"dk8s-apiserver", "dk8s-controller-manager"},
-		"pki/etcd/ca.key":         nil,
-		"pki/front-proxy-ca.key":  nil,
-		"super-admin.conf":        nil,
-		"admin.conf":              nil,
-		"pki/etcd/server.key":     {"dk8s-etcd"},
-		"controller-manager.conf": {"dk8s-controller-manager"},
+		"pki/ca.key":               {"dk8s-controller-manager"},
+		"pki/sa.key":               {"dk8s-apiserver", "dk8s-controller-manager"},
+		"pki/etcd/ca.key":          nil,
+		"pki/front-proxy-ca.key":   nil,
+		"super-admin.conf":         nil,
+		"admin.conf":               nil,
+		"pki/etcd/server.key":      {"dk8s-etcd"},
+		"controller-manager.conf":  {"dk8s-controller-manager"},
+		"pki/etcd/snapshotter.key": {"dk8s-etcd-snapshotter"},
 	}
 	for _, name := range controlPlane {
 		out, err := exec.Command("docker", "inspect", "-f", `{{range .Mounts}}{{.Source}}|{{.RW}} {{end}}`, name).Output()
@@ -111,7 +113,8 @@ func TestSecurity(t *testing.T) {
 			if src == c.dir || src == filepath.Join(c.dir, "pki") {
 				t.Errorf("%s has the whole %s mounted", name, src)
 			}
-			if rw == "true" && src != filepath.Join(c.dir, "etcd") {
+			writable := src == filepath.Join(c.dir, "etcd") || name == "dk8s-etcd-snapshotter" && src == filepath.Join(c.dir, "snapshots")
+			if rw == "true" && !writable {
 				t.Errorf("%s can write %s", name, src)
 			}
 			for file, allowed := range secrets {
@@ -133,8 +136,9 @@ func TestSecurity(t *testing.T) {
 	t.Logf("every port the cluster listens on:\n%s", report.String())
 
 	public := map[string]bool{"6443": true, "10250": true} // the apiserver, and kubelet's API on the node address
-	// Plain-HTTP health and metrics ports on loopback, as kubeadm leaves them.
-	plainLocal := map[string]bool{"2381": true, "10248": true, "10249": true, "10256": true}
+	// Plain-HTTP health and metrics ports on loopback, as kubeadm leaves
+	// them, and the health of dk8s's csr-approver and etcd-snapshotter.
+	plainLocal := map[string]bool{"2381": true, "10248": true, "10249": true, "10256": true, "10270": true, "10271": true}
 	seen := map[string]bool{}
 	for _, l := range ls {
 		seen[l.port] = true
@@ -152,7 +156,7 @@ func TestSecurity(t *testing.T) {
 			t.Errorf("%s on port %s answers an anonymous GET / with %s", l.process, l.port, l.anonymous)
 		}
 	}
-	for _, port := range []string{"2379", "2380", "6443", "10250", "10257", "10259"} {
+	for _, port := range []string{"2379", "2380", "6443", "10250", "10257", "10259", "10270", "10271"} {
 		if !seen[port] {
 			t.Errorf("nothing listens on %s: the audit missed a component", port)
 		}

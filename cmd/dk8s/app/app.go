@@ -109,7 +109,7 @@ Behind the Great Firewall or on an air-gapped site:
 	pf.StringVar(&g.lock, "lock", os.Getenv("DK8S_LOCK"), "image lock `FILE` to use instead of the one built into dk8s (env DK8S_LOCK)")
 	pf.StringVar(&g.version, "kubernetes-version", "", "Kubernetes `VERSION` of the lock to use (default: the lock's default)")
 	root.AddCommand(newVersion(g), newImages(g), newPull(g), newSave(g), newLoad(g),
-		newStart(g), newJoin(g), newAgent(g), newPs(g), newStop(g), newReset(g), newLogs(g), newKubeconfig(g), newCerts(g), newToken(g),
+		newStart(g), newJoin(g), newAgent(g), newPs(g), newStop(g), newReset(g), newLogs(g), newKubeconfig(g), newCerts(g), newToken(g), newEtcd(g),
 		newHostExec(), newCSRApprover(g), newAPIServerLB(g))
 	return root
 }

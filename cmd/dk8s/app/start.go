@@ -27,6 +27,8 @@ type startFlags struct {
 	pull                                      bool
 	mirrors                                   string
 	timeout, wait                             time.Duration
+	snapshotInterval                          time.Duration
+	snapshotRetention                         int
 }
 
 func newStart(g *globals) *cobra.Command {
@@ -72,6 +74,8 @@ Nothing is changed until the host checks pass.`,
 	fl.StringVar(&f.endpoint, "control-plane-endpoint", "", "`HOST[:PORT]` of your own balancer or VIP in front of every control plane (keepalived+haproxy, kube-vip): certificates name it and workers use it (implies --ha; default port 6443)")
 	fl.BoolVar(&f.ha, "ha", false, "take more control planes ('dk8s token create --control-plane'): etcd also answers at the advertise address, with mutual TLS; kept once set")
 	fl.DurationVar(&f.timeout, "timeout", 3*time.Minute, "how long each component may take to become healthy")
+	fl.DurationVar(&f.snapshotInterval, "etcd-snapshot-interval", bootstrap.DefaultSnapshotInterval, "how often the etcd-snapshotter saves a snapshot into DIR/snapshots (0: never); kept for later starts")
+	fl.IntVar(&f.snapshotRetention, "etcd-snapshot-retention", bootstrap.DefaultSnapshotRetention, "how many scheduled snapshots to keep (those saved by hand are never deleted); kept for later starts")
 	fl.DurationVar(&f.wait, "wait", 0, "how long to wait for another start on the same --dir to finish (default: refuse at once)")
 	return cmd
 }
@@ -147,6 +151,19 @@ func (f *startFlags) startConfig(cmd *cobra.Command) (bootstrap.Config, []mirror
 	}
 	if cmd.Flags().Changed("pod-cidr") {
 		cfg.PodCIDR = f.podCIDR
+	}
+	// Unset, the schedule is the cluster's (its marker), else the default.
+	if cmd.Flags().Changed("etcd-snapshot-interval") {
+		if f.snapshotInterval < 0 {
+			return cfg, nil, fmt.Errorf("--etcd-snapshot-interval %s is negative: pass how often to snapshot, or 0 for never", f.snapshotInterval)
+		}
+		cfg.SnapshotInterval = &f.snapshotInterval
+	}
+	if cmd.Flags().Changed("etcd-snapshot-retention") {
+		if f.snapshotRetention < 1 {
+			return cfg, nil, fmt.Errorf("--etcd-snapshot-retention %d: keep at least 1 (--etcd-snapshot-interval 0 turns the snapshots off)", f.snapshotRetention)
+		}
+		cfg.SnapshotRetention = f.snapshotRetention
 	}
 	cfg.Node, cfg.KubeletBinary, cfg.HA = !f.controlPlaneOnly, f.kubeletBinary, f.ha
 	if f.endpoint != "" {

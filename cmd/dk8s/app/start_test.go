@@ -69,6 +69,8 @@ func TestStartRefusesBadInputBeforeConnecting(t *testing.T) {
 		{[]string{"--kubernetes-version", "v0.0.1"}, "kubernetes v0.0.1 is not in the image lock"},
 		{[]string{"--control-plane-endpoint", "vip:http"}, `--control-plane-endpoint "vip:http": give HOST or HOST:PORT`},
 		{[]string{"--control-plane-endpoint", "https://vip"}, `give HOST or HOST:PORT`},
+		{[]string{"--etcd-snapshot-interval", "-1h"}, "--etcd-snapshot-interval -1h0m0s is negative"},
+		{[]string{"--etcd-snapshot-retention", "0"}, "--etcd-snapshot-retention 0: keep at least 1"},
 	} {
 		args := append([]string{"start", "--dir", dir}, c.args...)
 		connected := false

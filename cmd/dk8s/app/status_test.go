@@ -39,6 +39,7 @@ func TestPsTable(t *testing.T) {
 		{"kube-controller-manager", "docker", "dk8s-controller-manager", "exited", "-", "0", "v1.36.2", "-", "https://127.0.0.1:10257/healthz"},
 		{"kube-scheduler", "docker", "dk8s-scheduler", "absent", "-", "0", "-", "-", "https://127.0.0.1:10259/healthz"},
 		{"csr-approver", "docker", "dk8s-csr-approver", "absent", "-", "0", "-", "-", "http://127.0.0.1:10270/healthz"},
+		{"etcd-snapshotter", "docker", "dk8s-etcd-snapshotter", "absent", "-", "0", "-", "-", "http://127.0.0.1:10271/healthz"},
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("ps printed %d lines, want %d:\n%s", len(lines), len(want), stdout)
@@ -73,8 +74,8 @@ func TestPsJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &rows); err != nil {
 		t.Fatalf("ps -o json printed no JSON array: %v\n%s", err, stdout)
 	}
-	if len(rows) != 5 {
-		t.Fatalf("ps -o json: %d rows, want 5:\n%s", len(rows), stdout)
+	if len(rows) != 6 {
+		t.Fatalf("ps -o json: %d rows, want 6:\n%s", len(rows), stdout)
 	}
 	etcd, cm, sched := rows[0], rows[2], rows[3]
 	if etcd.Component != "etcd" || etcd.State != "running" || etcd.Healthy || !strings.HasPrefix(etcd.Health, "unhealthy: ") ||
@@ -110,7 +111,7 @@ func TestLogs(t *testing.T) {
 	}
 
 	_, _, err := runFake(t, fake, "logs", "kube-proxy")
-	want := `unknown component "kube-proxy": use one of etcd, kube-apiserver, kube-controller-manager, kube-scheduler, csr-approver, containerd, kubelet`
+	want := `unknown component "kube-proxy": use one of etcd, kube-apiserver, kube-controller-manager, kube-scheduler, csr-approver, etcd-snapshotter, containerd, kubelet`
 	if err == nil || err.Error() != want {
 		t.Errorf("logs of an unknown component: error %v, want %q", err, want)
 	}

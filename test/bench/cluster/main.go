@@ -86,7 +86,7 @@ func main() {
 	fmt.Printf("%-44s %10.2f %12s\n", "start to node Ready (whole single node)", median(nodeReady), "-")
 	fmt.Printf("%-44s %10.2f\n", "Docker daemon restart to apiserver /readyz", median(restartReady))
 	fmt.Printf("%-44s %10.2f\n", "Docker daemon restart to kubelet /healthz", median(restartNode))
-	fmt.Printf("%-44s %10.3f\n", "dk8s ps (7 components, live probes)", median(ps))
+	fmt.Printf("%-44s %10.3f\n", "dk8s ps (8 components, live probes)", median(ps))
 	fmt.Printf("idle memory (RSS) after 30 s settled, MiB:")
 	total := 0.0
 	for _, p := range sortedKeys(rss) {
