@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/dk8s/dk8s/internal/wait"
 	"github.com/dk8s/dk8s/pkg/containers"
 	etcdc "github.com/dk8s/dk8s/pkg/etcd"
 	"github.com/dk8s/dk8s/pkg/images"
@@ -338,8 +339,21 @@ func leaveEtcd(ctx context.Context, cfg Config, force bool) (string, error) {
 	if need := voters/2 + 1; answering < need && !force {
 		return "", fmt.Errorf("taking this control plane out would leave etcd without a quorum: %d of the other %d members answer, and %d must; start them first, or pass --force (the cluster then stops taking writes)", answering, voters, need)
 	}
-	if err := c.Remove(ctx, self.ID); err != nil {
-		return "", err
+	// etcd refuses ("unhealthy cluster") until its leader has heard from
+	// the members left for a few seconds, as just after one came back.
+	var rerr error
+	werr := wait.Until(ctx, time.Second, 25*time.Second, func(context.Context) (bool, string, error) {
+		rerr = c.Remove(ctx, self.ID)
+		if rerr != nil && strings.Contains(rerr.Error(), "unhealthy cluster") {
+			return false, rerr.Error(), nil
+		}
+		return true, "", nil
+	})
+	if rerr != nil {
+		return "", rerr
+	}
+	if werr != nil {
+		return "", werr
 	}
 	return "etcd member " + self.Name, nil
 }
