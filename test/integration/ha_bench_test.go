@@ -19,19 +19,11 @@ import (
 func BenchmarkHAFailover(b *testing.B) {
 	cps := []*machine{startMachine(b, "dk8s-bench-ha1"), startMachine(b, "dk8s-bench-ha2"), startMachine(b, "dk8s-bench-ha3")}
 	nodeArgs := []string{"--kubelet-binary", machineKubelet, "--mirror", machinePathMirror}
-	must := func(m *machine, args ...string) result {
-		b.Helper()
-		r := m.dk8s(b, args...)
-		if r.code != 0 {
-			b.Fatalf("on %s: dk8s %s:\n%s", m.name, strings.Join(args, " "), r)
-		}
-		return r
-	}
-	must(cps[0], "pull", "--mirror", machineFlatMirror)
-	must(cps[0], append([]string{"start", "--ha"}, nodeArgs...)...)
-	join, _ := joinCommands(must(cps[0], "token", "create", "--control-plane", "--print-join-command").stdout)
+	cps[0].must(b, "pull", "--mirror", machineFlatMirror)
+	cps[0].must(b, append([]string{"start", "--ha"}, nodeArgs...)...)
+	join, _ := joinCommands(cps[0].must(b, "token", "create", "--control-plane", "--print-join-command").stdout)
 	for _, m := range cps[1:] {
-		must(m, append(join, nodeArgs...)...)
+		m.must(b, append(join, nodeArgs...)...)
 	}
 	kubectls := []func(...string) (string, error){adminKubectl(b, cps[0]), adminKubectl(b, cps[1]), adminKubectl(b, cps[2])}
 	var total time.Duration

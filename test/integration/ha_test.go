@@ -16,19 +16,11 @@ import (
 func TestHighlyAvailable(t *testing.T) {
 	cps := []*machine{startMachine(t, "dk8s-it-ha1"), startMachine(t, "dk8s-it-ha2"), startMachine(t, "dk8s-it-ha3")}
 	w := startMachine(t, "dk8s-it-haw")
-	must := func(m *machine, args ...string) result {
-		t.Helper()
-		r := m.dk8s(t, args...)
-		if r.code != 0 {
-			t.Fatalf("on %s: dk8s %s:\n%s", m.name, strings.Join(args, " "), r)
-		}
-		return r
-	}
 	nodeArgs := []string{"--kubelet-binary", machineKubelet, "--mirror", machinePathMirror}
-	must(cps[0], "pull", "--mirror", machineFlatMirror)
-	must(cps[0], append([]string{"start", "--ha"}, nodeArgs...)...)
+	cps[0].must(t, "pull", "--mirror", machineFlatMirror)
+	cps[0].must(t, append([]string{"start", "--ha"}, nodeArgs...)...)
 
-	r := must(cps[0], "token", "create", "--control-plane", "--print-join-command")
+	r := cps[0].must(t, "token", "create", "--control-plane", "--print-join-command")
 	joinCmd, _ := joinCommands(r.stdout)
 	key := flagValue(joinCmd, "--certificate-key")
 	if joinCmd == nil || len(key) != 64 || !strings.Contains(r.stdout, "--control-plane") {
@@ -52,14 +44,14 @@ func TestHighlyAvailable(t *testing.T) {
 	})
 
 	for _, m := range cps[1:] {
-		r := must(m, append(joinCmd, nodeArgs...)...)
+		r := m.must(t, append(joinCmd, nodeArgs...)...)
 		if !strings.Contains(r.stderr, "added as a learner") || !strings.Contains(r.stderr, "node "+m.name+" is Ready") {
 			t.Errorf("join --control-plane on %s should add its etcd member and end with its node Ready:\n%s", m.name, r)
 		}
 	}
-	wr := must(cps[0], "token", "create", "--print-join-command")
+	wr := cps[0].must(t, "token", "create", "--print-join-command")
 	workerJoin, _ := joinCommands(wr.stdout)
-	must(w, append(workerJoin, nodeArgs...)...)
+	w.must(t, append(workerJoin, nodeArgs...)...)
 
 	kubectls := map[string]func(...string) (string, error){}
 	for _, m := range cps {
@@ -82,7 +74,7 @@ func TestHighlyAvailable(t *testing.T) {
 				t.Errorf("kubectl through %s: %v\n%s", name, err, out)
 			}
 		}
-		if ps := must(w, "ps"); !strings.Contains(ps.stdout, "kubelet") {
+		if ps := w.must(t, "ps"); !strings.Contains(ps.stdout, "kubelet") {
 			t.Errorf("ps on the worker:\n%s", ps.stdout)
 		}
 	})
