@@ -3,7 +3,6 @@ package integration
 import (
 	"fmt"
 	"os/exec"
-	"strings"
 	"testing"
 	"time"
 )
