@@ -82,7 +82,7 @@ users:
 - name: default
   user:
     tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token
-`, cfg.APIServerURL())
+`, addonServer(cfg))
 	steps := []error{
 		create(ctx, "the kube-proxy service account", core.ServiceAccounts(addonNS).Create, &corev1.ServiceAccount{ObjectMeta: meta("kube-proxy")}),
 		create(ctx, "kube-proxy's role binding", rbac.ClusterRoleBindings().Create, &rbacv1.ClusterRoleBinding{
@@ -320,4 +320,17 @@ func daemonSetPending(ds *appsv1.DaemonSet) string {
 		return fmt.Sprintf("%d of %d updated, %d ready", st.UpdatedNumberScheduled, st.DesiredNumberScheduled, st.NumberReady)
 	}
 	return ""
+}
+
+// addonServer is where the node add-ons (kube-proxy, flanneld) reach the
+// apiserver: the control plane's address, or where there are several the
+// node's own balancer, which follows them all.
+func addonServer(cfg Config) string {
+	if cfg.ControlPlaneEndpoint != "" {
+		return cfg.ClusterURL()
+	}
+	if cfg.HA {
+		return lbURL()
+	}
+	return cfg.APIServerURL()
 }

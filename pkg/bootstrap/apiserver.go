@@ -22,11 +22,18 @@ func kubeAPIServer() Component {
 			if domain == "" {
 				domain = "cluster.local"
 			}
+			names := []string{cfg.NodeName, "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc." + domain}
+			ips := append(cfg.hostIPs(), cfg.ServiceIP)
+			if ip := net.ParseIP(cfg.Endpoint); ip != nil {
+				ips = append(ips, ip)
+			} else if cfg.Endpoint != "" {
+				names = append(names, cfg.Endpoint)
+			}
 			return []pki.CertSpec{
 				{Name: "front-proxy-ca", CommonName: "dk8s-front-proxy-ca"},
 				{Name: "apiserver", CA: "ca", CommonName: "kube-apiserver",
-					DNSNames: []string{cfg.NodeName, "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc." + domain},
-					IPs:      append(cfg.hostIPs(), cfg.ServiceIP), ExtraIPs: cfg.OtherAddresses, Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}},
+					DNSNames: names,
+					IPs:      ips, ExtraIPs: cfg.OtherAddresses, Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}},
 				{Name: "apiserver-kubelet-client", CA: "ca", CommonName: "kube-apiserver-kubelet-client", Organization: []string{AdminGroup}, Usages: clientAuth},
 				{Name: "apiserver-etcd-client", CA: "etcd/ca", CommonName: "kube-apiserver-etcd-client", Usages: clientAuth},
 				{Name: "front-proxy-client", CA: "front-proxy-ca", CommonName: "front-proxy-client", Usages: clientAuth},

@@ -27,6 +27,10 @@ type PKIConfig struct {
 	ServiceIP net.IP
 	// DNSDomain is the cluster's DNS domain, cluster.local by default.
 	DNSDomain string
+	// Endpoint is the host of the control-plane endpoint the user brings
+	// (a VIP, a DNS name of a balancer), named by the apiserver's
+	// certificate; "" for none.
+	Endpoint string
 }
 
 // clientAuth is the usage of a client certificate.

@@ -194,3 +194,28 @@ func TestKubeconfigs(t *testing.T) {
 		}
 	}
 }
+
+func TestAPIServerCertificateNamesTheControlPlaneEndpoint(t *testing.T) {
+	base := PKIConfig{NodeName: "n", Addresses: []net.IP{net.ParseIP("192.0.2.10")}, ServiceIP: net.ParseIP("10.96.0.1")}
+	for endpoint, check := range map[string]func(pki.CertSpec) bool{
+		"k8s.example.com": func(s pki.CertSpec) bool { return slices.Contains(s.DNSNames, "k8s.example.com") },
+		"192.0.2.100": func(s pki.CertSpec) bool {
+			return slices.ContainsFunc(s.IPs, func(ip net.IP) bool { return ip.Equal(net.ParseIP("192.0.2.100")) })
+		},
+	} {
+		cfg := base
+		cfg.Endpoint = endpoint
+		found := false
+		for _, s := range Specs(cfg) {
+			if s.Name == "apiserver" {
+				found = true
+				if !check(s) {
+					t.Errorf("the apiserver's certificate should name %s: %+v", endpoint, s)
+				}
+			}
+		}
+		if !found {
+			t.Fatal("no apiserver certificate in the specs")
+		}
+	}
+}

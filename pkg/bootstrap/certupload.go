@@ -103,27 +103,43 @@ func UploadCerts(ctx context.Context, cs kubernetes.Interface, pkiDir, key strin
 // DownloadCerts opens the sealed files with key and writes them under
 // pkiDir: keys readable by root only.
 func DownloadCerts(ctx context.Context, cs kubernetes.Interface, key, pkiDir string) error {
-	k, err := certificateKeyBytes(key)
+	files, err := openCerts(ctx, cs, key)
 	if err != nil {
 		return err
 	}
+	return writeCerts(pkiDir, files)
+}
+
+// openCerts reads the sealed files from the cluster and opens them with
+// key, in memory: a wrong key is found before anything is written.
+func openCerts(ctx context.Context, cs kubernetes.Interface, key string) (map[string][]byte, error) {
+	k, err := certificateKeyBytes(key)
+	if err != nil {
+		return nil, err
+	}
 	s, err := cs.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, certsSecret, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return errors.New("the cluster holds no certificates for a new control plane (they go when their token expires): run 'dk8s token create --control-plane --print-join-command' on a control plane and use what it prints")
+		return nil, errors.New("the cluster holds no certificates for a new control plane (they go when their token expires): run 'dk8s token create --control-plane --print-join-command' on a control plane and use what it prints")
 	}
 	if err != nil {
-		return fmt.Errorf("reading kube-system/%s: %w", certsSecret, err)
+		return nil, fmt.Errorf("reading kube-system/%s: %w", certsSecret, err)
 	}
 	files := map[string][]byte{}
 	for _, f := range sharedPKI {
 		sealed, ok := s.Data[secretKey(f)]
 		if !ok {
-			return fmt.Errorf("kube-system/%s lacks %s: run 'dk8s token create --control-plane' again", certsSecret, f)
+			return nil, fmt.Errorf("kube-system/%s lacks %s: run 'dk8s token create --control-plane' again", certsSecret, f)
 		}
 		if files[f], err = open(k, sealed); err != nil {
-			return errors.New("the certificate key does not open the cluster's certificates: it is not the one 'dk8s token create --control-plane' printed with this token (a newer one replaces it)")
+			return nil, errors.New("the certificate key does not open the cluster's certificates: it is not the one 'dk8s token create --control-plane' printed with this token (a newer one replaces it)")
 		}
 	}
+	return files, nil
+}
+
+// writeCerts writes the opened files under pkiDir, keys readable by root
+// only.
+func writeCerts(pkiDir string, files map[string][]byte) error {
 	for _, f := range sharedPKI {
 		path := filepath.Join(pkiDir, f)
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {

@@ -49,6 +49,15 @@ type Settings struct {
 	Role string `yaml:"role,omitempty"`
 	// Server is the apiserver a worker joined.
 	Server string `yaml:"server,omitempty"`
+	// HA says the control plane listens for other control planes
+	// (Config.HA); once set it stays, for members rely on it.
+	HA bool `yaml:"ha,omitempty"`
+	// EtcdInitialCluster and EtcdClusterState are a joined control plane's
+	// first etcd start (Config.EtcdInitialCluster).
+	EtcdInitialCluster string `yaml:"etcdInitialCluster,omitempty"`
+	EtcdClusterState   string `yaml:"etcdClusterState,omitempty"`
+	// ControlPlaneEndpoint is Config.ControlPlaneEndpoint, once given.
+	ControlPlaneEndpoint string `yaml:"controlPlaneEndpoint,omitempty"`
 	// EtcdSnapshotInterval and EtcdSnapshotRetention are the schedule of
 	// etcd snapshots a control plane was last started with ("0s": none).
 	EtcdSnapshotInterval  string `yaml:"etcdSnapshotInterval,omitempty"`
@@ -182,7 +191,8 @@ func madeByDK8s(dir string) bool {
 // settingsOf is what cfg records in the marker; explicit says whether the
 // advertise address was given rather than found.
 func settingsOf(cfg Config) Settings {
-	s := Settings{Name: cfg.ClusterName, NodeName: cfg.NodeName, ServiceCIDR: cfg.ServiceCIDR, PodCIDR: cfg.PodCIDR, Role: RoleControlPlane}
+	s := Settings{Name: cfg.ClusterName, NodeName: cfg.NodeName, ServiceCIDR: cfg.ServiceCIDR, PodCIDR: cfg.PodCIDR, Role: RoleControlPlane,
+		HA: cfg.HA, EtcdInitialCluster: cfg.EtcdInitialCluster, EtcdClusterState: cfg.EtcdClusterState, ControlPlaneEndpoint: cfg.ControlPlaneEndpoint}
 	interval, keep := cfg.snapshotSchedule()
 	s.EtcdSnapshotInterval, s.EtcdSnapshotRetention = interval.String(), keep
 	if cfg.AdvertiseGiven && cfg.AdvertiseAddress != nil {
@@ -236,6 +246,13 @@ func (c *Config) resolveKept() error {
 		}
 		if c.PodCIDR == "" {
 			c.PodCIDR = s.PodCIDR
+		}
+		c.HA = c.HA || s.HA
+		if c.ControlPlaneEndpoint == "" {
+			c.ControlPlaneEndpoint = s.ControlPlaneEndpoint
+		}
+		if c.EtcdInitialCluster == "" {
+			c.EtcdInitialCluster, c.EtcdClusterState = s.EtcdInitialCluster, s.EtcdClusterState
 		}
 		if d, perr := time.ParseDuration(s.EtcdSnapshotInterval); c.SnapshotInterval == nil && perr == nil {
 			c.SnapshotInterval = &d

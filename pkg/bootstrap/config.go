@@ -114,11 +114,21 @@ func (c Config) PKIConfig() (PKIConfig, error) {
 			others = append(others, a)
 		}
 	}
-	return PKIConfig{NodeName: c.NodeName, Addresses: []net.IP{c.AdvertiseAddress}, OtherAddresses: others, ServiceIP: svc}, nil
+	endpoint, _, _ := net.SplitHostPort(c.ControlPlaneEndpoint)
+	return PKIConfig{NodeName: c.NodeName, Addresses: []net.IP{c.AdvertiseAddress}, OtherAddresses: others, ServiceIP: svc, Endpoint: endpoint}, nil
 }
 
 // AdminKubeconfig is the path of the cluster admin's kubeconfig.
 func (c Config) AdminKubeconfig() string { return filepath.Join(c.Dir, "admin.conf") }
+
+// ClusterURL is where the cluster is reached from other machines: the
+// control-plane endpoint where one was given, else this control plane.
+func (c Config) ClusterURL() string {
+	if c.ControlPlaneEndpoint != "" {
+		return "https://" + c.ControlPlaneEndpoint
+	}
+	return c.APIServerURL()
+}
 
 // APIServerURL is where the components and the kubeconfigs reach the
 // apiserver: the node's advertised address.

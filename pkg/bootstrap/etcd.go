@@ -2,6 +2,7 @@ package bootstrap
 
 import (
 	"crypto/x509"
+	"net"
 	"path/filepath"
 
 	"github.com/dk8s/dk8s/pkg/containers"
@@ -17,9 +18,12 @@ const etcdData = "/var/lib/etcd"
 // the host.
 func etcd() Component {
 	return Component{
-		Name:   "etcd",
-		Ports:  []int{2379, 2380, 2381},
-		Health: Endpoint{URL: "https://127.0.0.1:2379/health", Cert: "etcd/healthcheck-client", CA: "etcd/ca", Body: `"health":"true"`},
+		Name:  "etcd",
+		Ports: []int{2379, 2380, 2381},
+		// Serializable: the member's own health, which a learner (a
+		// control plane joining) answers too, where the default asks for a
+		// linearizable read only voters serve.
+		Health: Endpoint{URL: "https://127.0.0.1:2379/health?serializable=true", Cert: "etcd/healthcheck-client", CA: "etcd/ca", Body: `"health":"true"`},
 		Hint:   "'dk8s logs etcd'; a full disk under the cluster directory or a data directory from another cluster stops etcd",
 		Certs: func(cfg PKIConfig) []pki.CertSpec {
 			both := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
@@ -34,14 +38,25 @@ func etcd() Component {
 		},
 		Flags: func(cfg Config) map[string]string {
 			client, peer := "https://127.0.0.1:2379", "https://127.0.0.1:2380"
-			return map[string]string{
+			listenClient, listenPeer := client, peer
+			if cfg.HA {
+				// The other members and joining control planes reach it at
+				// the advertise address; the apiserver here stays on loopback.
+				client, peer = etcdClientURL(cfg.AdvertiseAddress), etcdPeerURL(cfg.AdvertiseAddress)
+				listenClient, listenPeer = "https://127.0.0.1:2379,"+client, peer
+			}
+			initial := cfg.EtcdInitialCluster
+			if initial == "" {
+				initial = cfg.NodeName + "=" + peer
+			}
+			flags := map[string]string{
 				"name":                        cfg.NodeName,
 				"data-dir":                    etcdData,
-				"listen-client-urls":          client,
+				"listen-client-urls":          listenClient,
 				"advertise-client-urls":       client,
-				"listen-peer-urls":            peer,
+				"listen-peer-urls":            listenPeer,
 				"initial-advertise-peer-urls": peer,
-				"initial-cluster":             cfg.NodeName + "=" + peer,
+				"initial-cluster":             initial,
 				"listen-metrics-urls":         "http://127.0.0.1:2381",
 				"client-cert-auth":            "true",
 				"peer-client-cert-auth":       "true",
@@ -53,9 +68,19 @@ func etcd() Component {
 				"peer-trusted-ca-file":        pkiPath("etcd/ca.crt"),
 				"snapshot-count":              "10000",
 			}
+			if cfg.EtcdClusterState != "" {
+				flags["initial-cluster-state"] = cfg.EtcdClusterState
+			}
+			return flags
 		},
 		Mounts: func(cfg Config) []containers.Mount {
 			return []containers.Mount{{Source: filepath.Join(cfg.Dir, "etcd"), Target: etcdData}}
 		},
+		Ready: etcdReady,
 	}
 }
+
+// etcdClientURL and etcdPeerURL are where a control plane's etcd answers
+// the other members and joining control planes.
+func etcdClientURL(addr net.IP) string { return "https://" + net.JoinHostPort(addr.String(), "2379") }
+func etcdPeerURL(addr net.IP) string   { return "https://" + net.JoinHostPort(addr.String(), "2380") }

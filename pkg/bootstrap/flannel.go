@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -36,6 +37,7 @@ const (
 // server's address rather than through the kubernetes service, which
 // kube-proxy may not have made routable yet on a new node.
 func flannelObjects(cfg Config, image, imageID string) (*corev1.ServiceAccount, *rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding, *corev1.ConfigMap, *appsv1.DaemonSet) {
+	serverURL, _ := url.Parse(addonServer(cfg))
 	meta := func(name string) metav1.ObjectMeta {
 		return metav1.ObjectMeta{Name: name, Namespace: addonNS, Labels: map[string]string{"app": "flannel", "app.kubernetes.io/managed-by": "dk8s"}}
 	}
@@ -64,8 +66,8 @@ func flannelObjects(cfg Config, image, imageID string) (*corev1.ServiceAccount, 
 		Env: []corev1.EnvVar{
 			fieldEnv("POD_NAME", "metadata.name"), fieldEnv("POD_NAMESPACE", "metadata.namespace"),
 			{Name: "EVENT_QUEUE_DEPTH", Value: "5000"},
-			{Name: "KUBERNETES_SERVICE_HOST", Value: cfg.AdvertiseAddress.String()},
-			{Name: "KUBERNETES_SERVICE_PORT", Value: "6443"},
+			{Name: "KUBERNETES_SERVICE_HOST", Value: serverURL.Hostname()},
+			{Name: "KUBERNETES_SERVICE_PORT", Value: serverURL.Port()},
 		},
 		SecurityContext: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"}}},
 		VolumeMounts: []corev1.VolumeMount{

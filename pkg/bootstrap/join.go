@@ -123,57 +123,7 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 			return err
 		}
 	} else {
-		tok, err := token.Parse(jc.Token)
-		if err != nil {
-			return err
-		}
-		if len(jc.CACertHashes) == 0 {
-			return errors.New("--ca-cert-hash is required: it is how this machine knows the cluster is the one you meant; 'dk8s token create --print-join-command' on a control plane prints it")
-		}
-		var pins []string
-		for _, h := range jc.CACertHashes {
-			p, err := token.ParseHash(h)
-			if err != nil {
-				return err
-			}
-			pins = append(pins, p)
-		}
-		emit(Event{Step: "discovery", Message: "finding the cluster CA at " + server})
-		// A control plane still starting, or a token made a moment ago that
-		// the controller-manager has not signed yet, is waited for a little;
-		// any other answer is final at once.
-		discoveryWait := jc.DiscoveryTimeout
-		if discoveryWait == 0 {
-			discoveryWait = 20 * time.Second
-		}
-		var last, final error // the last answer worth waiting out; one that is not
-		// Each attempt has its own bound (token.Discover's per request), so
-		// a slow answer is still an answer; the wait bounds the retries.
-		err = wait.Until(ctx, time.Second, discoveryWait, func(context.Context) (bool, string, error) {
-			var derr error
-			caPEM, derr = token.Discover(ctx, server, tok, pins)
-			if errors.Is(derr, token.ErrUnreachable) || errors.Is(derr, token.ErrNoSignature) {
-				last = derr
-				return false, derr.Error(), nil
-			}
-			final = derr
-			return true, "", nil
-		})
-		if final != nil {
-			return final
-		}
-		if err != nil && ctx.Err() == nil {
-			if last != nil {
-				return last
-			}
-			return fmt.Errorf("%w at %s: no answer within %s: check the address and port (the apiserver listens on 6443), that the control plane is up ('dk8s ps' on it), and that no firewall between the two hosts drops the port (--discovery-timeout waits longer)", token.ErrUnreachable, server, discoveryWait)
-		}
-		if err != nil {
-			return err
-		}
-		emit(Event{Step: "discovery", Message: "cluster CA found and matches the pinned hash", Done: true})
-		bootstrap := &rest.Config{Host: server, BearerToken: tok.String(), TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}, Timeout: 15 * time.Second}
-		if cs, err = kubernetes.NewForConfig(bootstrap); err != nil {
+		if caPEM, cs, err = discoverCluster(ctx, jc, emit); err != nil {
 			return err
 		}
 	}
@@ -181,8 +131,13 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 	if err != nil {
 		return err
 	}
-	if err := clusterRanges(ctx, cs, &jc.Config); err != nil {
+	apiServers, err := clusterRanges(ctx, cs, &jc.Config)
+	if err != nil {
 		return err
+	}
+	if len(apiServers) == 0 {
+		u, _ := url.Parse(server)
+		apiServers = []string{u.Host}
 	}
 	if !joined {
 		if err := nameFree(ctx, cs, jc.NodeName); err != nil {
@@ -216,7 +171,7 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 		return err
 	}
 	defer unlock()
-	settings := Settings{Name: jc.ClusterName, NodeName: jc.NodeName, ServiceCIDR: jc.ServiceCIDR, PodCIDR: jc.PodCIDR, Role: RoleWorker, Server: server, KubernetesVersion: rel.Kubernetes}
+	settings := Settings{Name: jc.ClusterName, NodeName: jc.NodeName, ServiceCIDR: jc.ServiceCIDR, PodCIDR: jc.PodCIDR, Role: RoleWorker, Server: server, KubernetesVersion: rel.Kubernetes, HA: jc.HA}
 	if jc.AdvertiseGiven {
 		settings.AdvertiseAddress = jc.AdvertiseAddress.String()
 	}
@@ -230,13 +185,26 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 	// so that a rerun does not replace it; the file exists only until
 	// kubelet has its own identity, which it then uses.
 	id := nodeIdentity{bootstrapKubeconfig: filepath.Join(jc.Dir, "bootstrap-kubelet.conf")}
+	// With several control planes, kubelet reaches them through the
+	// node's balancer, from its first request on.
+	kubeletServer := server
+	if jc.HA {
+		kubeletServer = lbURL()
+	} else if jc.ControlPlaneEndpoint != "" {
+		kubeletServer = jc.ClusterURL()
+	}
 	if !joined {
-		if err := writeBootstrapKubeconfig(id.bootstrapKubeconfig, server, caPEM, jc.Token); err != nil {
+		if err := writeBootstrapKubeconfig(id.bootstrapKubeconfig, kubeletServer, caPEM, jc.Token); err != nil {
 			return err
 		}
 	}
 	if _, err := host.Install(shim, shimPath(jc.Dir)); err != nil {
 		return err
+	}
+	if jc.HA {
+		if err := ensureLB(ctx, engine, jc.Config, rel, apiServers, kubeletConf, timeout, emit); err != nil {
+			return err
+		}
 	}
 	if _, _, err := startAgents(ctx, engine, jc.Config, rel, tools, id, timeout, opts.StartOptions, emit); err != nil {
 		return err
@@ -272,6 +240,69 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 	return nil
 }
 
+// discoverCluster finds the cluster CA at jc.Server through the token-signed
+// cluster-info, checks it against the pinned hashes, and returns it with a
+// client that authenticates with the token.
+func discoverCluster(ctx context.Context, jc JoinConfig, emit func(Event)) ([]byte, kubernetes.Interface, error) {
+	server := jc.Server
+	tok, err := token.Parse(jc.Token)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(jc.CACertHashes) == 0 {
+		return nil, nil, errors.New("--ca-cert-hash is required: it is how this machine knows the cluster is the one you meant; 'dk8s token create --print-join-command' on a control plane prints it")
+	}
+	var pins []string
+	for _, h := range jc.CACertHashes {
+		p, err := token.ParseHash(h)
+		if err != nil {
+			return nil, nil, err
+		}
+		pins = append(pins, p)
+	}
+	emit(Event{Step: "discovery", Message: "finding the cluster CA at " + server})
+	// A control plane still starting, or a token made a moment ago that
+	// the controller-manager has not signed yet, is waited for a little;
+	// any other answer is final at once.
+	discoveryWait := jc.DiscoveryTimeout
+	if discoveryWait == 0 {
+		discoveryWait = 20 * time.Second
+	}
+	var caPEM []byte
+	var last, final error // the last answer worth waiting out; one that is not
+	// Each attempt has its own bound (token.Discover's per request), so
+	// a slow answer is still an answer; the wait bounds the retries.
+	err = wait.Until(ctx, time.Second, discoveryWait, func(context.Context) (bool, string, error) {
+		var derr error
+		caPEM, derr = token.Discover(ctx, server, tok, pins)
+		if errors.Is(derr, token.ErrUnreachable) || errors.Is(derr, token.ErrNoSignature) {
+			last = derr
+			return false, derr.Error(), nil
+		}
+		final = derr
+		return true, "", nil
+	})
+	if final != nil {
+		return nil, nil, final
+	}
+	if err != nil && ctx.Err() == nil {
+		if last != nil {
+			return nil, nil, last
+		}
+		return nil, nil, fmt.Errorf("%w at %s: no answer within %s: check the address and port (the apiserver listens on 6443), that the control plane is up ('dk8s ps' on it), and that no firewall between the two hosts drops the port (--discovery-timeout waits longer)", token.ErrUnreachable, server, discoveryWait)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	emit(Event{Step: "discovery", Message: "cluster CA found and matches the pinned hash", Done: true})
+	bootstrap := &rest.Config{Host: server, BearerToken: tok.String(), TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}, Timeout: 15 * time.Second}
+	cs, err := kubernetes.NewForConfig(bootstrap)
+	if err != nil {
+		return nil, nil, err
+	}
+	return caPEM, cs, nil
+}
+
 // parseServer checks a --server: https, a host and a port.
 func parseServer(s string) (string, error) {
 	if !strings.Contains(s, "://") {
@@ -301,20 +332,34 @@ func joinRelease(ctx context.Context, cs kubernetes.Interface, lock *images.Lock
 	return rel, nil
 }
 
-// clusterRanges fills cfg's ranges and name from the cluster's settings.
-func clusterRanges(ctx context.Context, cs kubernetes.Interface, cfg *Config) error {
+// clusterRanges fills cfg's ranges, name and whether it has several
+// control planes from the cluster's settings, and returns their
+// apiservers (HOST:PORT) where it has.
+func clusterRanges(ctx context.Context, cs kubernetes.Interface, cfg *Config) ([]string, error) {
 	cm, err := cs.CoreV1().ConfigMaps(addonNS).Get(ctx, clusterSettingsName, metav1.GetOptions{})
 	if err != nil {
-		return fmt.Errorf("reading the cluster's settings (%s/%s): %w; is the control plane a dk8s one of this version?", addonNS, clusterSettingsName, err)
+		return nil, fmt.Errorf("reading the cluster's settings (%s/%s): %w; is the control plane a dk8s one of this version?", addonNS, clusterSettingsName, err)
 	}
 	cfg.ServiceCIDR, cfg.PodCIDR = cm.Data["serviceCIDR"], cm.Data["podCIDR"]
 	if name := cm.Data["clusterName"]; name != "" {
 		cfg.ClusterName = name
 	}
 	if _, err := cfg.ServiceIP(); err != nil {
-		return err
+		return nil, err
 	}
-	return nil
+	cfg.HA = cm.Data[settingHA] == "true"
+	if e := cm.Data[settingEndpoint]; e != "" {
+		// The user's endpoint balances the control planes: no balancer
+		// of the node's own.
+		cfg.ControlPlaneEndpoint, cfg.HA = e, false
+	}
+	var servers []string
+	for _, s := range strings.Split(cm.Data[settingAPIServers], ",") {
+		if s != "" {
+			servers = append(servers, s)
+		}
+	}
+	return servers, nil
 }
 
 // nameFree refuses a node name that a Ready node holds: two machines under

@@ -50,7 +50,7 @@ func CreateJoinToken(ctx context.Context, cs kubernetes.Interface, cfg Config, t
 	if err != nil {
 		return JoinToken{}, err
 	}
-	server := cfg.APIServerURL()
+	server := cfg.ClusterURL()
 	if err := token.EnsureClusterInfo(ctx, cs, server, caPEM); err != nil {
 		return JoinToken{}, err
 	}

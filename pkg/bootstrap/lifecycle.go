@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -115,6 +116,24 @@ func Status(ctx context.Context, engine containers.Engine, cfg Config) ([]Compon
 		}()
 	}
 	wg.Wait()
+	// A node of a cluster of several control planes has its balancer.
+	if c, err := own(ctx, engine, cfg, "apiserver-lb"); err == nil {
+		st := ComponentStatus{Component: "apiserver-lb", Supervisor: SupervisorDocker, Container: lbContainer, Image: "dk8s on " + c.Image, Version: "-",
+			State: c.State, Restarts: c.RestartCount, Health: "-", Endpoint: "tcp://" + LBAddress}
+		if c.Running && !c.StartedAt.IsZero() {
+			st.Uptime = time.Since(c.StartedAt).Round(time.Second)
+			st.UptimeSeconds = int(st.Uptime.Seconds())
+		}
+		if c.Running {
+			if conn, err := net.DialTimeout("tcp", LBAddress, 2*time.Second); err != nil {
+				st.Health = "unhealthy: " + err.Error()
+			} else {
+				conn.Close()
+				st.Healthy, st.Health = true, "healthy"
+			}
+		}
+		out = append(out, st)
+	}
 	return out, nil
 }
 
@@ -142,7 +161,7 @@ func Stop(ctx context.Context, engine containers.Engine, cfg Config) ([]string, 
 			stopped = append(stopped, host.UnitName(comp))
 		}
 	}
-	for _, comp := range stopOrder() {
+	for _, comp := range append([]string{"apiserver-lb"}, stopOrder()...) {
 		name := containerName(comp)
 		_, err := own(ctx, engine, cfg, comp)
 		if err == nil {
@@ -198,6 +217,13 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, opts Reset
 	if c, err := engine.InspectContainer(ctx, AgentContainer); err == nil && c.Running {
 		return nil, fmt.Errorf("the node agent (%s) runs on this machine and would join it again: remove it first with 'docker rm -f %s', then reset", AgentContainer, AgentContainer)
 	}
+	// A control plane of several leaves etcd's cluster first, while its
+	// member still answers.
+	if left, err := leaveEtcd(ctx, cfg, opts.Force); err != nil {
+		return nil, err
+	} else if left != "" {
+		removed = append(removed, left)
+	}
 	var leave *worker
 	if kept, _ := ReadSettings(cfg.Dir); kept.IsWorker() {
 		if leave, err = workerOf(cfg, kept); err != nil {
@@ -231,9 +257,22 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, opts Reset
 		}
 	}
 	for n := range byName {
-		order = append(order, n)
+		if n != lbContainer {
+			order = append(order, n)
+		}
+	}
+	// A worker's node leaves through its balancer: it goes last.
+	if byName[lbContainer] {
+		order = append(order, lbContainer)
 	}
 	for _, name := range order {
+		if name == lbContainer && leave != nil {
+			if err := leave.deleteNode(ctx); err != nil {
+				return removed, err
+			}
+			removed = append(removed, "node "+leave.node)
+			leave = nil
+		}
 		if name == containerName("containerd") {
 			// Pods outlive a stopped runtime (dk8s stop): it is started
 			// to stop them, or they would run on with nothing to manage them.
@@ -445,6 +484,9 @@ type ResetOptions struct {
 	// their controllers make them again on other nodes at once rather than
 	// after the node is gone.
 	Drain bool
+	// Force resets a control plane whose etcd member cannot leave its
+	// cluster with a quorum kept (see leaveEtcd).
+	Force bool
 }
 
 // worker is a joined worker leaving its cluster, through its kubelet's

@@ -212,6 +212,13 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 	if err := labelNode(ctx, cs, cfg.NodeName, map[string]string{ControlPlaneLabel: ""}); err != nil {
 		return err
 	}
+	if cfg.HA && cfg.ControlPlaneEndpoint == "" {
+		// kube-proxy and flanneld reach the apiservers through it; it
+		// learns the other control planes from the cluster.
+		if err := ensureLB(ctx, engine, cfg, rel, []string{apiServerAddr(cfg)}, filepath.Join(cfg.Dir, "kubelet.conf"), timeout, emit); err != nil {
+			return err
+		}
+	}
 	if err := ensureAddons(ctx, cs, cfg, rel, np.dns, imageIDs, upgrade); err != nil {
 		return err
 	}

@@ -48,6 +48,23 @@ type Config struct {
 	Mirrors []mirror.Mirror
 	// MaxPods caps the pods this node runs; 0 is kubelet's default (110).
 	MaxPods int
+	// HA readies the control plane for others to join it: etcd listens on
+	// the advertise address too (client and peer ports, mutual TLS with
+	// its own CA), as kubeadm's stacked etcd does. Without it etcd answers
+	// on loopback only.
+	HA bool
+	// EtcdInitialCluster and EtcdClusterState are how this member's etcd
+	// first starts: "" and "" for a new cluster of one; a joining member's
+	// list of every member ("name=https://ADDR:2380,...") and "existing".
+	// Kept in the cluster's marker, so reruns plan the same container.
+	EtcdInitialCluster string
+	EtcdClusterState   string
+	// ControlPlaneEndpoint is a HOST:PORT in front of every control
+	// plane's apiserver that the user brings (keepalived and haproxy,
+	// kube-vip, a cloud balancer): the apiserver's certificate names it,
+	// and workers and the add-ons reach the cluster there. "" for none:
+	// each node then runs a balancer of its own.
+	ControlPlaneEndpoint string
 	// SnapshotInterval is how often the etcd-snapshotter saves a snapshot
 	// (0: never); nil keeps the cluster's (its marker), else
 	// DefaultSnapshotInterval. SnapshotRetention is how many of its

@@ -53,10 +53,17 @@ func ensureJoinable(ctx context.Context, cfg Config, opts StartOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := token.EnsureClusterInfo(ctx, cs, cfg.APIServerURL(), caPEM); err != nil {
+	if err := token.EnsureClusterInfo(ctx, cs, cfg.ClusterURL(), caPEM); err != nil {
 		return err
 	}
 	data := map[string]string{"clusterName": cfg.ClusterName, "serviceCIDR": cfg.ServiceCIDR, "podCIDR": cfg.PodCIDR}
+	var old map[string]string
+	if cur, err := cs.CoreV1().ConfigMaps(addonNS).Get(ctx, clusterSettingsName, metav1.GetOptions{}); err == nil {
+		old = cur.Data
+	}
+	for k, v := range haSettings(cfg, old) {
+		data[k] = v
+	}
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: clusterSettingsName, Namespace: addonNS, Labels: managed}, Data: data}
 	if _, err := cs.CoreV1().ConfigMaps(addonNS).Update(ctx, cm, metav1.UpdateOptions{}); apierrors.IsNotFound(err) {
 		_, err = cs.CoreV1().ConfigMaps(addonNS).Create(ctx, cm, metav1.CreateOptions{})
@@ -66,7 +73,7 @@ func ensureJoinable(ctx context.Context, cfg Config, opts StartOptions) error {
 	} else if err != nil {
 		return fmt.Errorf("writing the cluster's settings: %w", err)
 	}
-	reader, leave := "dk8s:read-cluster-settings", "dk8s:node-leave"
+	reader, leave, certs, lbRole := "dk8s:read-cluster-settings", "dk8s:node-leave", "dk8s:read-control-plane-certs", "dk8s:apiserver-lb"
 	for _, err := range []error{
 		// A worker's reset deletes its own Node (NodeRestriction keeps a
 		// node from deleting any other), with its kubelet's identity.
@@ -90,6 +97,28 @@ func ensureJoinable(ctx context.Context, cfg Config, opts StartOptions) error {
 				{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: token.Group},
 				{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: "system:nodes"},
 			},
+		}),
+		// A node's apiserver balancer follows the control planes in the
+		// kubernetes Service's EndpointSlices, with the node's identity.
+		create(ctx, "the balancer's role", cs.RbacV1().Roles(metav1.NamespaceDefault).Create, &rbacv1.Role{
+			ObjectMeta: metav1.ObjectMeta{Name: lbRole, Namespace: metav1.NamespaceDefault, Labels: managed},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"list"}}},
+		}),
+		create(ctx, "the balancer's role binding", cs.RbacV1().RoleBindings(metav1.NamespaceDefault).Create, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: lbRole, Namespace: metav1.NamespaceDefault, Labels: managed},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: lbRole},
+			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: "system:nodes"}},
+		}),
+		// A machine joining as a control plane reads the sealed
+		// certificates with its token; only the certificate key opens them.
+		create(ctx, "the control-plane certificates' role", cs.RbacV1().Roles(addonNS).Create, &rbacv1.Role{
+			ObjectMeta: metav1.ObjectMeta{Name: certs, Namespace: addonNS, Labels: managed},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{certsSecret}, Verbs: []string{"get"}}},
+		}),
+		create(ctx, "the control-plane certificates' role binding", cs.RbacV1().RoleBindings(addonNS).Create, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: certs, Namespace: addonNS, Labels: managed},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: certs},
+			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: token.Group}},
 		}),
 	} {
 		if err != nil {

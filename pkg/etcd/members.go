@@ -105,3 +105,13 @@ func MemberNamed(members []Member, name string) (Member, bool) {
 func isErr(err, grpcErr error) bool {
 	return err != nil && rpctypes.ErrorDesc(err) == rpctypes.ErrorDesc(grpcErr)
 }
+
+// UpdatePeerURLs sets the URLs member id's peers reach it at: a member
+// that answered on loopback alone, as a control plane of one does, is told
+// its address before a second member joins.
+func (c *Client) UpdatePeerURLs(ctx context.Context, id uint64, peerURLs []string) error {
+	if _, err := c.api.MemberUpdate(ctx, id, peerURLs); err != nil {
+		return fmt.Errorf("updating etcd member %s's peer URLs to %v: %w", FormatID(id), peerURLs, err)
+	}
+	return nil
+}

@@ -127,10 +127,13 @@ func members(pbs []*pb.Member) []Member {
 // within perMember), then the active alarms. A member that does not
 // answer is reported in its EndpointStatus, not as an error.
 func (c *Client) Status(ctx context.Context, perMember time.Duration) (*Status, error) {
-	ms, err := c.Members(ctx)
+	// The member's own view (serializable): a cluster that has lost its
+	// quorum, when its status matters most, answers no linearizable read.
+	resp, err := c.api.MemberList(ctx, clientv3.WithSerializable())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("listing etcd's members at %s: %w", strings.Join(c.endpoints, ","), err)
 	}
+	ms := members(resp.Members)
 	st := &Status{Members: ms, Endpoints: make([]EndpointStatus, len(ms))}
 	var wg sync.WaitGroup
 	for i, m := range ms {
@@ -156,6 +159,11 @@ func (c *Client) Status(ctx context.Context, perMember time.Duration) (*Status, 
 	}
 	if st.Leader != 0 {
 		st.LeaderName = memberName(ms, st.Leader)
+	}
+	if st.Leader == 0 {
+		// Alarms are read through the leader: with none, they are unknown,
+		// and the missing leader is the problem to report.
+		return st, nil
 	}
 	alarms, err := c.api.AlarmList(ctx)
 	if err != nil {

@@ -233,3 +233,20 @@ func ReadyzCheck(client *http.Client) func(ctx context.Context, server string) e
 		return nil
 	}
 }
+
+// Follow keeps b's servers those the cluster lists as its apiservers (the
+// default/kubernetes Endpoints, which each apiserver keeps itself in while
+// it runs), asking every interval through get until ctx ends. A failed
+// read keeps the servers as they are.
+func Follow(ctx context.Context, b *Balancer, get func(ctx context.Context) ([]string, error), interval time.Duration) {
+	for {
+		if servers, err := get(ctx); err == nil {
+			b.SetServers(servers)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}

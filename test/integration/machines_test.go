@@ -402,6 +402,17 @@ func (m *machine) dk8s(t testing.TB, args ...string) result {
 	return m.run(t, []string{"DK8S_LOCK=" + machineLock}, append([]string{machineDK8s}, args...)...)
 }
 
+// must runs dk8s in the machine and fails t (the test, or the subtest it
+// is called in) when it exits non-zero.
+func (m *machine) must(t testing.TB, args ...string) result {
+	t.Helper()
+	r := m.dk8s(t, args...)
+	if r.code != 0 {
+		t.Fatalf("on %s: dk8s %s:\n%s", m.name, strings.Join(args, " "), r)
+	}
+	return r
+}
+
 func (m *machine) run(t testing.TB, env []string, args ...string) result {
 	t.Helper()
 	cmdArgs := []string{"exec"}

@@ -17,24 +17,11 @@ import (
 func TestNodeUnderSystemd(t *testing.T) {
 	cp := startSystemdMachine(t, "dk8s-it-sd-cp")
 	w := startSystemdMachine(t, "dk8s-it-sd-w")
-	// must fails the test it is given: the top one or a subtest's.
-	mustT := func(t *testing.T, m *machine, args ...string) result {
-		t.Helper()
-		r := m.dk8s(t, args...)
-		if r.code != 0 {
-			t.Fatalf("on %s: dk8s %s:\n%s", m.name, strings.Join(args, " "), r)
-		}
-		return r
-	}
-	must := func(m *machine, args ...string) result {
-		t.Helper()
-		return mustT(t, m, args...)
-	}
 	nodeArgs := []string{"--kubelet-binary", machineKubelet, "--mirror", machinePathMirror}
 	units := []string{"dk8s-containerd.service", "dk8s-kubelet.service"}
 
-	must(cp, "pull", "--mirror", machineFlatMirror)
-	r := must(cp, append([]string{"start"}, nodeArgs...)...)
+	cp.must(t, "pull", "--mirror", machineFlatMirror)
+	r := cp.must(t, append([]string{"start"}, nodeArgs...)...)
 	for _, want := range []string{"dk8s-containerd.service installed", "dk8s-kubelet.service installed", "node dk8s-it-sd-cp is Ready"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("start under systemd should say %q:\n%s", want, r)
@@ -66,7 +53,7 @@ func TestNodeUnderSystemd(t *testing.T) {
 	})
 
 	t.Run("ps says which supervisor runs each component; logs read the journal", func(t *testing.T) {
-		ps := mustT(t, cp, "ps")
+		ps := cp.must(t, "ps")
 		for comp, want := range map[string][]string{
 			"etcd ":       {"docker", "dk8s-etcd", "healthy"},
 			"containerd ": {"systemd", "dk8s-containerd.service", "running", "healthy"},
@@ -79,23 +66,23 @@ func TestNodeUnderSystemd(t *testing.T) {
 				}
 			}
 		}
-		r := mustT(t, cp, "logs", "kubelet", "--tail", "5")
+		r := cp.must(t, "logs", "kubelet", "--tail", "5")
 		if n := len(strings.Split(strings.TrimSpace(r.stdout), "\n")); n < 2 || !strings.Contains(r.stdout, "kubelet") {
 			t.Errorf("logs kubelet should print the unit's journal's last lines:\n%s", r)
 		}
 	})
 
 	// The worker joins by the command, and is a systemd host too.
-	tokOut := must(cp, "token", "create", "--print-join-command")
+	tokOut := cp.must(t, "token", "create", "--print-join-command")
 	joinCmd, _ := joinCommands(tokOut.stdout)
 	if joinCmd == nil {
 		t.Fatalf("token create --print-join-command printed no join command:\n%s", tokOut)
 	}
-	must(w, append(joinCmd, nodeArgs...)...)
+	w.must(t, append(joinCmd, nodeArgs...)...)
 	if got := strings.TrimSpace(w.exec(t, "systemctl", "is-active", "dk8s-kubelet.service").stdout); got != "active" {
 		t.Errorf("the worker's kubelet unit is %q, want active", got)
 	}
-	if ps := must(w, "ps"); !strings.Contains(lineWith(ps.stdout, "kubelet "), "systemd") {
+	if ps := w.must(t, "ps"); !strings.Contains(lineWith(ps.stdout, "kubelet "), "systemd") {
 		t.Errorf("ps on the worker should show its kubelet under systemd:\n%s", ps.stdout)
 	}
 
@@ -239,7 +226,7 @@ func TestNodeUnderSystemd(t *testing.T) {
 	})
 
 	t.Run("stop stops the units, start brings the node back", func(t *testing.T) {
-		r := mustT(t, cp, "stop")
+		r := cp.must(t, "stop")
 		for _, u := range units {
 			if !strings.Contains(r.stdout+r.stderr, u) {
 				t.Errorf("stop should name %s:\n%s", u, r)
@@ -251,7 +238,7 @@ func TestNodeUnderSystemd(t *testing.T) {
 		if ps := cp.dk8s(t, "ps"); ps.code == 0 || !strings.Contains(lineWith(ps.stdout, "kubelet "), "stopped") {
 			t.Errorf("ps after stop should show kubelet stopped and exit non-zero:\n%s", ps)
 		}
-		mustT(t, cp, append([]string{"start"}, nodeArgs...)...)
+		cp.must(t, append([]string{"start"}, nodeArgs...)...)
 		ready(t, "after stop and start", cp)
 		serves(t, "after stop and start")
 	})
@@ -283,16 +270,16 @@ func TestNodeUnderSystemd(t *testing.T) {
 	}
 
 	t.Run("reset --purge of the worker and the control plane leaves nothing", func(t *testing.T) {
-		if r := mustT(t, w, "reset", "--drain", "--purge", "--yes"); !strings.Contains(r.stderr, "dk8s-kubelet.service") {
+		if r := w.must(t, "reset", "--drain", "--purge", "--yes"); !strings.Contains(r.stderr, "dk8s-kubelet.service") {
 			t.Errorf("reset of the worker should name the units it removed:\n%s", r)
 		}
 		leftovers(t, w)
-		mustT(t, cp, "reset", "--purge", "--yes")
+		cp.must(t, "reset", "--purge", "--yes")
 		leftovers(t, cp)
 	})
 
 	t.Run("a start after the purge makes a node again", func(t *testing.T) {
-		r := mustT(t, cp, append([]string{"start"}, nodeArgs...)...)
+		r := cp.must(t, append([]string{"start"}, nodeArgs...)...)
 		if !strings.Contains(r.stderr, "dk8s-kubelet.service installed") {
 			t.Errorf("a start after the purge should install the units again:\n%s", r)
 		}

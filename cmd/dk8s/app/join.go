@@ -22,13 +22,15 @@ type joinFlags struct {
 	kubeletBinary, mirrors     string
 	timeout, wait, discovery   time.Duration
 	maxPods                    int
+	controlPlane               bool
+	certificateKey             string
 }
 
 func newJoin(g *globals) *cobra.Command {
 	f := &joinFlags{}
 	cmd := &cobra.Command{
 		Use:   "join https://HOST:6443 --token TOKEN --ca-cert-hash sha256:HASH",
-		Short: "Make this machine a worker of a dk8s cluster",
+		Short: "Make this machine a worker, or another control plane, of a dk8s cluster",
 		Long: `Make this machine a worker node of the cluster whose apiserver is at
 https://HOST:6443, with a bootstrap token and the hash of the cluster CA's
 public key, both printed by 'dk8s token create --print-join-command' on a
@@ -43,7 +45,15 @@ Then dk8s's containerd and a kubelet run on this host, supervised by Docker
 certificate by TLS bootstrap, and the token is not kept.
 
 A wrong token, hash or server is refused before this host is changed. A
-rerun on a joined machine needs no token: it puts back what is missing.`,
+rerun on a joined machine needs no token: it puts back what is missing.
+
+With --control-plane and --certificate-key (both printed by 'dk8s token
+create --control-plane --print-join-command'), this machine becomes another
+control plane instead: it opens the cluster's CAs and service-account keys
+with the key, makes its own certificates, adds its etcd to the cluster's as
+a learner (promoted once it has caught up), and runs its apiserver,
+controller-manager and scheduler beside the others', and its node. After
+that, 'dk8s start' brings it back like any control plane.`,
 		Example: `  dk8s join https://192.0.2.10:6443 --token abcdef.0123456789abcdef \
       --ca-cert-hash sha256:1f0e...9a --mirror aliyun,daocloud
   dk8s ps                       # this machine's parts
@@ -58,6 +68,8 @@ rerun on a joined machine needs no token: it puts back what is missing.`,
 	}
 	f.addJoin(cmd, os.Getenv("DK8S_TOKEN"))
 	cmd.Flags().DurationVar(&f.wait, "wait", 0, "how long to wait for another dk8s on the same --dir to finish")
+	cmd.Flags().BoolVar(&f.controlPlane, "control-plane", false, "join as another control plane (etcd member, apiserver, controller-manager, scheduler), with --certificate-key")
+	cmd.Flags().StringVar(&f.certificateKey, "certificate-key", os.Getenv("DK8S_CERTIFICATE_KEY"), "`KEY` that opens the cluster's certificates, printed by 'dk8s token create --control-plane'; or $DK8S_CERTIFICATE_KEY")
 	return cmd
 }
 
@@ -107,6 +119,12 @@ func runJoin(cmd *cobra.Command, g *globals, f *joinFlags, server string) error 
 	if err != nil {
 		return err
 	}
+	if f.certificateKey != "" && !f.controlPlane {
+		return errors.New("--certificate-key is for a control plane: add --control-plane, or leave the key out to join a worker")
+	}
+	if f.controlPlane && f.certificateKey == "" {
+		return errors.New("--control-plane needs --certificate-key: 'dk8s token create --control-plane --print-join-command' on a control plane prints the whole command")
+	}
 	ctx := cmd.Context()
 	lock, err := g.readLock()
 	if err != nil {
@@ -117,9 +135,7 @@ func runJoin(cmd *cobra.Command, g *globals, f *joinFlags, server string) error 
 		return err
 	}
 	defer engine.Close()
-	fmt.Fprintf(g.streams.Err, "Joining %s as a worker\n", server)
-	start := time.Now()
-	err = bootstrap.Join(ctx, engine, jc, lock, bootstrap.JoinOptions{
+	opts := bootstrap.JoinOptions{
 		StartOptions: bootstrap.StartOptions{Timeout: f.timeout, LockWait: f.wait, Events: startEvents(g)},
 		Pull: func(ctx context.Context, rel *images.Release, components []string) error {
 			_, err := pullShown(ctx, g, engine, rel.Only(components...), images.PullOptions{Mirrors: mirrors})
@@ -129,7 +145,15 @@ func runJoin(cmd *cobra.Command, g *globals, f *joinFlags, server string) error 
 			}
 			return err
 		},
-	})
+	}
+	start := time.Now()
+	if f.controlPlane {
+		fmt.Fprintf(g.streams.Err, "Joining %s as a control plane\n", server)
+		err = bootstrap.JoinControlPlane(ctx, engine, bootstrap.ControlPlaneJoinConfig{JoinConfig: jc, CertificateKey: f.certificateKey}, lock, opts)
+	} else {
+		fmt.Fprintf(g.streams.Err, "Joining %s as a worker\n", server)
+		err = bootstrap.Join(ctx, engine, jc, lock, opts)
+	}
 	if err != nil {
 		return err
 	}

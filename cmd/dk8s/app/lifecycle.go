@@ -41,7 +41,7 @@ the stopped containers again too.`,
 
 type resetFlags struct {
 	clusterFlags
-	purge, yes, drain bool
+	purge, yes, drain, force bool
 }
 
 func newReset(g *globals) *cobra.Command {
@@ -61,7 +61,11 @@ On a worker, reset takes the machine out of the cluster: its Node object is
 deleted once its kubelet is gone, and with --drain its pods (but its
 DaemonSets') are deleted first, so their controllers place them elsewhere
 at once. A reset refuses while the node agent runs (it would join the
-machine again): remove it first with 'docker rm -f dk8s-agent'.`,
+machine again): remove it first with 'docker rm -f dk8s-agent'.
+
+On one of several control planes, reset first takes its etcd member out of
+the cluster's, and refuses when the members left would not make a quorum
+(--force resets anyway).`,
 		Example: "  dk8s reset\n  dk8s reset --purge --yes\n  dk8s reset --drain --purge --yes   # a worker, leaving for good",
 		Args:    cobra.NoArgs,
 		RunE:    func(cmd *cobra.Command, _ []string) error { return runReset(cmd, g, f) },
@@ -70,6 +74,7 @@ machine again): remove it first with 'docker rm -f dk8s-agent'.`,
 	cmd.Flags().BoolVar(&f.purge, "purge", false, "also delete the cluster directory: etcd data, PKI, kubeconfigs")
 	cmd.Flags().BoolVarP(&f.yes, "yes", "y", false, "do not ask before --purge")
 	cmd.Flags().BoolVar(&f.drain, "drain", false, "on a worker: delete its pods first and wait until they are gone")
+	cmd.Flags().BoolVar(&f.force, "force", false, "on one of several control planes: reset even if the others would be left without an etcd quorum")
 	return cmd
 }
 
@@ -98,7 +103,7 @@ func runReset(cmd *cobra.Command, g *globals, f *resetFlags) error {
 		return err
 	}
 	defer engine.Close()
-	removed, err := bootstrap.Reset(cmd.Context(), engine, cfg, bootstrap.ResetOptions{Purge: f.purge, Drain: f.drain})
+	removed, err := bootstrap.Reset(cmd.Context(), engine, cfg, bootstrap.ResetOptions{Purge: f.purge, Drain: f.drain, Force: f.force})
 	for _, n := range removed {
 		fmt.Fprintln(g.streams.Err, "removed", n)
 	}

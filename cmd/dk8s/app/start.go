@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,6 +22,8 @@ type startFlags struct {
 	configFile                                string
 	kubeletBinary                             string
 	controlPlaneOnly                          bool
+	ha                                        bool
+	endpoint                                  string
 	pull                                      bool
 	mirrors                                   string
 	timeout, wait                             time.Duration
@@ -68,6 +71,8 @@ Nothing is changed until the host checks pass.`,
 	fl.StringVar(&f.mirrors, "mirror", envOr("DK8S_MIRROR", "upstream"), "mirrors for --pull, and for pods' registry.k8s.io and docker.io images, in order")
 	fl.StringVar(&f.kubeletBinary, "kubelet-binary", "", "kubelet `FILE` to run (default: kubelet on the PATH, else downloaded and checked against images.lock)")
 	fl.BoolVar(&f.controlPlaneOnly, "control-plane-only", false, "run the control plane only: no pod runtime, kubelet or add-ons on this host")
+	fl.StringVar(&f.endpoint, "control-plane-endpoint", "", "`HOST[:PORT]` of your own balancer or VIP in front of every control plane (keepalived+haproxy, kube-vip): certificates name it and workers use it (implies --ha; default port 6443)")
+	fl.BoolVar(&f.ha, "ha", false, "take more control planes ('dk8s token create --control-plane'): etcd also answers at the advertise address, with mutual TLS; kept once set")
 	fl.DurationVar(&f.timeout, "timeout", 3*time.Minute, "how long each component may take to become healthy")
 	fl.DurationVar(&f.snapshotInterval, "etcd-snapshot-interval", bootstrap.DefaultSnapshotInterval, "how often the etcd-snapshotter saves a snapshot into DIR/snapshots (0: never); kept for later starts")
 	fl.IntVar(&f.snapshotRetention, "etcd-snapshot-retention", bootstrap.DefaultSnapshotRetention, "how many scheduled snapshots to keep (those saved by hand are never deleted); kept for later starts")
@@ -160,7 +165,14 @@ func (f *startFlags) startConfig(cmd *cobra.Command) (bootstrap.Config, []mirror
 		}
 		cfg.SnapshotRetention = f.snapshotRetention
 	}
-	cfg.Node, cfg.KubeletBinary = !f.controlPlaneOnly, f.kubeletBinary
+	cfg.Node, cfg.KubeletBinary, cfg.HA = !f.controlPlaneOnly, f.kubeletBinary, f.ha
+	if f.endpoint != "" {
+		ep, err := parseEndpoint(f.endpoint)
+		if err != nil {
+			return cfg, nil, err
+		}
+		cfg.ControlPlaneEndpoint, cfg.HA = ep, true
+	}
 	mirrors, err := mirror.ParseList(f.mirrors)
 	if err != nil {
 		return cfg, nil, err
@@ -219,4 +231,17 @@ func parseExtraArgs(list []string) (map[string]map[string]string, error) {
 		out[comp][k] = v
 	}
 	return out, nil
+}
+
+// parseEndpoint checks --control-plane-endpoint: a host (name or IP) and
+// an optional port, 6443 when left out.
+func parseEndpoint(s string) (string, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		host, port = s, "6443"
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || host == "" || strings.ContainsAny(host, "/ ") {
+		return "", fmt.Errorf("--control-plane-endpoint %q: give HOST or HOST:PORT, such as 192.0.2.100:6443 or k8s.example.com", s)
+	}
+	return net.JoinHostPort(host, port), nil
 }

@@ -67,6 +67,8 @@ func TestStartRefusesBadInputBeforeConnecting(t *testing.T) {
 		{[]string{"--mirror", "aliyn"}, `unknown mirror "aliyn"`},
 		{[]string{"--pull", "--mirror", ","}, "no mirror given"},
 		{[]string{"--kubernetes-version", "v0.0.1"}, "kubernetes v0.0.1 is not in the image lock"},
+		{[]string{"--control-plane-endpoint", "vip:http"}, `--control-plane-endpoint "vip:http": give HOST or HOST:PORT`},
+		{[]string{"--control-plane-endpoint", "https://vip"}, `give HOST or HOST:PORT`},
 		{[]string{"--etcd-snapshot-interval", "-1h"}, "--etcd-snapshot-interval -1h0m0s is negative"},
 		{[]string{"--etcd-snapshot-retention", "0"}, "--etcd-snapshot-retention 0: keep at least 1"},
 	} {
@@ -117,5 +119,13 @@ func TestStartEventsOffATerminal(t *testing.T) {
 	show(bootstrap.Event{Message: "swap is on", Warning: true})
 	if want := "  pulling etcd\n✓ etcd is healthy\n! swap is on\n"; errb.String() != want {
 		t.Errorf("start's progress off a terminal: %q, want %q, uncolored", errb.String(), want)
+	}
+}
+
+func TestParseEndpoint(t *testing.T) {
+	for in, want := range map[string]string{"192.0.2.100": "192.0.2.100:6443", "k8s.example.com:8443": "k8s.example.com:8443", "[2001:db8::1]:6443": "[2001:db8::1]:6443"} {
+		if got, err := parseEndpoint(in); err != nil || got != want {
+			t.Errorf("parseEndpoint(%q) = %q, %v; want %q", in, got, err, want)
+		}
 	}
 }

@@ -34,7 +34,7 @@ func TestPsTable(t *testing.T) {
 	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
 	want := [][]string{
 		{"COMPONENT", "SUPERVISOR", "NAME", "STATE", "HEALTH", "RESTARTS", "VERSION", "UPTIME", "ENDPOINT"},
-		{"etcd", "docker", "dk8s-etcd", "running", "unhealthy", "2", "3.6.5-0", "1m3", "https://127.0.0.1:2379/health"},
+		{"etcd", "docker", "dk8s-etcd", "running", "unhealthy", "2", "3.6.5-0", "1m3", "https://127.0.0.1:2379/health?serializable=true"},
 		{"kube-apiserver", "docker", "dk8s-apiserver", "running", "unhealthy", "0", "v1.36.2", "1m3", "https://127.0.0.1:6443/readyz"},
 		{"kube-controller-manager", "docker", "dk8s-controller-manager", "exited", "-", "0", "v1.36.2", "-", "https://127.0.0.1:10257/healthz"},
 		{"kube-scheduler", "docker", "dk8s-scheduler", "absent", "-", "0", "-", "-", "https://127.0.0.1:10259/healthz"},

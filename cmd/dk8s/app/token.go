@@ -39,10 +39,11 @@ cluster directory (--dir).`,
 
 type tokenCreateFlags struct {
 	clusterFlags
-	ttl         time.Duration
-	description string
-	printJoin   bool
-	agentImage  string
+	ttl          time.Duration
+	description  string
+	printJoin    bool
+	agentImage   string
+	controlPlane bool
 }
 
 // defaultAgentImage is the image a worker runs the dk8s agent from: the
@@ -72,10 +73,18 @@ both forms: 'dk8s join' for a host with the dk8s binary, and 'docker run'
 of the dk8s agent image for a host with Docker alone.
 
 Anyone who holds the token can join a node until it expires: keep --ttl
-short, and delete a token once it has served ('dk8s token delete').`,
+short, and delete a token once it has served ('dk8s token delete').
+
+--control-plane makes a token for another control plane (the first must
+have been started with --ha): the cluster's CAs and service-account keys are
+sealed in kube-system/dk8s-certs with a new certificate key, printed with
+the join command and nowhere else, and removed when the token expires
+(2 hours unless --ttl says otherwise). Whoever holds the token and the key
+can become a control plane: treat them as the cluster's keys.`,
 		Example: `  dk8s token create
   dk8s token create --ttl 2h --description "rack 4" --print-join-command
-  ssh worker-1 "$(dk8s token create --print-join-command | head -1)"`,
+  ssh worker-1 "$(dk8s token create --print-join-command | head -1)"
+  dk8s token create --control-plane --print-join-command`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runTokenCreate(cmd, g, f) },
 	}
@@ -85,6 +94,7 @@ short, and delete a token once it has served ('dk8s token delete').`,
 	fl.StringVar(&f.description, "description", "", "what the token is for, shown by 'dk8s token list'")
 	fl.BoolVar(&f.printJoin, "print-join-command", false, "print the commands that join a worker, not the token alone")
 	fl.StringVar(&f.agentImage, "agent-image", defaultAgentImage(g), "`IMAGE` of the dk8s agent in the printed docker run command")
+	fl.BoolVar(&f.controlPlane, "control-plane", false, "a token for another control plane: also seal the cluster's CAs and keys in the cluster, under a certificate key printed with the join command (default --ttl 2h; the certificates go with the token)")
 	return cmd
 }
 
@@ -100,9 +110,28 @@ func runTokenCreate(cmd *cobra.Command, g *globals, f *tokenCreateFlags) error {
 	if err != nil {
 		return err
 	}
-	jt, err := bootstrap.CreateJoinToken(cmd.Context(), cs, cfg, f.ttl, f.description)
+	ttl := f.ttl
+	if f.controlPlane && !cmd.Flags().Changed("ttl") {
+		ttl = 2 * time.Hour
+	}
+	jt, err := bootstrap.CreateJoinToken(cmd.Context(), cs, cfg, ttl, f.description)
 	if err != nil {
 		return fmt.Errorf("creating a join token: %w", err)
+	}
+	if f.controlPlane {
+		key, err := bootstrap.UploadControlPlaneCerts(cmd.Context(), cs, cfg, jt.Token)
+		if err != nil {
+			token.Delete(cmd.Context(), cs, jt.ID) // a control-plane token without its certificates is of no use
+			return err
+		}
+		if !f.printJoin {
+			fmt.Fprintln(g.streams.Out, jt.String())
+			fmt.Fprintln(g.streams.Out, key)
+			return nil
+		}
+		fmt.Fprintln(g.streams.Err, "Run this on the new control plane (the token and the certificate key open the cluster's keys: keep them secret):")
+		fmt.Fprintf(g.streams.Out, "dk8s join %s --token %s --ca-cert-hash %s --control-plane --certificate-key %s\n", jt.Server, jt.String(), jt.CAHash, key)
+		return nil
 	}
 	if f.ttl == 0 {
 		fmt.Fprintf(g.streams.Err, "warning: token %s never expires: anyone who holds it can join nodes until 'dk8s token delete %s'\n", jt.ID, jt.ID)
