@@ -75,6 +75,9 @@ func TestBadFlagsAndArgumentsAreRefused(t *testing.T) {
 		{[]string{"token", "create", "--ttl", "-1h"}, "--ttl -1h0m0s is negative"},
 		{[]string{"token", "delete"}, "requires at least 1 arg(s), only received 0"},
 		{[]string{"token", "mint"}, `unknown command "mint" for "dk8s token"`},
+		{[]string{"join", "https://192.0.2.10:6443", "--token", "abcdef.0123456789abcdef", "--control-plane"}, "--control-plane needs --certificate-key"},
+		{[]string{"join", "https://192.0.2.10:6443", "--token", "abcdef.0123456789abcdef", "--certificate-key", "00"}, "--certificate-key is for a control plane"},
+		{[]string{"reset", "--forse"}, "unknown flag: --forse"},
 	} {
 		stdout, _, err := run(t, nil, c.args...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
