@@ -183,15 +183,7 @@ func JoinControlPlane(ctx context.Context, engine containers.Engine, jc ControlP
 	cfg.HA, cfg.Node = true, true
 	// The host checks of a first control plane's start, before the
 	// cluster is asked to take this one.
-	listening := opts.listening
-	if listening == nil {
-		listening = listeners
-	}
-	findings, err := preflight(ctx, engine, cfg, listening)
-	if err != nil {
-		return err
-	}
-	if err := failures(findings, emit); err != nil {
+	if err := checkHost(ctx, engine, cfg, opts.listening, true, emit); err != nil {
 		return err
 	}
 	if _, err := findShim(cfg); err != nil {

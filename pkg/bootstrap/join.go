@@ -382,11 +382,18 @@ func nameFree(ctx context.Context, cs kubernetes.Interface, name string) error {
 // kube-proxy's ports free (unless dk8s's own agents hold them), the service
 // range free, no swap.
 func joinPreflight(ctx context.Context, engine containers.Engine, cfg Config, listening func() map[int]string, emit func(Event)) error {
+	cfg.Node = true
+	return checkHost(ctx, engine, cfg, listening, false, emit)
+}
+
+// checkHost runs the host checks of a start (controlPlane) or of a
+// worker's join, with listening read from /proc unless given, and fails
+// on the first that does not pass, reporting each.
+func checkHost(ctx context.Context, engine containers.Engine, cfg Config, listening func() map[int]string, controlPlane bool, emit func(Event)) error {
 	if listening == nil {
 		listening = listeners
 	}
-	cfg.Node = true
-	findings, err := hostChecks(ctx, engine, cfg, listening, false)
+	findings, err := hostChecks(ctx, engine, cfg, listening, controlPlane)
 	if err != nil {
 		return err
 	}

@@ -120,15 +120,7 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 		return err // made by another start while this one waited
 	}
 
-	listening := opts.listening
-	if listening == nil {
-		listening = listeners
-	}
-	findings, err := preflight(ctx, engine, cfg, listening)
-	if err != nil {
-		return err
-	}
-	if err := failures(findings, emit); err != nil {
+	if err := checkHost(ctx, engine, cfg, opts.listening, true, emit); err != nil {
 		return err
 	}
 	if err := missingImages(ctx, engine, specs); err != nil {
