@@ -53,7 +53,9 @@ func TestPrivilegedWithoutNewerCaps(t *testing.T) {
 	remove() // an interrupted run's: these names are this test's alone
 	t.Cleanup(remove)
 
-	run := exec.CommandContext(ctx, "docker", "run", "--name", machine,
+	// Root, as a machine's is (the pause image declares nobody, as
+	// upstream's does).
+	run := exec.CommandContext(ctx, "docker", "run", "--name", machine, "--user", "0:0",
 		"--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
 		"--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
 		"-v", dockerSocket()+":/var/run/docker.sock", "-v", bin+":/captest:ro",
