@@ -23,6 +23,9 @@ type RestoreOptions struct {
 	Timeout time.Duration
 	// Start tunes how the components' health is asked (its Probe).
 	Start StartOptions
+	// Force restores on a control plane that takes others (--ha) even
+	// when etcd cannot say whether other members run.
+	Force bool
 
 	// members lists etcd's members; nil asks etcd. A seam for unit tests.
 	members func(ctx context.Context) ([]etcdc.Member, error)
@@ -89,7 +92,7 @@ func RestoreSnapshot(ctx context.Context, engine containers.Engine, cfg Config, 
 	if err != nil {
 		return err
 	}
-	if err := checkSingleMember(ctx, cfg, opts, emit); err != nil {
+	if err := checkSingleMember(ctx, cfg, kept, opts, emit); err != nil {
 		return err
 	}
 
@@ -123,6 +126,15 @@ func RestoreSnapshot(ctx context.Context, engine containers.Engine, cfg Config, 
 		return fmt.Errorf("%w; %s", err, putBack)
 	}
 	emit(Event{Step: "restore", Message: fmt.Sprintf("the restored data is in %s, the old in %s", data, aside), Done: true})
+	// The etcd it joined once is not its cluster any more: its etcd now
+	// starts as a cluster of one.
+	if kept.EtcdInitialCluster != "" {
+		kept.EtcdInitialCluster, kept.EtcdClusterState = "", ""
+		if err := writeSettings(cfg.Dir, *kept); err != nil {
+			return fmt.Errorf("%w; %s", err, putBack)
+		}
+		cfg.EtcdInitialCluster, cfg.EtcdClusterState = "", ""
+	}
 
 	timeout := opts.Timeout
 	if timeout == 0 {
@@ -144,11 +156,14 @@ func RestoreSnapshot(ctx context.Context, engine containers.Engine, cfg Config, 
 // snapshot restored on one would split it from the others. An etcd that
 // does not answer (its data lost, the disaster a restore is for) cannot be
 // asked; this host's member is then restored alone, with a warning.
-func checkSingleMember(ctx context.Context, cfg Config, opts RestoreOptions, emit func(Event)) error {
+func checkSingleMember(ctx context.Context, cfg Config, kept *Settings, opts RestoreOptions, emit func(Event)) error {
 	list := opts.members
 	if list == nil {
 		list = func(ctx context.Context) ([]etcdc.Member, error) {
-			c, err := EtcdClient(ctx, cfg)
+			// The members this one joined are asked too: its own etcd may
+			// be the one whose data is lost.
+			endpoints := append([]string{etcdc.DefaultEndpoint}, otherMembers(kept.EtcdInitialCluster, kept.NodeName)...)
+			c, err := etcdc.New(ctx, endpoints, etcdc.PKIFiles(cfg.PKIDir()))
 			if err != nil {
 				return nil, err
 			}
@@ -162,6 +177,9 @@ func checkSingleMember(ctx context.Context, cfg Config, opts RestoreOptions, emi
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if kept.HA && !opts.Force {
+			return fmt.Errorf("etcd does not answer (%v), and this control plane takes others (--ha): restoring here while other members run would split the cluster. Check 'dk8s etcd status' on the other control planes; once every other control plane is reset ('dk8s reset --purge' on each), restore here with --force, then join them again; nothing was changed", firstLine(err.Error()))
 		}
 		emit(Event{Step: "members", Warning: true, Message: fmt.Sprintf("etcd does not answer (%v): restoring it as this host's only member", firstLine(err.Error()))})
 		return nil
@@ -187,8 +205,12 @@ func restoreSpec(cfg Config, image, file, staging string) containers.Spec {
 		Image:      image,
 		Entrypoint: []string{"/usr/local/bin/etcdutl"},
 		Args: append([]string{"snapshot", "restore", "/snapshot.db"}, containers.Flags(map[string]string{
-			"name":                        f["name"],
-			"initial-cluster":             f["initial-cluster"],
+			"name": f["name"],
+			// A cluster of one, whatever it joined once, under a token
+			// of its own: a member of the cluster before it, still
+			// running somewhere, does not take it for one of its own.
+			"initial-cluster":             f["name"] + "=" + f["initial-advertise-peer-urls"],
+			"initial-cluster-token":       "dk8s-restored-" + filepath.Base(staging),
 			"initial-advertise-peer-urls": f["initial-advertise-peer-urls"],
 			"data-dir":                    "/restore/etcd",
 			// Revisions move forward, past any a watcher (kubelet, a

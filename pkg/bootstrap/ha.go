@@ -216,10 +216,18 @@ func JoinControlPlane(ctx context.Context, engine containers.Engine, jc ControlP
 	}
 	emit(Event{Step: "discovery", Message: "the cluster's certificates opened with the certificate key", Done: true})
 
-	// From here on the host changes.
+	// From here on the host changes. Until etcd takes the new member,
+	// what is written is taken back on a failure: the directory was empty,
+	// and keys left in it would be neither used nor purged.
 	if err := os.MkdirAll(cfg.PKIDir(), 0o700); err != nil {
 		return err
 	}
+	joined := false
+	defer func() {
+		if !joined {
+			os.RemoveAll(cfg.PKIDir())
+		}
+	}()
 	if err := writeCerts(cfg.PKIDir(), shared); err != nil {
 		return err
 	}
@@ -241,6 +249,7 @@ func JoinControlPlane(ctx context.Context, engine containers.Engine, jc ControlP
 	if err != nil {
 		return fmt.Errorf("%w (the members are at %s)", err, strings.Join(endpoints, ", "))
 	}
+	joined = true
 	emit(Event{Step: "etcd", Message: fmt.Sprintf("etcd member %s added as a learner", cfg.NodeName), Done: true})
 	cfg.EtcdInitialCluster, cfg.EtcdClusterState = added.InitialCluster, "existing"
 	if err := writeSettings(cfg.Dir, settingsOf(cfg)); err != nil {
@@ -294,7 +303,7 @@ func UploadControlPlaneCerts(ctx context.Context, cs kubernetes.Interface, cfg C
 // never answer again against their quorum. It refuses, unless force, when
 // the members left would not make a quorum; a cluster of one has nothing
 // to leave. It returns what it removed ("" for nothing).
-func leaveEtcd(ctx context.Context, cfg Config, force bool) (string, error) {
+func leaveEtcd(ctx context.Context, cfg Config, purge, force bool) (string, error) {
 	kept, err := ReadSettings(cfg.Dir)
 	if err != nil || kept.IsWorker() || !kept.HA {
 		return "", nil
@@ -317,6 +326,11 @@ func leaveEtcd(ctx context.Context, cfg Config, force bool) (string, error) {
 	self, ok := etcdc.MemberNamed(st.Members, kept.NodeName)
 	if !ok || len(st.Members) == 1 {
 		return "", nil
+	}
+	// A member that left cannot start again on its data: the directory a
+	// plain reset keeps would be of no use.
+	if !purge {
+		return "", fmt.Errorf("this control plane is one of %d etcd members: a reset takes it out of etcd for good, and its data could not start again. To take it down for a while: 'dk8s stop'. To take it out: 'dk8s reset --purge' ('dk8s join --control-plane' brings it back later); nothing was changed", len(st.Members))
 	}
 	voters, answering := 0, 0
 	for i, m := range st.Members {
@@ -341,8 +355,13 @@ func leaveEtcd(ctx context.Context, cfg Config, force bool) (string, error) {
 		}
 		return true, "", nil
 	})
+	if (rerr != nil || werr != nil) && force {
+		// Forced: the reset goes on; the member stays listed until a
+		// control plane removes it (etcdctl member remove).
+		return "", nil
+	}
 	if rerr != nil {
-		return "", rerr
+		return "", fmt.Errorf("%w: start the other control planes first ('dk8s start' on each), or pass --force", rerr)
 	}
 	if werr != nil {
 		return "", werr

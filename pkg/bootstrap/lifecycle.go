@@ -219,7 +219,7 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, opts Reset
 	}
 	// A control plane of several leaves etcd's cluster first, while its
 	// member still answers.
-	if left, err := leaveEtcd(ctx, cfg, opts.Force); err != nil {
+	if left, err := leaveEtcd(ctx, cfg, purge, opts.Force); err != nil {
 		return nil, err
 	} else if left != "" {
 		removed = append(removed, left)

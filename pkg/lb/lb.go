@@ -36,6 +36,10 @@ type Balancer struct {
 	servers []string
 	healthy map[string]bool
 	next    int
+	// conns are the open connections to each server, closed when it fails
+	// its check or leaves: a client then reconnects to another at once
+	// rather than waiting on a dead host's TCP timeouts.
+	conns map[string]map[net.Conn]struct{}
 }
 
 // SetServers replaces the servers; an empty list is ignored, for a balancer
@@ -60,9 +64,36 @@ func (b *Balancer) SetServers(servers []string) {
 	for s := range b.healthy {
 		if !slices.Contains(servers, s) {
 			delete(b.healthy, s)
+			b.dropLocked(s)
 		}
 	}
 	b.servers = servers
+}
+
+// dropLocked closes the open connections to server; b.mu is held.
+func (b *Balancer) dropLocked(server string) {
+	for c := range b.conns[server] {
+		c.Close()
+	}
+	delete(b.conns, server)
+}
+
+// track records up as a connection to server, until the returned func.
+func (b *Balancer) track(server string, up net.Conn) func() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.conns == nil {
+		b.conns = map[string]map[net.Conn]struct{}{}
+	}
+	if b.conns[server] == nil {
+		b.conns[server] = map[net.Conn]struct{}{}
+	}
+	b.conns[server][up] = struct{}{}
+	return func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		delete(b.conns[server], up)
+	}
 }
 
 // Servers lists the servers with whether each passed its last check.
@@ -103,6 +134,9 @@ func (b *Balancer) mark(server string, ok bool) {
 	if _, known := b.healthy[server]; known {
 		b.healthy[server] = ok
 	}
+	if !ok {
+		b.dropLocked(server)
+	}
 }
 
 // Run listens and forwards until ctx ends, checking every server every
@@ -122,18 +156,23 @@ func (b *Balancer) Serve(ctx context.Context, ln net.Listener) error {
 		ln.Close()
 	}()
 	go b.checkLoop(ctx)
+	// An error to accept (out of descriptors, say) is waited out, as
+	// net/http's server does: the node's connections stay up meanwhile.
+	var delay time.Duration
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return err
 			}
-			return err
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			time.Sleep(delay)
+			continue
 		}
+		delay = 0
 		go b.forward(ctx, conn)
 	}
 }
@@ -186,7 +225,9 @@ func (b *Balancer) forward(ctx context.Context, conn net.Conn) {
 			b.mark(s, false)
 			continue
 		}
+		done := b.track(s, up)
 		pipe(conn, up)
+		done()
 		return
 	}
 }

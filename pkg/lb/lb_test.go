@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -162,5 +163,41 @@ func TestReadyzCheck(t *testing.T) {
 	}
 	if err := ReadyzCheck(nil)(context.Background(), host); err == nil {
 		t.Error("a server whose certificate is not trusted must fail the check")
+	}
+}
+
+func TestBalancerClosesConnectionsToAServerThatFailsItsCheck(t *testing.T) {
+	// A server that answers and then holds the connection open.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("held\n"))
+		}
+	}()
+	h := &health{down: map[string]bool{}}
+	b := &Balancer{Check: h.check, Interval: 10 * time.Millisecond}
+	b.SetServers([]string{ln.Addr().String()})
+	addr := start(t, b)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	if line, _ := r.ReadString('\n'); line != "held\n" {
+		t.Fatalf("read %q through the balancer", line)
+	}
+	h.set(ln.Addr().String(), true)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := r.ReadString('\n'); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the connection to a server failing its check should be closed, got %v", err)
 	}
 }

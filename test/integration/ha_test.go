@@ -171,11 +171,20 @@ func TestHighlyAvailable(t *testing.T) {
 		}) {
 			t.Fatal("the two control planes left should take writes")
 		}
+		// A member that left could not start on its data again: a reset
+		// that keeps the directory is refused, with what to do instead.
+		r = cps[0].dk8s(t, "reset")
+		if r.code == 0 || !strings.Contains(r.stderr, "dk8s stop") || !strings.Contains(r.stderr, "reset --purge") {
+			t.Errorf("a plain reset of one of several etcd members should be refused, naming stop and reset --purge:\n%s", r)
+		}
 		// Of two members, the one left could not make a quorum alone.
 		stopMachine(t, cps[1])
-		r = cps[0].dk8s(t, "reset")
+		r = cps[0].dk8s(t, "reset", "--purge", "--yes")
 		if r.code == 0 || !strings.Contains(r.stderr, "quorum") || !strings.Contains(r.stderr, "--force") {
 			t.Errorf("a reset that would leave etcd without a quorum should be refused, naming --force:\n%s", r)
+		}
+		if ls := cps[0].exec(t, "ls", "/var/lib/dk8s/etcd/member"); ls.code != 0 {
+			t.Errorf("a refused purge should keep etcd's data:\n%s", ls)
 		}
 		if ps := cps[0].exec(t, "docker", "inspect", "-f", "{{.State.Running}}", "dk8s-etcd"); strings.TrimSpace(ps.stdout) != "true" {
 			t.Errorf("a refused reset should leave etcd running:\n%s", ps)

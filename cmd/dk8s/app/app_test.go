@@ -78,6 +78,7 @@ func TestBadFlagsAndArgumentsAreRefused(t *testing.T) {
 		{[]string{"join", "https://192.0.2.10:6443", "--token", "abcdef.0123456789abcdef", "--control-plane"}, "--control-plane needs --certificate-key"},
 		{[]string{"join", "https://192.0.2.10:6443", "--token", "abcdef.0123456789abcdef", "--certificate-key", "00"}, "--certificate-key is for a control plane"},
 		{[]string{"reset", "--forse"}, "unknown flag: --forse"},
+		{[]string{"token", "create", "--control-plane", "--ttl", "0"}, "--ttl 0 with --control-plane"},
 	} {
 		stdout, _, err := run(t, nil, c.args...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

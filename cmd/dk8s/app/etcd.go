@@ -336,6 +336,7 @@ deleted).`,
 type snapshotRestoreFlags struct {
 	clusterFlags
 	timeout time.Duration
+	force   bool
 }
 
 func newSnapshotRestore(g *globals) *cobra.Command {
@@ -366,11 +367,12 @@ snapshot is gone from it; the old directory keeps it until you delete it.`,
 			}
 			defer engine.Close()
 			fmt.Fprintf(g.streams.Err, "Restoring etcd of %q in %s from %s\n", cfg.ClusterName, cfg.Dir, args[0])
-			return bootstrap.RestoreSnapshot(cmd.Context(), engine, cfg, args[0], bootstrap.RestoreOptions{Events: startEvents(g), Timeout: f.timeout})
+			return bootstrap.RestoreSnapshot(cmd.Context(), engine, cfg, args[0], bootstrap.RestoreOptions{Events: startEvents(g), Timeout: f.timeout, Force: f.force})
 		},
 	}
 	f.add(cmd)
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 3*time.Minute, "how long each component may take to become healthy again")
+	cmd.Flags().BoolVar(&f.force, "force", false, "on a control plane that takes others (--ha): restore even though etcd cannot say whether other members run (reset them first)")
 	return cmd
 }
 

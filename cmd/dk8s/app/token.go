@@ -102,6 +102,13 @@ func runTokenCreate(cmd *cobra.Command, g *globals, f *tokenCreateFlags) error {
 	if f.ttl < 0 {
 		return fmt.Errorf("--ttl %s is negative: pass how long the token may be used, or 0 for a token that never expires", f.ttl)
 	}
+	ttl := f.ttl
+	if f.controlPlane && !cmd.Flags().Changed("ttl") {
+		ttl = 2 * time.Hour
+	}
+	if f.controlPlane && ttl == 0 {
+		return errors.New("--ttl 0 with --control-plane would keep the cluster's sealed keys in the cluster for good: give the token a lifetime (the default is 2h)")
+	}
 	cfg, err := f.config()
 	if err != nil {
 		return err
@@ -110,10 +117,7 @@ func runTokenCreate(cmd *cobra.Command, g *globals, f *tokenCreateFlags) error {
 	if err != nil {
 		return err
 	}
-	ttl := f.ttl
-	if f.controlPlane && !cmd.Flags().Changed("ttl") {
-		ttl = 2 * time.Hour
-	}
+
 	jt, err := bootstrap.CreateJoinToken(cmd.Context(), cs, cfg, ttl, f.description)
 	if err != nil {
 		return fmt.Errorf("creating a join token: %w", err)
