@@ -175,3 +175,25 @@ func TestRestoreRefusesBeforeChangingAnything(t *testing.T) {
 		}
 	}
 }
+
+func TestSnapshotScheduleGoesOnFromTheNewestScheduledSnapshot(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	dir := t.TempDir()
+	if got := firstDue(dir, time.Hour, now); !got.Equal(now.Add(time.Hour)) {
+		t.Errorf("with no snapshot, the first is due an interval from now: %v", got)
+	}
+	for _, name := range []string{
+		etcdc.SnapshotName(now.Add(-20*time.Minute), true),
+		etcdc.SnapshotName(now.Add(-5*time.Minute), false), // saved by hand: not the schedule's
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := firstDue(dir, time.Hour, now); !got.Equal(now.Add(40 * time.Minute)) {
+		t.Errorf("a scheduled snapshot 20 minutes old: the next is due in 40, got %v", got.Sub(now))
+	}
+	if got := firstDue(dir, 10*time.Minute, now); !got.Equal(now) {
+		t.Errorf("an overdue schedule takes one at once, got %v", got.Sub(now))
+	}
+}

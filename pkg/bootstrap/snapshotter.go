@@ -123,16 +123,40 @@ func (s *Snapshotter) Run(ctx context.Context, healthAddr string) error {
 		<-ctx.Done()
 		return nil
 	}
-	tick := time.NewTicker(s.Interval)
-	defer tick.Stop()
+	// The schedule goes on from the newest scheduled snapshot, not from
+	// this start: a host that restarts more often than the interval still
+	// gets its snapshots.
+	next := firstDue(s.Dir, s.Interval, time.Now())
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case now := <-tick.C:
-			s.takeOne(ctx, now)
+		case <-time.After(time.Until(next)):
+		}
+		now := time.Now()
+		s.takeOne(ctx, now)
+		next = now.Add(s.Interval)
+	}
+}
+
+// firstDue is when the first snapshot of a run is due: an interval after
+// the newest scheduled one in dir, at once when that is overdue, an
+// interval from now when there is none.
+func firstDue(dir string, interval time.Duration, now time.Time) time.Time {
+	list, _ := etcdc.List(dir)
+	var newest time.Time
+	for _, info := range list {
+		if info.Scheduled && info.Time.After(newest) {
+			newest = info.Time
 		}
 	}
+	if newest.IsZero() {
+		return now.Add(interval)
+	}
+	if due := newest.Add(interval); due.After(now) {
+		return due
+	}
+	return now
 }
 
 // takeOne takes the snapshot due at now and prunes the old ones.
