@@ -1,6 +1,7 @@
 package bootstrap
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dk8s/dk8s/internal/wait"
 	"github.com/dk8s/dk8s/pkg/containers"
 	etcdc "github.com/dk8s/dk8s/pkg/etcd"
 	"github.com/dk8s/dk8s/pkg/pki"
@@ -236,31 +236,12 @@ func runEtcdutl(ctx context.Context, engine containers.Engine, spec containers.S
 	if err := os.MkdirAll(spec.Mounts[1].Source, 0o700); err != nil {
 		return err
 	}
-	// One an interrupted restore left.
-	if err := engine.RemoveContainer(ctx, spec.Name); err != nil && !containers.IsNotFound(err) {
-		return err
-	}
-	if _, err := engine.CreateContainer(ctx, spec); err != nil {
-		return err
-	}
-	defer engine.RemoveContainer(context.WithoutCancel(ctx), spec.Name)
-	if err := engine.StartContainer(ctx, spec.Name); err != nil {
-		return err
-	}
-	var exit int
-	err := wait.Until(ctx, 200*time.Millisecond, 10*time.Minute, func(ctx context.Context) (bool, string, error) {
-		c, err := engine.InspectContainer(ctx, spec.Name)
-		if err != nil {
-			return false, "", err
-		}
-		exit = c.ExitCode
-		return !c.Running && c.State != "created", "etcdutl is " + c.State, nil
-	})
-	if err != nil {
-		return err
-	}
-	if exit != 0 {
-		return fmt.Errorf("etcdutl exited %d:\n%s", exit, indent(lastLogs(engine, spec.Name, 15)))
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	if err := runOnce(ctx, engine, spec, &out); err != nil {
+		lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
+		return fmt.Errorf("etcdutl: %w:\n%s", err, indent(strings.Join(lines[max(0, len(lines)-15):], "\n")))
 	}
 	return nil
 }
