@@ -101,7 +101,13 @@ func TestNodeUnderSystemd(t *testing.T) {
 		if body := fetchFrom(t, cp, "http://"+ip+"/"); !strings.HasPrefix(body, "echo-") {
 			t.Fatalf("%s: the Service %s answered %q, want a pod's name", when, ip, body)
 		}
-		if body := fetchFrom(t, cp, "http://"+ip+"/lookup?name=kubernetes.default"); body != "10.96.0.1" {
+		// CoreDNS comes back after a reboot as any pod does, in its own
+		// time: its answer is waited for.
+		var body string
+		if !waitFor(2*time.Minute, func() bool {
+			body = fetchFrom(t, cp, "http://"+ip+"/lookup?name=kubernetes.default")
+			return body == "10.96.0.1"
+		}) {
 			t.Fatalf("%s: a pod resolved kubernetes.default to %q, want 10.96.0.1 (CoreDNS)", when, body)
 		}
 	}
