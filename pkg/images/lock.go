@@ -311,3 +311,78 @@ func (r *Release) Only(components ...string) *Release {
 	}
 	return out
 }
+
+// AddOns are the components a dk8s cluster runs beside Kubernetes's own
+// release: flannel (the pod network) and the agent image's base. They are
+// the same for every release and no digest is published for them where this
+// lock's pins come from, so they are reported on their own and do not decide
+// whether a release is verified.
+var AddOns = []string{"flannel", "agent-base"}
+
+// PinnedPlatforms are the platforms a release must pin its host binaries
+// for to count as verified: the two dk8s is built for.
+var PinnedPlatforms = []string{"linux/amd64", "linux/arm64"}
+
+// Unpinned lists what the lock leaves unverifiable of Kubernetes's own
+// release: each of its images without a digest, and each host binary without
+// a sha256 for one of PinnedPlatforms (as "kubelet linux/arm64"). Empty means
+// every image and binary of the release is checked before it is used.
+func (r *Release) Unpinned() []string {
+	var out []string
+	for _, img := range r.Images {
+		if !slices.Contains(AddOns, img.Component) && !img.Known() {
+			out = append(out, img.Component)
+		}
+	}
+	for _, b := range r.Binaries {
+		for _, p := range PinnedPlatforms {
+			if b.SHA256[p] == "" {
+				out = append(out, b.Name+" "+p)
+			}
+		}
+	}
+	return out
+}
+
+// UnpinnedAddOns lists the add-on images (AddOns) the lock has no digest for.
+func (r *Release) UnpinnedAddOns() []string {
+	var out []string
+	for _, img := range r.Images {
+		if slices.Contains(AddOns, img.Component) && !img.Known() {
+			out = append(out, img.Component)
+		}
+	}
+	return out
+}
+
+// Verified tells whether every image and host binary of the release is
+// pinned (see Unpinned), and it has at least a kubelet to pin.
+func (r *Release) Verified() bool {
+	return len(r.Binaries) > 0 && len(r.Unpinned()) == 0
+}
+
+// NewestVerified is the newest release of the lock that is Verified: what
+// the lock's default should be. It is "" when none is.
+func (l *Lock) NewestVerified() string {
+	for _, v := range l.Versions() {
+		if r, _ := l.Release(v); r.Verified() {
+			return v
+		}
+	}
+	return ""
+}
+
+// Pinning says in a few words how far the lock vouches for rel: "verified"
+// or "unverified: ...", naming what has no pin.
+func (r *Release) Pinning() string {
+	un := r.Unpinned()
+	switch {
+	case len(r.Binaries) == 0:
+		return "unverified: no host binaries pinned"
+	case len(un) == 0:
+		return "verified"
+	case len(un) > 4:
+		return fmt.Sprintf("unverified: %d entries unpinned (%s, ...)", len(un), strings.Join(un[:3], ", "))
+	}
+	return "unverified: " + strings.Join(un, ", ") + " unpinned"
+}

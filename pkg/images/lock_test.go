@@ -102,7 +102,81 @@ func TestRelease(t *testing.T) {
 			t.Errorf("Release(%s) = %v, %v", v, rel, err)
 		}
 	}
-	if _, err := l.Release("v1.20.0"); err == nil || !strings.Contains(err.Error(), "v1.37.2, v1.36.2, v1.35.3") {
+	if _, err := l.Release("v1.20.0"); err == nil || !strings.Contains(err.Error(), "v1.37.2, v1.36.3, v1.36.2, v1.35.4, v1.35.3") {
 		t.Errorf("an unknown version should list the known ones, newest first: %v", err)
+	}
+}
+
+// The shipped default must be a release dk8s can check end to end on
+// either platform it is built for: every image of Kubernetes's set pinned
+// by its index digest, and kubelet and kubectl by their sha256. And it must
+// be the newest such release: a newer verified one would be held back.
+func TestShippedDefaultIsFullyPinned(t *testing.T) {
+	l, err := ParseLock(dk8s.DefaultLock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := l.Release("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if un := rel.Unpinned(); len(un) > 0 {
+		t.Errorf("default %s leaves unpinned: %s", rel.Kubernetes, strings.Join(un, ", "))
+	}
+	for _, c := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "etcd", "pause", "coredns"} {
+		if img, ok := rel.Image(c); !ok || !digestRE.MatchString(img.Digest) {
+			t.Errorf("default %s: %s has no index digest", rel.Kubernetes, c)
+		}
+	}
+	for _, name := range []string{"kubelet", "kubectl"} {
+		var bin *Binary
+		for i := range rel.Binaries {
+			if rel.Binaries[i].Name == name {
+				bin = &rel.Binaries[i]
+			}
+		}
+		if bin == nil {
+			t.Errorf("default %s has no %s", rel.Kubernetes, name)
+			continue
+		}
+		for _, p := range []string{"linux/amd64", "linux/arm64"} {
+			if !sha256RE.MatchString(bin.SHA256[p]) {
+				t.Errorf("default %s: %s for %s has no sha256", rel.Kubernetes, name, p)
+			}
+		}
+		if !strings.HasPrefix(bin.URL, "https://dl.k8s.io/release/"+rel.Kubernetes+"/bin/{os}/{arch}/") {
+			t.Errorf("default %s: %s comes from %s, not dl.k8s.io's path that binary mirrors keep", rel.Kubernetes, name, bin.URL)
+		}
+	}
+	if newest := l.NewestVerified(); newest != l.Default {
+		t.Errorf("default is %s, but the newest fully pinned release is %s", l.Default, newest)
+	}
+}
+
+func TestUnpinned(t *testing.T) {
+	rel := Release{Kubernetes: "v1.36.2",
+		Images: []Image{
+			{Component: "pause", Digest: "sha256:" + strings.Repeat("a", 64)},
+			{Component: "etcd"},
+			{Component: "flannel"},
+		},
+		Binaries: []Binary{{Name: "kubelet", SHA256: map[string]string{"linux/amd64": strings.Repeat("b", 64)}}},
+	}
+	if got, want := strings.Join(rel.Unpinned(), ","), "etcd,kubelet linux/arm64"; got != want {
+		t.Errorf("Unpinned = %q, want %q (flannel is an add-on, reported apart)", got, want)
+	}
+	if got := rel.UnpinnedAddOns(); len(got) != 1 || got[0] != "flannel" {
+		t.Errorf("UnpinnedAddOns = %v", got)
+	}
+	if rel.Verified() || !strings.HasPrefix(rel.Pinning(), "unverified: etcd, kubelet linux/arm64") {
+		t.Errorf("Verified %v, Pinning %q", rel.Verified(), rel.Pinning())
+	}
+	rel.Images[1].Digest = rel.Images[0].Digest
+	rel.Binaries[0].SHA256["linux/arm64"] = strings.Repeat("c", 64)
+	if !rel.Verified() || rel.Pinning() != "verified" {
+		t.Errorf("fully pinned: Verified %v, Pinning %q", rel.Verified(), rel.Pinning())
+	}
+	if (&Release{Images: rel.Images}).Verified() {
+		t.Error("a release with no host binary to pin counted as verified")
 	}
 }

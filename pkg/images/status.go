@@ -12,9 +12,11 @@ type Status struct {
 	Component string `json:"component"`
 	Name      string `json:"name"`
 	MirrorRef string `json:"mirrorRef,omitempty"`
-	Present   bool   `json:"present"`
-	Verdict   string `json:"verified"`
-	Detail    string `json:"detail,omitempty"`
+	// Pinned tells whether the lock holds a digest to check the image by.
+	Pinned  bool   `json:"pinned"`
+	Present bool   `json:"present"`
+	Verdict string `json:"verified"`
+	Detail  string `json:"detail,omitempty"`
 }
 
 // Inspect reports, for every image of rel, its name on m (when a mirror is
@@ -28,7 +30,7 @@ func Inspect(ctx context.Context, engine containers.Engine, rel *Release, m *mir
 	}
 	var out []Status
 	for _, img := range rel.Images {
-		st := Status{Component: img.Component, Name: img.Name, Verdict: "-"}
+		st := Status{Component: img.Component, Name: img.Name, Pinned: img.Known(), Verdict: "-"}
 		if m != nil {
 			// Empty where the mirror does not serve the image's registry.
 			st.MirrorRef, _ = m.Ref(img.Name)

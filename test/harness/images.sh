@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# images.sh CACHE DK8S LOCK: builds the image set LOCK names for its default
-# Kubernetes version from source and pushes it into the harness registries
+# images.sh CACHE DK8S LOCK VERSION: builds the image set LOCK names for
+# Kubernetes VERSION from source and pushes it into the harness registries
 # (see registries.sh), unless they have it already: a warm run builds nothing.
 # It also leaves kubectl of that version at CACHE/kubectl for the tests.
 # The images are real: etcd, the control plane, coredns and flannel built from
 # the Go module proxy; pause is the harness's own static stand-in.
 set -euo pipefail
-cache=$1 dk8s=$2 lock=$3
+cache=$1 dk8s=$2 lock=$3 version=$4
 here=$(cd "$(dirname "$0")" && pwd)
-mapfile -t names < <("$dk8s" images --lock "$lock" -o name)
+mapfile -t names < <("$dk8s" images --lock "$lock" --kubernetes-version "$version" -o name)
 tag_of() { for n in "${names[@]}"; do case "$n" in */"$1":*) echo "${n##*:}"; return;; esac; done; }
 kube=$(tag_of kube-apiserver) etcd=$(tag_of etcd) coredns=$(tag_of coredns) pause=$(tag_of pause)
 flannel=$(tag_of flannel)

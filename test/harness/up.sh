@@ -16,12 +16,17 @@ mkdir -p "$cache"
 # Several machines on this one, for the tests of clusters of more than one.
 "$here/machines.sh" "$cache"
 (cd "$root" && go build -o "$cache/dk8s" ./cmd/dk8s)
-"$here/images.sh" "$cache" "$cache/dk8s" "$root/images.lock"
-# An older release beside the default, for the upgrade tests.
-default=$("$cache/dk8s" images --lock "$root/images.lock" -o name | sed -n 's#^registry.k8s.io/kube-apiserver:##p')
-"$here/older.sh" "$cache" "${DK8S_HARNESS_OLDER:-v1.36.3}" "$default"
+# The release the harness builds from source and the tests run: one of the
+# lock's, not necessarily its default (the newest fully pinned one). Its
+# digests are the harness's own anyway, and v1.37.2 leaves room below it for
+# the older release of the upgrade tests.
+version=${DK8S_HARNESS_VERSION:-v1.37.2}
+"$here/images.sh" "$cache" "$cache/dk8s" "$root/images.lock" "$version"
+# An older release beside it, for the upgrade tests.
+"$here/older.sh" "$cache" "${DK8S_HARNESS_OLDER:-v1.36.3}" "$version"
 # The harness's images are built here, so their digests are not upstream's:
-# tests verify against a lock made from what the flat mirror serves.
-"$cache/dk8s" images lock --lock "$root/images.lock" --from 127.0.0.1:5001/google_containers \
-  --platform linux/amd64 --file "$cache/test.lock" 2>/dev/null
+# tests verify against a lock made from what the flat mirror serves, whose
+# default is the harness's release.
+"$cache/dk8s" images lock --lock "$root/images.lock" --kubernetes-version "$version" --make-default \
+  --from 127.0.0.1:5001/google_containers --platform linux/amd64 --file "$cache/test.lock" 2>/dev/null
 echo "$cache/test.lock"

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
@@ -161,18 +163,42 @@ func (g *globals) releaseAndEngine(ctx context.Context) (*images.Release, engine
 func newVersion(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print dk8s's version and the Kubernetes versions its lock holds",
-		Args:  cobra.NoArgs,
+		Short: "Print dk8s's version and the Kubernetes releases its lock holds, with what each leaves unverified",
+		Long: `Print dk8s's version, then one line per Kubernetes release of the lock:
+the default first, and for each whether the lock pins every image of the
+release and the sha256 of its host binaries (kubelet, kubectl, kubeadm) for
+linux/amd64 and linux/arm64. A verified release is checked end to end before
+anything of it runs; an unverified one still runs, and 'dk8s pull' says which
+of its images it could not check (--require-verified refuses them).`,
+		Example: `  dk8s version
+  dk8s version | awk '$3 == "verified" {print $2}'   # the fully pinned releases`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := g.readLock()
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.streams.Out, "dk8s %s\nkubernetes %s (default)\n", Version, l.Default)
-			for _, v := range l.Versions() {
-				if v != l.Default {
-					fmt.Fprintf(g.streams.Out, "kubernetes %s\n", v)
+			fmt.Fprintf(g.streams.Out, "dk8s %s\n", Version)
+			versions := append([]string{l.Default}, slices.DeleteFunc(l.Versions(), func(v string) bool { return v == l.Default })...)
+			var addOns []string
+			for _, v := range versions {
+				rel, err := l.Release(v)
+				if err != nil {
+					return err
 				}
+				mark := ""
+				if v == l.Default {
+					mark = " (default)"
+				}
+				fmt.Fprintf(g.streams.Out, "kubernetes %s %s%s\n", v, rel.Pinning(), mark)
+				for _, a := range rel.UnpinnedAddOns() {
+					if !slices.Contains(addOns, a) {
+						addOns = append(addOns, a)
+					}
+				}
+			}
+			if len(addOns) > 0 {
+				fmt.Fprintf(g.streams.Out, "add-ons without a pinned digest (pulled and reported unverified): %s\n", strings.Join(addOns, ", "))
 			}
 			return nil
 		},

@@ -24,8 +24,10 @@ func newImages(g *globals) *cobra.Command {
 		Use:   "images",
 		Short: "Show the image set of a Kubernetes version and what Docker has of it",
 		Long: `Show every image the lock names for a Kubernetes version: its canonical
-name, its name on a mirror (with --mirror), whether Docker has it, and whether
-what Docker has matches the lock's digests.`,
+name, its name on a mirror (with --mirror), whether the lock pins its digest,
+whether Docker has it, and whether what Docker has matches the lock's digests.
+A last line on standard error says whether the release is verified: every
+image and host binary pinned.`,
 		Example: `  dk8s images
   dk8s images --mirror aliyun          # where each image lives on Aliyun
   dk8s images -o name                  # canonical names, one a line
@@ -76,13 +78,13 @@ func runImages(cmd *cobra.Command, g *globals, f *imagesFlags) error {
 	if f.output == "json" {
 		return writeJSON(g.streams.Out, sts)
 	}
-	header := []string{"IMAGE", "PRESENT", "VERIFIED"}
+	header := []string{"IMAGE", "PINNED", "PRESENT", "VERIFIED"}
 	if m != nil {
-		header = []string{"IMAGE", "ON MIRROR", "PRESENT", "VERIFIED"}
+		header = []string{"IMAGE", "ON MIRROR", "PINNED", "PRESENT", "VERIFIED"}
 	}
 	var rows [][]string
 	for _, st := range sts {
-		row := []string{st.Name, yesNo(st.Present), st.Verdict}
+		row := []string{st.Name, yesNo(st.Pinned), yesNo(st.Present), st.Verdict}
 		if m != nil {
 			ref := st.MirrorRef
 			if ref == "" {
@@ -92,7 +94,11 @@ func runImages(cmd *cobra.Command, g *globals, f *imagesFlags) error {
 		}
 		rows = append(rows, row)
 	}
-	return table(g.streams.Out, header, rows)
+	if err := table(g.streams.Out, header, rows); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.streams.Err, "Kubernetes %s: %s by images.lock ('dk8s version' lists every release)\n", rel.Kubernetes, rel.Pinning())
+	return nil
 }
 
 func yesNo(b bool) string {
@@ -103,9 +109,10 @@ func yesNo(b bool) string {
 }
 
 type lockFlags struct {
-	from      string
-	file      string
-	platforms string
+	from        string
+	file        string
+	platforms   string
+	makeDefault bool
 }
 
 func newImagesLock(g *globals) *cobra.Command {
@@ -132,6 +139,7 @@ is not known to serve docker.io's (flannel's).`,
 	cmd.Flags().StringVar(&f.from, "from", "", "registry to resolve on: `MIRROR` name or HOST[:PORT]/PATH (required)")
 	cmd.Flags().StringVar(&f.file, "file", "", "lock `FILE` to write, - for standard output (default: --lock, else ./images.lock)")
 	cmd.Flags().StringVar(&f.platforms, "platform", "linux/amd64,linux/arm64", "platforms to record, comma-separated")
+	cmd.Flags().BoolVar(&f.makeDefault, "make-default", false, "also make this release the lock's default (for a lock of your own registry's images; the shipped default is the newest fully pinned release)")
 	return cmd
 }
 
@@ -150,6 +158,11 @@ func runImagesLock(cmd *cobra.Command, g *globals, f *lockFlags) error {
 	creds := mirror.LoadDockerCredentials()
 	reg := &mirror.Registry{Credentials: creds.Lookup}
 	fmt.Fprintf(g.streams.Err, "Resolving %d images of Kubernetes %s on %s\n", len(rel.Images), rel.Kubernetes, m.Name)
+	if f.makeDefault {
+		copied := *lock
+		copied.Default = rel.Kubernetes
+		lock = &copied
+	}
 	data, err := images.RefreshLock(cmd.Context(), reg, m, lock, *rel, splitList(f.platforms))
 	if err != nil {
 		return err

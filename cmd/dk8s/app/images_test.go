@@ -22,18 +22,18 @@ func TestImagesShowsWhatDockerHas(t *testing.T) {
 	fake.Images[second.Name] = containers.Image{ID: "sha256:" + strings.Repeat("e", 64), Platform: "linux/amd64"}
 
 	stdout, stderr, err := runFake(t, fake, "images", "--lock", lock)
-	if err != nil || stderr != "" {
+	if err != nil || !strings.HasPrefix(stderr, "Kubernetes "+rel.Kubernetes+": "+rel.Pinning()+" by images.lock") {
 		t.Fatalf("images: %v\n%s", err, stderr)
 	}
 	lines := strings.Split(strings.TrimSpace(stdout), "\n")
-	if len(lines) != len(rel.Images)+1 || strings.Join(strings.Fields(lines[0]), " ") != "IMAGE PRESENT VERIFIED" {
+	if len(lines) != len(rel.Images)+1 || strings.Join(strings.Fields(lines[0]), " ") != "IMAGE PINNED PRESENT VERIFIED" {
 		t.Fatalf("images:\n%s", stdout)
 	}
 	wantSecond := "unverified"
 	if second.Known() {
-		wantSecond = "mismatch"
+		wantSecond = "MISMATCH"
 	}
-	for i, want := range [][]string{{first.Name, "yes", verdict(first)}, {second.Name, "yes", wantSecond}, {rel.Images[2].Name, "no", "-"}} {
+	for i, want := range [][]string{{first.Name, yesNo(first.Known()), "yes", verdict(first)}, {second.Name, yesNo(second.Known()), "yes", wantSecond}, {rel.Images[2].Name, yesNo(rel.Images[2].Known()), "no", "-"}} {
 		if got := strings.Fields(lines[i+1]); strings.Join(got, " ") != strings.Join(want, " ") {
 			t.Errorf("row %d: %q, want %q", i+1, got, want)
 		}
@@ -42,14 +42,14 @@ func TestImagesShowsWhatDockerHas(t *testing.T) {
 	stdout, _, err = runFake(t, fake, "images", "--lock", lock, "--mirror", "aliyun")
 	aliyun, _ := mirror.Parse("aliyun")
 	lines = strings.Split(strings.TrimSpace(stdout), "\n")
-	if err != nil || strings.Join(strings.Fields(lines[0]), " ") != "IMAGE ON MIRROR PRESENT VERIFIED" || !strings.HasPrefix(strings.Fields(lines[1])[1], aliyun.Prefix+"/") {
+	if err != nil || strings.Join(strings.Fields(lines[0]), " ") != "IMAGE ON MIRROR PINNED PRESENT VERIFIED" || !strings.HasPrefix(strings.Fields(lines[1])[1], aliyun.Prefix+"/") {
 		t.Errorf("images --mirror aliyun: %v\n%s", err, stdout)
 	}
 
 	// flannel is docker.io's: Aliyun is not known to serve it, DaoCloud
 	// keeps it on its docker.io mirror.
 	flannel, _ := rel.Image("flannel")
-	if line := strings.Join(strings.Fields(lineWith(stdout, flannel.Name)), " "); line != flannel.Name+" - (not served) no -" {
+	if line := strings.Join(strings.Fields(lineWith(stdout, flannel.Name)), " "); line != flannel.Name+" - (not served) no no -" {
 		t.Errorf("images --mirror aliyun, flannel's row: %q", line)
 	}
 	stdout, _, err = runFake(t, fake, "images", "--lock", lock, "--mirror", "daocloud")
