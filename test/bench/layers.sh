@@ -10,7 +10,9 @@
 # harness's tags, so the images the tests pull are never touched. Prints the
 # path of a lock made from what that path serves (default: VERSION).
 # Cached: a warm run (every image there, same make) builds nothing.
-set -euo pipefail
+set -Eeuo pipefail
+# A command that stops the build through set -e says so.
+trap 'echo "bench: layers: line $LINENO failed: $BASH_COMMAND" >&2' ERR
 cache=$1 dk8s=$2 lock=$3 version=$4
 from=127.0.0.1:5001/google_containers
 to=127.0.0.1:5001/bench_layers
@@ -49,8 +51,8 @@ if [ $missing = 1 ]; then
     echo "FROM scratch"
     for mib in 2 3 5 8; do
       mkdir -p "$work/base/l$mib/usr/lib/bench-base"
-      openssl enc -aes-256-ctr -nosalt -pass "pass:dk8s-bench-$mib" -pbkdf2 </dev/zero 2>/dev/null |
-        head -c $((mib << 20)) >"$work/base/l$mib/usr/lib/bench-base/part-$mib"
+      head -c $((mib << 20)) /dev/zero | openssl enc -aes-256-ctr -nosalt -pass "pass:dk8s-bench-$mib" -pbkdf2 \
+        >"$work/base/l$mib/usr/lib/bench-base/part-$mib"
       tar -C "$work/base/l$mib" --owner=0 --group=0 --mtime=@0 -cf "$work/base/l$mib.tar" .
       echo "ADD l$mib.tar /"
     done

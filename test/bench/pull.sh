@@ -13,7 +13,9 @@
 # dk8s first), the store emptied before each cold pull; medians and ratios
 # from the same run. Any failed step stops the bench and shows its output.
 # Prints a table and writes it to bench-results.txt.
-set -euo pipefail
+set -Eeuo pipefail
+# A command that stops the bench through set -e says so.
+trap 'echo "bench: line $LINENO failed: $BASH_COMMAND" >&2' ERR
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 runs=${RUNS:-5}
