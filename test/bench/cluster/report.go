@@ -70,7 +70,7 @@ func report(r results) {
 	fmt.Printf(rowFormat, "idle memory after 30 s settled (MiB)", "dk8s", "static", "ratio", "TARGET", "MET")
 	row("control plane and its supervisors", fmt.Sprintf("%.0f", dkCP), fmt.Sprintf("%.0f", stCP), x2(dkCP/stCP), nil, 0)
 	row("whole node, default profile", fmt.Sprintf("%.0f", r.node.Total()), "", "", nil, 0)
-	fmt.Printf(rowFormat, "whole node, small profile", "not built", "", "", smallTarget.text, "-")
+	fmt.Printf(rowFormat, "whole node, small profile", "not built yet", "-", "-", smallTarget.text, "-")
 
 	fmt.Printf("memory, dk8s node (RSS, MiB): %s; total %.0f\n", r.node, r.node.Total())
 	missing := []string{}
