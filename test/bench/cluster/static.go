@@ -19,7 +19,7 @@ import (
 // returns the seconds from kubelet's start to /readyz; the runtime is up
 // and holds the images before the clock starts, as on a kubeadm host.
 // It needs the runtime configuration a full `dk8s start` left in dir.
-func staticPodsStart(measure bool) (float64, map[string]float64) {
+func staticPodsStart(measure bool) (float64, Memory) {
 	rel, specs := planned()
 
 	work := filepath.Join(dir, "static-bench")
@@ -43,6 +43,16 @@ authorization: {mode: AlwaysAllow}
 
 	runtime := exec.Command("containerd", "--config", filepath.Join(dir, "containerd", "config.toml"))
 	must(runtime.Start())
+	// Stopped however the measure ends, a panic included: these two are
+	// the bench's own processes, which no dk8s reset knows of.
+	defer func() {
+		host.StopPods(context.Background(), host.Exec{}, "ctr")
+		runtime.Process.Signal(syscall.SIGTERM)
+		runtime.Wait()
+		must(host.UnmountUnder(work))
+		must(host.UnmountUnder("/run/dk8s"))
+		os.RemoveAll(work)
+	}()
 	ctr := func(args ...string) string {
 		out, _ := exec.Command("ctr", append([]string{"--address", host.RuntimeSocket, "-n", "k8s.io"}, args...)...).CombinedOutput()
 		return string(out)
@@ -68,26 +78,21 @@ authorization: {mode: AlwaysAllow}
 	t0 := time.Now()
 	kubelet := exec.Command(kubeletBin, "--config", kcfg, "--root-dir", filepath.Join(work, "kubelet"))
 	must(kubelet.Start())
+	defer func() {
+		kubelet.Process.Kill()
+		kubelet.Wait()
+	}()
 	d := waitReadyz(t0)
 	// The apiserver that answered must be the static pod's.
 	if n := strings.Count(ctr("tasks", "ls"), "RUNNING"); n < 8 {
 		panic(fmt.Sprintf("only %d static pod tasks run; the answer came from elsewhere:\n%s", n, ctr("tasks", "ls")))
 	}
-	var rss map[string]float64
+	var mem Memory
 	if measure {
 		time.Sleep(30 * time.Second)
-		rss = idleRSS()
+		mem = staticMemory(kubelet.Process.Pid, runtime.Process.Pid)
 	}
-
-	kubelet.Process.Kill()
-	kubelet.Wait()
-	host.StopPods(context.Background(), host.Exec{}, "ctr")
-	runtime.Process.Signal(syscall.SIGTERM)
-	runtime.Wait()
-	must(host.UnmountUnder(work))
-	must(host.UnmountUnder("/run/dk8s"))
-	os.RemoveAll(work)
-	return d, rss
+	return d, mem
 }
 
 // staticPod renders a spec as the static pod kubeadm would write for it.
