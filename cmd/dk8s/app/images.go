@@ -155,7 +155,10 @@ func runImagesLock(cmd *cobra.Command, g *globals, f *lockFlags) error {
 	if err != nil {
 		return err
 	}
-	creds := mirror.LoadDockerCredentials()
+	creds, err := mirror.LoadDockerCredentials()
+	if err != nil {
+		return err
+	}
 	reg := &mirror.Registry{Credentials: creds.Lookup}
 	fmt.Fprintf(g.streams.Err, "Resolving %d images of Kubernetes %s on %s\n", len(rel.Images), rel.Kubernetes, m.Name)
 	if f.makeDefault {

@@ -54,7 +54,8 @@ Mirrors, with where each serves registry.k8s.io's images and docker.io's
                           (registry.local/... -> registry.local/coredns/coredns,
                           registry.local/flannel/flannel)
 
-Private mirrors use the logins of 'docker login'. Exits non-zero when any image
+Private mirrors use the logins of 'docker login', from Docker's credential
+helpers (credHelpers, credsStore) as docker itself does. Exits non-zero when any image
 could not be brought in, naming it and what each mirror said.`,
 		Example: `  dk8s pull --mirror aliyun,daocloud        # flannel (docker.io) from daocloud
   dk8s pull --mirror aliyun,daocloud,upstream
@@ -84,7 +85,11 @@ could not be brought in, naming it and what each mirror said.`,
 func pullShown(ctx context.Context, g *globals, engine containers.Engine, rel *images.Release, opts images.PullOptions) ([]images.Result, error) {
 	view := newPullView(g.streams.Err, rel)
 	defer view.stop()
-	opts.Auth = mirror.LoadDockerCredentials().EngineAuth
+	creds, err := mirror.LoadDockerCredentials()
+	if err != nil {
+		return nil, err
+	}
+	opts.Auth = creds.EngineAuth
 	opts.Events = view.event
 	return images.Pull(ctx, engine, rel, opts)
 }
