@@ -188,7 +188,12 @@ func TestPullDockerHubImageFallsBackPastMirrorThatDoesNotServeIt(t *testing.T) {
 	results, err := Pull(context.Background(), f, rel, PullOptions{
 		Mirrors: []mirror.Mirror{aliyun, daocloud},
 		Events:  func(e Event) { mu.Lock(); events = append(events, e); mu.Unlock() },
-		Auth:    func(host string) (string, error) { mu.Lock(); logins = append(logins, host); mu.Unlock(); return "", nil },
+		Auth: func(host string) (string, error) {
+			mu.Lock()
+			logins = append(logins, host)
+			mu.Unlock()
+			return "", nil
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

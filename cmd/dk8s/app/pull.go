@@ -55,8 +55,8 @@ Mirrors, with where each serves registry.k8s.io's images and docker.io's
                           registry.local/flannel/flannel)
 
 Private mirrors use the logins of 'docker login', from Docker's credential
-helpers (credHelpers, credsStore) as docker itself does. Exits non-zero when any image
-could not be brought in, naming it and what each mirror said.`,
+helpers (credHelpers, credsStore) as docker itself does. Exits non-zero when
+any image could not be brought in, naming it and what each mirror said.`,
 		Example: `  dk8s pull --mirror aliyun,daocloud        # flannel (docker.io) from daocloud
   dk8s pull --mirror aliyun,daocloud,upstream
   dk8s pull --mirror harbor.corp.local:8443/google_containers --platform linux/arm64
