@@ -38,8 +38,14 @@ type Lack struct {
 	Reason string
 }
 
-// Have is how many of the images the mirror serves.
-func (p Probe) Have() int { return p.Images - len(p.Missing) }
+// Have is how many of the images the mirror serves: none, when it did not
+// answer.
+func (p Probe) Have() int {
+	if !p.Reachable {
+		return 0
+	}
+	return p.Images - len(p.Missing)
+}
 
 // DefaultProbeTimeout bounds the probe of one mirror: a mirror that takes
 // longer to say whether it has seven tags is no mirror to pull through.
