@@ -263,7 +263,7 @@ func (p *puller) tagAliases(ctx context.Context, img Image, source string) error
 
 func classify(err error) mirror.Class {
 	switch {
-	case errors.Is(err, ErrContentMismatch), errors.Is(err, ErrUnverified), errors.Is(err, mirror.ErrNotServed),
+	case errors.Is(err, ErrContentMismatch), errors.Is(err, ErrUnverified), errors.Is(err, mirror.ErrNotServed), errors.Is(err, mirror.ErrCredentialHelper),
 		containers.IsNotFound(err), containers.IsDenied(err):
 		return mirror.Permanent
 	case containers.IsUnreachable(err):

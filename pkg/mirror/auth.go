@@ -126,6 +126,10 @@ func (c *DockerCredentials) Lookup(host string) (user, password string, err erro
 	return l.user, l.password, l.err
 }
 
+// ErrCredentialHelper marks a login a credential helper could not give:
+// no retry mends that.
+var ErrCredentialHelper = errors.New("credential helper failed")
+
 // runHelper asks docker-credential-NAME for host's login, as docker does:
 // the server address on stdin, {"Username", "Secret"} on stdout, and
 // "credentials not found" for a host it holds nothing for.
@@ -137,7 +141,7 @@ func runHelper(name, host string) (user, secret string, err error) {
 	}
 	path, err := exec.LookPath(prog)
 	if err != nil {
-		return "", "", fmt.Errorf("Docker's config names the credential helper %q for %s, but %s is not on the PATH: install it, or remove it from config.json (credsStore, credHelpers) and 'docker login %s' again", name, host, prog, host)
+		return "", "", fmt.Errorf("%w: Docker's config names the credential helper %q for %s, but %s is not on the PATH: install it, or remove it from config.json (credsStore, credHelpers) and 'docker login %s' again", ErrCredentialHelper, name, host, prog, host)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), helperTimeout)
 	defer cancel()
@@ -150,13 +154,13 @@ func runHelper(name, host string) (user, secret string, err error) {
 		if strings.Contains(msg, "credentials not found") {
 			return "", "", nil
 		}
-		return "", "", fmt.Errorf("credential helper %s could not give the login for %s: %v: %.300s (check it with: echo %s | %s get)", prog, host, err, msg, server, prog)
+		return "", "", fmt.Errorf("%w: %s could not give the login for %s: %v: %.300s (check it with: echo %s | %s get)", ErrCredentialHelper, prog, host, err, msg, server, prog)
 	}
 	var creds struct {
 		Username, Secret string
 	}
 	if err := json.Unmarshal(out.Bytes(), &creds); err != nil {
-		return "", "", fmt.Errorf("credential helper %s answered for %s with something other than its JSON: %w", prog, host, err)
+		return "", "", fmt.Errorf("%w: %s answered for %s with something other than its JSON: %v", ErrCredentialHelper, prog, host, err)
 	}
 	return creds.Username, creds.Secret, nil
 }

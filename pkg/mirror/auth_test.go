@@ -3,6 +3,7 @@ package mirror
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -127,6 +128,9 @@ func TestDockerCredentialsHelperFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, err = c.Lookup("missing.local")
+	if !errors.Is(err, ErrCredentialHelper) {
+		t.Errorf("a missing helper's error %v should be an ErrCredentialHelper, which is not retried", err)
+	}
 	for _, want := range []string{"docker-credential-nosuchhelper", "not on the PATH", "missing.local", "install it"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("a missing helper's error %v should say %q", err, want)
