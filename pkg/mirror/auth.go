@@ -1,14 +1,13 @@
 package mirror
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -25,6 +24,7 @@ type DockerCredentials struct {
 	auths       map[string]string // host -> base64(user:password)
 	credsStore  string
 	credHelpers map[string]string // host -> helper name
+	run         Runner
 
 	mu     sync.Mutex
 	helped map[string]login // the helpers' answers, per host
@@ -43,15 +43,24 @@ const hubKey = "https://index.docker.io/v1/"
 // locked keychain's prompt must not hang a pull.
 const helperTimeout = 30 * time.Second
 
-// LoadDockerCredentials reads Docker's client config. A missing file means
-// no credentials, as it does for docker itself.
-func LoadDockerCredentials() (*DockerCredentials, error) {
+// Runner runs a command: how DockerCredentials runs credential helpers.
+// pkg/host's Runner is one (host.Exec runs them on this machine).
+type Runner interface {
+	// Run runs name with args fed stdin and returns its standard output,
+	// which it returns too when the command fails.
+	Run(ctx context.Context, stdin io.Reader, name string, args ...string) ([]byte, error)
+}
+
+// LoadDockerCredentials reads Docker's client config; run runs the
+// credential helpers it names. A missing file means no credentials, as it
+// does for docker itself.
+func LoadDockerCredentials(run Runner) (*DockerCredentials, error) {
 	dir := os.Getenv("DOCKER_CONFIG")
 	if dir == "" {
 		home, _ := os.UserHomeDir()
 		dir = filepath.Join(home, ".docker")
 	}
-	c := &DockerCredentials{auths: map[string]string{}, credHelpers: map[string]string{}, helped: map[string]login{}}
+	c := &DockerCredentials{auths: map[string]string{}, credHelpers: map[string]string{}, helped: map[string]login{}, run: run}
 	path := filepath.Join(dir, "config.json")
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -120,7 +129,7 @@ func (c *DockerCredentials) Lookup(host string) (user, password string, err erro
 	defer c.mu.Unlock()
 	l, ok := c.helped[host]
 	if !ok {
-		l.user, l.password, l.err = runHelper(helper, host)
+		l.user, l.password, l.err = c.runHelper(helper, host)
 		c.helped[host] = l
 	}
 	return l.user, l.password, l.err
@@ -133,33 +142,30 @@ var ErrCredentialHelper = errors.New("credential helper failed")
 // runHelper asks docker-credential-NAME for host's login, as docker does:
 // the server address on stdin, {"Username", "Secret"} on stdout, and
 // "credentials not found" for a host it holds nothing for.
-func runHelper(name, host string) (user, secret string, err error) {
+func (c *DockerCredentials) runHelper(name, host string) (user, secret string, err error) {
 	prog := "docker-credential-" + name
 	server := host
 	if host == "index.docker.io" {
 		server = hubKey
 	}
-	path, err := exec.LookPath(prog)
-	if err != nil {
-		return "", "", fmt.Errorf("%w: Docker's config names the credential helper %q for %s, but %s is not on the PATH: install it, or remove it from config.json (credsStore, credHelpers) and 'docker login %s' again", ErrCredentialHelper, name, host, prog, host)
+	if c.run == nil {
+		return "", "", fmt.Errorf("%w: Docker's config names the credential helper %q for %s, and nothing was given to run it", ErrCredentialHelper, name, host)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), helperTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, path, "get")
-	cmd.Stdin = strings.NewReader(server)
-	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(out.String() + " " + stderr.String())
-		if strings.Contains(msg, "credentials not found") {
-			return "", "", nil
-		}
-		return "", "", fmt.Errorf("%w: %s could not give the login for %s: %v: %.300s (check it with: echo %s | %s get)", ErrCredentialHelper, prog, host, err, msg, server, prog)
+	out, err := c.run.Run(ctx, strings.NewReader(server), prog, "get")
+	switch {
+	case err != nil && strings.Contains(string(out), "credentials not found"):
+		return "", "", nil
+	case err != nil && strings.Contains(err.Error(), "executable file not found"):
+		return "", "", fmt.Errorf("%w: Docker's config names the credential helper %q for %s, but %s is not on the PATH: install it, or remove it from config.json (credsStore, credHelpers) and 'docker login %s' again", ErrCredentialHelper, name, host, prog, host)
+	case err != nil:
+		return "", "", fmt.Errorf("%w: %s could not give the login for %s: %v %.300s (check it with: echo %s | %s get)", ErrCredentialHelper, prog, host, err, strings.TrimSpace(string(out)), server, prog)
 	}
 	var creds struct {
 		Username, Secret string
 	}
-	if err := json.Unmarshal(out.Bytes(), &creds); err != nil {
+	if err := json.Unmarshal(out, &creds); err != nil {
 		return "", "", fmt.Errorf("%w: %s answered for %s with something other than its JSON: %v", ErrCredentialHelper, prog, host, err)
 	}
 	return creds.Username, creds.Secret, nil

@@ -1,10 +1,14 @@
 package mirror
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -59,7 +63,7 @@ func lookup(t *testing.T, c *DockerCredentials, host string) string {
 func TestDockerCredentialsLookup(t *testing.T) {
 	dockerConfig(t, `{"auths": {"https://index.docker.io/v1/": {"auth": "`+b64("hub:pw")+`"},
 		"harbor.local:8443": {"auth": "`+b64("me:secret")+`"}}}`)
-	c, err := LoadDockerCredentials()
+	c, err := LoadDockerCredentials(execRunner{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +81,7 @@ func TestDockerCredentialsFromHelpers(t *testing.T) {
 	ecrAsked := credentialHelper(t, "ecr", map[string]string{"123.dkr.ecr.local": "AWS:fromecr"})
 	dockerConfig(t, `{"credsStore": "store", "credHelpers": {"123.dkr.ecr.local": "ecr"},
 		"auths": {"harbor.local:8443": {}, "other.local": {"auth": "`+b64("ignored:byStore")+`"}}}`)
-	c, err := LoadDockerCredentials()
+	c, err := LoadDockerCredentials(execRunner{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +127,7 @@ func TestDockerCredentialsHelperFailures(t *testing.T) {
 	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
 	dockerConfig(t, `{"credHelpers": {"missing.local": "nosuchhelper", "broken.local": "broken"},
 		"auths": {"plain.local": {"auth": "`+b64("u:p")+`"}}}`)
-	c, err := LoadDockerCredentials()
+	c, err := LoadDockerCredentials(execRunner{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,12 +156,12 @@ func TestDockerCredentialsHelperFailures(t *testing.T) {
 
 func TestDockerCredentialsMissingOrBrokenConfig(t *testing.T) {
 	t.Setenv("DOCKER_CONFIG", t.TempDir())
-	c, err := LoadDockerCredentials()
+	c, err := LoadDockerCredentials(execRunner{})
 	if err != nil || lookup(t, c, "docker.io") != ":" {
 		t.Errorf("no config.json should mean anonymous, got %v", err)
 	}
 	dockerConfig(t, `{"auths": `)
-	if _, err := LoadDockerCredentials(); err == nil || !strings.Contains(err.Error(), "config.json") {
+	if _, err := LoadDockerCredentials(execRunner{}); err == nil || !strings.Contains(err.Error(), "config.json") {
 		t.Errorf("a config.json that is not JSON should be reported, got %v", err)
 	}
 }
@@ -176,4 +180,20 @@ func sameSet(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// execRunner runs helpers for real, as host.Exec does (which this package
+// cannot import: pkg/host imports it).
+type execRunner struct{}
+
+func (execRunner) Run(ctx context.Context, stdin io.Reader, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdin = stdin
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if msg := strings.TrimSpace(stderr.String()); err != nil && msg != "" {
+		err = fmt.Errorf("%w: %s", err, msg)
+	}
+	return out, err
 }

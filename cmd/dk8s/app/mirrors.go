@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dk8s/dk8s/pkg/host"
 	"github.com/dk8s/dk8s/pkg/images"
 	"github.com/dk8s/dk8s/pkg/mirror"
 )
@@ -84,7 +85,7 @@ func runMirrors(cmd *cobra.Command, g *globals, f *mirrorsFlags) error {
 // rankMirrors ranks candidates for rel's images: remembered, unless
 // refresh, else probed now with Docker's logins.
 func rankMirrors(ctx context.Context, candidates []mirror.Mirror, rel *images.Release, timeout time.Duration, refresh bool) (mirror.Ranking, error) {
-	creds, err := mirror.LoadDockerCredentials()
+	creds, err := mirror.LoadDockerCredentials(host.Exec{})
 	if err != nil {
 		return mirror.Ranking{}, err
 	}

@@ -87,7 +87,7 @@ any image could not be brought in, naming it and what each mirror said.`,
 func pullShown(ctx context.Context, g *globals, engine containers.Engine, rel *images.Release, opts images.PullOptions) ([]images.Result, error) {
 	view := newPullView(g.streams.Err, rel)
 	defer view.stop()
-	creds, err := mirror.LoadDockerCredentials()
+	creds, err := mirror.LoadDockerCredentials(host.Exec{})
 	if err != nil {
 		return nil, err
 	}
