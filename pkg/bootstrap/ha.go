@@ -169,6 +169,9 @@ func JoinControlPlane(ctx context.Context, engine containers.Engine, jc ControlP
 	if err != nil {
 		return err
 	}
+	if err := opts.chooseMirrors(ctx, rel, &jc.Config); err != nil {
+		return err
+	}
 	if _, err := clusterRanges(ctx, cs, &jc.Config); err != nil {
 		return err
 	}

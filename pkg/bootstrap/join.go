@@ -23,6 +23,7 @@ import (
 	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/host"
 	"github.com/dk8s/dk8s/pkg/images"
+	"github.com/dk8s/dk8s/pkg/mirror"
 	"github.com/dk8s/dk8s/pkg/token"
 )
 
@@ -51,6 +52,23 @@ type JoinOptions struct {
 	// through the mirrors and verified, as 'dk8s pull' does. nil means the
 	// images must be there already.
 	Pull func(ctx context.Context, rel *images.Release, components []string) error
+	// Mirrors, when set, chooses this node's mirrors (Config.Mirrors, for
+	// its pods and Pull) once the cluster's release is known: dk8s's
+	// --mirror auto ranks mirrors by the tags of that release.
+	Mirrors func(ctx context.Context, rel *images.Release) ([]mirror.Mirror, error)
+}
+
+// chooseMirrors sets cfg's mirrors for rel, where opts choose them.
+func (o JoinOptions) chooseMirrors(ctx context.Context, rel *images.Release, cfg *Config) error {
+	if o.Mirrors == nil {
+		return nil
+	}
+	ms, err := o.Mirrors(ctx, rel)
+	if err != nil {
+		return err
+	}
+	cfg.Mirrors = ms
+	return nil
 }
 
 // clusterSettingsName is the ConfigMap in kube-system that tells a joining
@@ -129,6 +147,9 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 	}
 	rel, err := joinRelease(ctx, cs, lock)
 	if err != nil {
+		return err
+	}
+	if err := opts.chooseMirrors(ctx, rel, &jc.Config); err != nil {
 		return err
 	}
 	apiServers, err := clusterRanges(ctx, cs, &jc.Config)

@@ -36,6 +36,7 @@ func TestClassify(t *testing.T) {
 	nxdomain := errors.New(`Error response from daemon: Get "https://nosuchhost.invalid/v2/": dial tcp: lookup nosuchhost.invalid: no such host`)
 	missing := notFound{errors.New("manifest for x:2 not found: manifest unknown: manifest unknown")}
 	denied := errors.New("Error response from daemon: pull access denied for x, repository does not exist or may require 'docker login'")
+	noLogin := errors.New(`Error response from daemon: Head "http://127.0.0.1:34487/v2/google_containers/pause/manifests/3.10.2": no basic auth credentials`)
 	reset := errors.New("read tcp 127.0.0.1:1->127.0.0.1:5001: read: connection reset by peer")
 	for _, c := range []struct {
 		err                           error
@@ -46,6 +47,7 @@ func TestClassify(t *testing.T) {
 		{nxdomain, true, false, false, true},
 		{missing, false, true, false, false},
 		{denied, false, false, true, false},
+		{noLogin, false, false, true, false},
 		{reset, false, false, false, true},
 	} {
 		if IsUnreachable(c.err) != c.unreachable || IsNotFound(c.err) != c.notFound || IsDenied(c.err) != c.denied || IsTemporary(c.err) != c.temporary {

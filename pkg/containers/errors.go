@@ -18,7 +18,10 @@ func IsUnreachable(err error) bool {
 // IsDenied tells whether err says that a registry refused access.
 func IsDenied(err error) bool {
 	return cerrdefs.IsUnauthorized(err) || cerrdefs.IsPermissionDenied(err) ||
-		containsAny(err, "unauthorized", "denied", "authentication required")
+		containsAny(err, "unauthorized", "denied", "authentication required",
+			// A registry asking for Basic auth (htpasswd) that the pull
+			// brought no login for.
+			"no basic auth credentials")
 }
 
 // IsTemporary tells whether err is worth retrying against the same

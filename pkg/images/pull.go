@@ -23,8 +23,9 @@ type PullOptions struct {
 	// canonical ones; by default dk8s removes it (by name, never by ID).
 	KeepMirrorTags bool
 	// Auth returns the X-Registry-Auth value for a registry host; nil means
-	// anonymous pulls.
-	Auth func(host string) string
+	// anonymous pulls. Its error (a login that cannot be had) fails the
+	// mirror on that host, and the pull falls back to the next.
+	Auth func(host string) (string, error)
 	// Events, when set, hears of every step and of byte progress. It is
 	// called from several goroutines at once.
 	Events func(Event)
@@ -215,7 +216,9 @@ func (p *puller) fromMirror(ctx context.Context, img Image, m mirror.Mirror) (Ve
 	po := containers.PullOptions{Platform: p.platform, Progress: prog.update}
 	if p.opts.Auth != nil {
 		host, _, _ := strings.Cut(ref, "/")
-		po.Auth = p.opts.Auth(host)
+		if po.Auth, err = p.opts.Auth(host); err != nil {
+			return Verification{}, err
+		}
 	}
 	if err := p.engine.PullImage(ctx, ref, po); err != nil {
 		return Verification{}, describePullErr(ref, err)
@@ -260,7 +263,7 @@ func (p *puller) tagAliases(ctx context.Context, img Image, source string) error
 
 func classify(err error) mirror.Class {
 	switch {
-	case errors.Is(err, ErrContentMismatch), errors.Is(err, ErrUnverified), errors.Is(err, mirror.ErrNotServed),
+	case errors.Is(err, ErrContentMismatch), errors.Is(err, ErrUnverified), errors.Is(err, mirror.ErrNotServed), errors.Is(err, mirror.ErrCredentialHelper),
 		containers.IsNotFound(err), containers.IsDenied(err):
 		return mirror.Permanent
 	case containers.IsUnreachable(err):

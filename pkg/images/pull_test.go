@@ -188,7 +188,12 @@ func TestPullDockerHubImageFallsBackPastMirrorThatDoesNotServeIt(t *testing.T) {
 	results, err := Pull(context.Background(), f, rel, PullOptions{
 		Mirrors: []mirror.Mirror{aliyun, daocloud},
 		Events:  func(e Event) { mu.Lock(); events = append(events, e); mu.Unlock() },
-		Auth:    func(host string) string { mu.Lock(); logins = append(logins, host); mu.Unlock(); return "" },
+		Auth: func(host string) (string, error) {
+			mu.Lock()
+			logins = append(logins, host)
+			mu.Unlock()
+			return "", nil
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -239,5 +244,43 @@ func TestPullDockerHubImageNoMirrorServes(t *testing.T) {
 	}
 	if !errors.Is(pe.Failed[0].Err, mirror.ErrNotServed) {
 		t.Errorf("flannel's error should wrap mirror.ErrNotServed: %v", pe.Failed[0].Err)
+	}
+}
+
+// A login a credential helper cannot give fails that mirror at once, with
+// the helper's words, and the image comes from the next: never an
+// anonymous pull in its place, and no retry of what no retry mends.
+func TestPullFallsBackPastMirrorWhoseLoginFails(t *testing.T) {
+	pauseImg := containers.Image{ID: digest('c')}
+	rel := &Release{Images: []Image{{Component: "pause", Name: "registry.k8s.io/pause:3.10.2",
+		Platforms: map[string]PlatformDigests{"linux/amd64": {Config: digest('c')}}}}}
+	private, _ := mirror.Parse("harbor.local/k8s")
+	public, _ := mirror.Parse("mirror.local/k8s")
+	f := &fakeStore{names: map[string]containers.Image{}, registries: map[string]containers.Image{
+		"harbor.local/k8s/pause:3.10.2": pauseImg,
+		"mirror.local/k8s/pause:3.10.2": pauseImg,
+	}}
+	var mu sync.Mutex
+	var events []Event
+	results, err := Pull(context.Background(), f, rel, PullOptions{
+		Mirrors: []mirror.Mirror{private, public},
+		Events:  func(e Event) { mu.Lock(); events = append(events, e); mu.Unlock() },
+		Auth: func(host string) (string, error) {
+			if host == "harbor.local" {
+				return "", fmt.Errorf("%w: docker-credential-pass could not give the login for harbor.local", mirror.ErrCredentialHelper)
+			}
+			return "", nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if results[0].Mirror != "mirror.local/k8s" || len(results[0].Tried) != 1 || !strings.Contains(results[0].Tried[0].Err.Error(), "docker-credential-pass") {
+		t.Errorf("pause: %+v; want it from mirror.local/k8s after harbor.local's helper failed", results[0])
+	}
+	for _, e := range events {
+		if e.Phase == PhaseRetry {
+			t.Errorf("a failed helper was retried: %+v", e)
+		}
 	}
 }

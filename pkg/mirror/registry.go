@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,8 +18,9 @@ type Registry struct {
 	// Client is the HTTP client; nil means http.DefaultClient.
 	Client *http.Client
 	// Credentials returns a user and password for host; nil or empty means
-	// anonymous.
-	Credentials func(host string) (user, password string)
+	// anonymous. Its error (a credential helper that cannot answer) fails
+	// the request that needed the login.
+	Credentials func(host string) (user, password string, err error)
 }
 
 // Resolved is what a tag resolves to: its top digest (an index for a
@@ -174,16 +176,24 @@ func isDigest(ref string) bool { return strings.HasPrefix(ref, "sha256:") }
 
 // get fetches path of the repository, answering a Bearer challenge once.
 func (s *session) get(ctx context.Context, path, accept string) (http.Header, []byte, error) {
+	return s.do(ctx, http.MethodGet, path, accept)
+}
+
+// do sends method (GET, or HEAD for a manifest's existence) to path of the
+// repository, answering a Bearer challenge once.
+func (s *session) do(ctx context.Context, method, path, accept string) (http.Header, []byte, error) {
 	u := fmt.Sprintf("%s://%s/v2/%s%s", scheme(s.host), s.host, s.repo, path)
 	for attempt := 0; ; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		req, err := http.NewRequestWithContext(ctx, method, u, nil)
 		if err != nil {
 			return nil, nil, err
 		}
 		if accept != "" {
 			req.Header.Set("Accept", accept)
 		}
-		s.authorize(req)
+		if err := s.authorize(req); err != nil {
+			return nil, nil, err
+		}
 		resp, err := s.client().Do(req)
 		if err != nil {
 			return nil, nil, err
@@ -204,15 +214,18 @@ func (s *session) get(ctx context.Context, path, accept string) (http.Header, []
 		case (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) && s.withheld != "":
 			return nil, nil, fmt.Errorf("registry %s refused the anonymous token of %s (HTTP %d): %s", s.host, strings.TrimPrefix(path, "/"), resp.StatusCode, s.withheld)
 		case resp.StatusCode == http.StatusNotFound:
-			return nil, nil, fmt.Errorf("%s not found (HTTP 404)", strings.TrimPrefix(path, "/"))
+			return nil, nil, fmt.Errorf("%s %w (HTTP 404)", strings.TrimPrefix(path, "/"), ErrNotFound)
 		case resp.StatusCode != http.StatusOK:
-			return nil, nil, fmt.Errorf("GET %s: HTTP %d: %.200s", u, resp.StatusCode, body)
+			return nil, nil, fmt.Errorf("%s %s: HTTP %d: %.200s", method, u, resp.StatusCode, body)
 		case len(body) > maxBodySize:
 			return nil, nil, fmt.Errorf("registry %s: %s is larger than 16 MiB, more than dk8s reads: refusing it", s.host, strings.TrimPrefix(path, "/"))
 		}
 		return resp.Header, body, nil
 	}
 }
+
+// ErrNotFound marks a manifest or blob the registry says it does not have.
+var ErrNotFound = errors.New("not found")
 
 func (s *session) client() *http.Client {
 	if s.r.Client != nil {

@@ -225,7 +225,7 @@ func bearerRegistry(t *testing.T, realm string) string {
 // The login for a registry goes to its token service only where that
 // service is on the registry's own host; elsewhere dk8s asks anonymously.
 func TestResolveSendsCredentialsOnlyToTheRegistrysHost(t *testing.T) {
-	creds := func(string) (string, string) { return "alice", "secret" }
+	creds := func(string) (string, string, error) { return "alice", "secret", nil }
 
 	// Same host name (127.0.0.1), another port: the login goes.
 	own := newTokenService(t, false)

@@ -14,14 +14,16 @@ import (
 // The registry token flow: a Bearer challenge answered from the token
 // service, with credentials only for a realm on the registry's own host.
 
-func (s *session) authorize(req *http.Request) {
+func (s *session) authorize(req *http.Request) error {
 	if s.token != "" {
 		req.Header.Set("Authorization", "Bearer "+s.token)
-		return
+		return nil
 	}
-	if user, pass := s.creds(); user != "" {
+	user, pass, err := s.creds()
+	if user != "" {
 		req.SetBasicAuth(user, pass)
 	}
+	return err
 }
 
 // login answers a Bearer challenge with a token from the registry's token
@@ -53,7 +55,11 @@ func (s *session) login(ctx context.Context, challenge string) error {
 	if err != nil {
 		return fmt.Errorf("registry %s: bad token realm %q: %w", s.host, p["realm"], err)
 	}
-	if user, pass := s.creds(); user != "" {
+	user, pass, err := s.creds()
+	if err != nil {
+		return err
+	}
+	if user != "" {
 		switch why := s.withholdLogin(realm); why {
 		case "":
 			req.SetBasicAuth(user, pass)
@@ -113,9 +119,9 @@ func hostname(host string) string {
 	return strings.Trim(host, "[]")
 }
 
-func (s *session) creds() (string, string) {
+func (s *session) creds() (string, string, error) {
 	if s.r.Credentials == nil {
-		return "", ""
+		return "", "", nil
 	}
 	return s.r.Credentials(s.host)
 }

@@ -96,6 +96,7 @@ registry mirrors you can reach, checked against images.lock.
 Behind the Great Firewall or on an air-gapped site:
 
   dk8s pull --mirror aliyun,daocloud     pull the image set, verified
+  dk8s mirrors                           which mirrors answer, with which tags
   dk8s images                            what the set is and what you have
   dk8s save -o k8s.tar / dk8s load -i k8s.tar
                                          carry the set to a machine with no registry`,
@@ -110,7 +111,7 @@ Behind the Great Firewall or on an air-gapped site:
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.lock, "lock", os.Getenv("DK8S_LOCK"), "image lock `FILE` to use instead of the one built into dk8s (env DK8S_LOCK)")
 	pf.StringVar(&g.version, "kubernetes-version", "", "Kubernetes `VERSION` of the lock to use (default: the lock's default)")
-	root.AddCommand(newVersion(g), newImages(g), newPull(g), newSave(g), newLoad(g),
+	root.AddCommand(newVersion(g), newImages(g), newPull(g), newMirrors(g), newSave(g), newLoad(g),
 		newStart(g), newJoin(g), newAgent(g), newPs(g), newStop(g), newReset(g), newLogs(g), newKubeconfig(g), newCerts(g), newToken(g), newEtcd(g),
 		newHostExec(), newCSRApprover(g), newAPIServerLB(g))
 	return root

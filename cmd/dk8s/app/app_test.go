@@ -65,6 +65,10 @@ func TestBadFlagsAndArgumentsAreRefused(t *testing.T) {
 		{[]string{"pull", "--parallel", "0"}, "--parallel must be at least 1, got 0"},
 		{[]string{"pull", "--mirror", "aliyn"}, `unknown mirror "aliyn": use one of`},
 		{[]string{"pull", "--mirror", ","}, "no mirror given"},
+		{[]string{"pull", "--mirror", "auto:"}, "auto:: no mirror given"},
+		{[]string{"start", "--mirror", "auto:aliyn"}, `unknown mirror "aliyn"`},
+		{[]string{"mirrors", "-o", "yaml"}, `unknown output format "yaml": use one of table, json`},
+		{[]string{"mirrors", "--mirror", "auto,aliyun"}, `unknown mirror "auto"`},
 		{[]string{"save"}, "--output is required"},
 		{[]string{"load"}, "--input is required"},
 		{[]string{"logs"}, "accepts 1 arg(s), received 0"},
@@ -155,6 +159,7 @@ func TestHelpShowsExamples(t *testing.T) {
 		{"reset", "dk8s reset --purge --yes"},
 		{"logs", "dk8s logs kube-apiserver --tail 50"},
 		{"kubeconfig", "dk8s kubeconfig --merge"},
+		{"mirrors", "dk8s mirrors --mirror auto:daocloud,harbor.local:8443/google_containers"},
 	} {
 		stdout, stderr, err := run(t, nil, append(strings.Fields(c.cmd), "--help")...)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dk8s/dk8s/pkg/host"
 	"github.com/dk8s/dk8s/pkg/images"
 	"github.com/dk8s/dk8s/pkg/mirror"
 )
@@ -155,7 +156,10 @@ func runImagesLock(cmd *cobra.Command, g *globals, f *lockFlags) error {
 	if err != nil {
 		return err
 	}
-	creds := mirror.LoadDockerCredentials()
+	creds, err := mirror.LoadDockerCredentials(host.Exec{})
+	if err != nil {
+		return err
+	}
 	reg := &mirror.Registry{Credentials: creds.Lookup}
 	fmt.Fprintf(g.streams.Err, "Resolving %d images of Kubernetes %s on %s\n", len(rel.Images), rel.Kubernetes, m.Name)
 	if f.makeDefault {

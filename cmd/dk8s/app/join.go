@@ -81,7 +81,7 @@ func (f *joinFlags) addJoin(cmd *cobra.Command, token string) {
 	fl.StringArrayVar(&f.hashes, "ca-cert-hash", nil, "`sha256:HASH` of the cluster CA's public key (repeatable)")
 	fl.StringVar(&f.nodeName, "node-name", "", "this node's `NAME` (default: the host name)")
 	fl.StringVar(&f.advertise, "advertise-address", "", "`IP` of this node (default: the default route's)")
-	fl.StringVar(&f.mirrors, "mirror", envOr("DK8S_MIRROR", "upstream"), "mirrors to pull the node's images through, in order")
+	fl.StringVar(&f.mirrors, "mirror", envOr("DK8S_MIRROR", "upstream"), "mirrors to pull the node's images through, in order; or auto, auto:LIST (see 'dk8s pull --help')")
 	fl.StringVar(&f.kubeletBinary, "kubelet-binary", "", "kubelet `FILE` on the host to run (default: kubelet on the PATH, else downloaded and checked against images.lock)")
 	fl.DurationVar(&f.timeout, "timeout", 3*time.Minute, "how long each step of a join may take")
 	fl.IntVar(&f.maxPods, "max-pods", 0, "most pods this node runs (default: kubelet's 110)")
@@ -89,33 +89,35 @@ func (f *joinFlags) addJoin(cmd *cobra.Command, token string) {
 }
 
 // joinConfig checks join's input and turns it into the library's.
-func (f *joinFlags) joinConfig(cmd *cobra.Command, server string) (bootstrap.JoinConfig, []mirror.Mirror, error) {
+func (f *joinFlags) joinConfig(cmd *cobra.Command, server string) (bootstrap.JoinConfig, mirror.Choice, error) {
 	cfg, err := f.config()
 	if err != nil {
-		return bootstrap.JoinConfig{}, nil, err
+		return bootstrap.JoinConfig{}, mirror.Choice{}, err
 	}
 	cfg.NodeName, cfg.KubeletBinary, cfg.Node, cfg.MaxPods = f.nodeName, f.kubeletBinary, true, f.maxPods
 	if f.maxPods < 0 {
-		return bootstrap.JoinConfig{}, nil, fmt.Errorf("--max-pods %d: give a positive number, or leave it out for kubelet's 110", f.maxPods)
+		return bootstrap.JoinConfig{}, mirror.Choice{}, fmt.Errorf("--max-pods %d: give a positive number, or leave it out for kubelet's 110", f.maxPods)
 	}
 	if f.advertise != "" {
 		if cfg.AdvertiseAddress = net.ParseIP(f.advertise); cfg.AdvertiseAddress == nil {
-			return bootstrap.JoinConfig{}, nil, fmt.Errorf("--advertise-address %q is not an IP address", f.advertise)
+			return bootstrap.JoinConfig{}, mirror.Choice{}, fmt.Errorf("--advertise-address %q is not an IP address", f.advertise)
 		}
 		cfg.AdvertiseGiven = true
 	}
-	mirrors, err := mirror.ParseList(f.mirrors)
+	choice, err := mirror.ParseChoice(f.mirrors)
 	if err != nil {
-		return bootstrap.JoinConfig{}, nil, err
+		return bootstrap.JoinConfig{}, mirror.Choice{}, err
 	}
+	// For auto, the candidates until runJoin ranks them for the cluster's
+	// release.
 	if cmd.Flags().Changed("mirror") || os.Getenv("DK8S_MIRROR") != "" {
-		cfg.Mirrors = mirrors
+		cfg.Mirrors = choice.Mirrors
 	}
-	return bootstrap.JoinConfig{Config: cfg, Server: server, Token: f.token, CACertHashes: f.hashes, DiscoveryTimeout: f.discovery}, mirrors, nil
+	return bootstrap.JoinConfig{Config: cfg, Server: server, Token: f.token, CACertHashes: f.hashes, DiscoveryTimeout: f.discovery}, choice, nil
 }
 
 func runJoin(cmd *cobra.Command, g *globals, f *joinFlags, server string) error {
-	jc, mirrors, err := f.joinConfig(cmd, server)
+	jc, choice, err := f.joinConfig(cmd, server)
 	if err != nil {
 		return err
 	}
@@ -135,6 +137,7 @@ func runJoin(cmd *cobra.Command, g *globals, f *joinFlags, server string) error 
 		return err
 	}
 	defer engine.Close()
+	mirrors := choice.Mirrors
 	opts := bootstrap.JoinOptions{
 		StartOptions: bootstrap.StartOptions{Timeout: f.timeout, LockWait: f.wait, Events: startEvents(g)},
 		Pull: func(ctx context.Context, rel *images.Release, components []string) error {
@@ -145,6 +148,13 @@ func runJoin(cmd *cobra.Command, g *globals, f *joinFlags, server string) error 
 			}
 			return err
 		},
+	}
+	if choice.Auto {
+		opts.Mirrors = func(ctx context.Context, rel *images.Release) ([]mirror.Mirror, error) {
+			var err error
+			mirrors, err = chooseMirrors(ctx, g, choice, rel)
+			return mirrors, err
+		}
 	}
 	start := time.Now()
 	if f.controlPlane {

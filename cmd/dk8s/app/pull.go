@@ -53,10 +53,13 @@ Mirrors, with where each serves registry.k8s.io's images and docker.io's
   HOST[:PORT][/PATH]/...  your own registry, keeping upstream paths
                           (registry.local/... -> registry.local/coredns/coredns,
                           registry.local/flannel/flannel)
+` + autoHelp + `
 
-Private mirrors use the logins of 'docker login'. Exits non-zero when any image
-could not be brought in, naming it and what each mirror said.`,
+Private mirrors use the logins of 'docker login', from Docker's credential
+helpers (credHelpers, credsStore) as docker itself does. Exits non-zero when
+any image could not be brought in, naming it and what each mirror said.`,
 		Example: `  dk8s pull --mirror aliyun,daocloud        # flannel (docker.io) from daocloud
+  dk8s pull --mirror auto                   # the catalogue, best first
   dk8s pull --mirror aliyun,daocloud,upstream
   dk8s pull --mirror harbor.corp.local:8443/google_containers --platform linux/arm64
   DK8S_MIRROR=daocloud dk8s pull`,
@@ -70,7 +73,7 @@ could not be brought in, naming it and what each mirror said.`,
 		def = "upstream"
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.mirrors, "mirror", def, "mirrors to try, in order, comma-separated (env DK8S_MIRROR)")
+	fl.StringVar(&f.mirrors, "mirror", def, "mirrors to try, in order, comma-separated; or auto, auto:LIST to rank them by a probe (env DK8S_MIRROR)")
 	fl.StringVar(&f.platform, "platform", "", "`OS/ARCH` to pull (default: the Docker daemon's)")
 	fl.IntVar(&f.parallel, "parallel", 3, "images to pull at once")
 	fl.BoolVar(&f.keepMirrorTags, "keep-mirror-tags", false, "keep each mirror's name for the images beside the canonical names")
@@ -84,7 +87,11 @@ could not be brought in, naming it and what each mirror said.`,
 func pullShown(ctx context.Context, g *globals, engine containers.Engine, rel *images.Release, opts images.PullOptions) ([]images.Result, error) {
 	view := newPullView(g.streams.Err, rel)
 	defer view.stop()
-	opts.Auth = mirror.LoadDockerCredentials().EngineAuth
+	creds, err := mirror.LoadDockerCredentials(host.Exec{})
+	if err != nil {
+		return nil, err
+	}
+	opts.Auth = creds.EngineAuth
 	opts.Events = view.event
 	return images.Pull(ctx, engine, rel, opts)
 }
@@ -108,7 +115,7 @@ func runPull(cmd *cobra.Command, g *globals, f *pullFlags) error {
 	if f.parallel < 1 {
 		return fmt.Errorf("--parallel must be at least 1, got %d", f.parallel)
 	}
-	mirrors, err := mirror.ParseList(f.mirrors)
+	choice, err := mirror.ParseChoice(f.mirrors)
 	if err != nil {
 		return err
 	}
@@ -118,6 +125,10 @@ func runPull(cmd *cobra.Command, g *globals, f *pullFlags) error {
 		return err
 	}
 	defer engine.Close()
+	mirrors, err := chooseMirrors(ctx, g, choice, rel)
+	if err != nil {
+		return err
+	}
 	var names []string
 	for _, m := range mirrors {
 		names = append(names, m.Name)

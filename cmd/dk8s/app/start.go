@@ -68,7 +68,7 @@ Nothing is changed until the host checks pass.`,
 	fl.StringArrayVar(&f.extraArgs, "extra-args", nil, "add or override a component flag: `COMPONENT:FLAG=VALUE` (repeatable)")
 	fl.StringVar(&f.configFile, "config", "", "YAML `FILE` with nodeName, advertiseAddress, serviceCIDR, podCIDR and extraArgs (per component, flag: value); flags win over it")
 	fl.BoolVar(&f.pull, "pull", false, "pull missing images first (see 'dk8s pull')")
-	fl.StringVar(&f.mirrors, "mirror", envOr("DK8S_MIRROR", "upstream"), "mirrors for --pull, and for pods' registry.k8s.io and docker.io images, in order")
+	fl.StringVar(&f.mirrors, "mirror", envOr("DK8S_MIRROR", "upstream"), "mirrors for --pull, and for pods' registry.k8s.io and docker.io images, in order; or auto, auto:LIST (see 'dk8s pull --help')")
 	fl.StringVar(&f.kubeletBinary, "kubelet-binary", "", "kubelet `FILE` to run (default: kubelet on the PATH, else downloaded and checked against images.lock)")
 	fl.BoolVar(&f.controlPlaneOnly, "control-plane-only", false, "run the control plane only: no pod runtime, kubelet or add-ons on this host")
 	fl.StringVar(&f.endpoint, "control-plane-endpoint", "", "`HOST[:PORT]` of your own balancer or VIP in front of every control plane (keepalived+haproxy, kube-vip): certificates name it and workers use it (implies --ha; default port 6443)")
@@ -88,7 +88,7 @@ func envOr(name, def string) string {
 }
 
 func runStart(cmd *cobra.Command, g *globals, f *startFlags) error {
-	cfg, mirrors, err := f.startConfig(cmd)
+	cfg, choice, err := f.startConfig(cmd)
 	if err != nil {
 		return err
 	}
@@ -98,6 +98,13 @@ func runStart(cmd *cobra.Command, g *globals, f *startFlags) error {
 		return err
 	}
 	defer engine.Close()
+	mirrors := choice.Mirrors
+	if choice.Auto {
+		if mirrors, err = chooseMirrors(ctx, g, choice, rel); err != nil {
+			return err
+		}
+		cfg.Mirrors = mirrors
+	}
 	if f.pull {
 		if _, err := pullShown(ctx, g, engine, rel, images.PullOptions{Mirrors: mirrors}); err != nil {
 			return err
@@ -123,16 +130,18 @@ func runStart(cmd *cobra.Command, g *globals, f *startFlags) error {
 }
 
 // startConfig is the cluster start's flags name, over what --config's file
-// says, and the mirrors --pull pulls through. It checks all of start's
-// input, so that nothing is done before a mistake in it is found.
-func (f *startFlags) startConfig(cmd *cobra.Command) (bootstrap.Config, []mirror.Mirror, error) {
+// says, and the mirrors --pull pulls through (for auto, the candidates,
+// ranked once the release is known). It checks all of start's input, so
+// that nothing is done before a mistake in it is found.
+func (f *startFlags) startConfig(cmd *cobra.Command) (bootstrap.Config, mirror.Choice, error) {
+	var none mirror.Choice
 	cfg, err := f.config()
 	if err != nil {
-		return cfg, nil, err
+		return cfg, none, err
 	}
 	if f.configFile != "" {
 		if err := bootstrap.LoadStartConfig(f.configFile, &cfg); err != nil {
-			return cfg, nil, err
+			return cfg, none, err
 		}
 	}
 	if f.nodeName != "" {
@@ -140,7 +149,7 @@ func (f *startFlags) startConfig(cmd *cobra.Command) (bootstrap.Config, []mirror
 	}
 	if f.advertise != "" {
 		if cfg.AdvertiseAddress = net.ParseIP(f.advertise); cfg.AdvertiseAddress == nil {
-			return cfg, nil, fmt.Errorf("--advertise-address %q is not an IP address", f.advertise)
+			return cfg, none, fmt.Errorf("--advertise-address %q is not an IP address", f.advertise)
 		}
 	}
 	cfg.AdvertiseGiven = cfg.AdvertiseAddress != nil
@@ -155,13 +164,13 @@ func (f *startFlags) startConfig(cmd *cobra.Command) (bootstrap.Config, []mirror
 	// Unset, the schedule is the cluster's (its marker), else the default.
 	if cmd.Flags().Changed("etcd-snapshot-interval") {
 		if f.snapshotInterval < 0 {
-			return cfg, nil, fmt.Errorf("--etcd-snapshot-interval %s is negative: pass how often to snapshot, or 0 for never", f.snapshotInterval)
+			return cfg, none, fmt.Errorf("--etcd-snapshot-interval %s is negative: pass how often to snapshot, or 0 for never", f.snapshotInterval)
 		}
 		cfg.SnapshotInterval = &f.snapshotInterval
 	}
 	if cmd.Flags().Changed("etcd-snapshot-retention") {
 		if f.snapshotRetention < 1 {
-			return cfg, nil, fmt.Errorf("--etcd-snapshot-retention %d: keep at least 1 (--etcd-snapshot-interval 0 turns the snapshots off)", f.snapshotRetention)
+			return cfg, none, fmt.Errorf("--etcd-snapshot-retention %d: keep at least 1 (--etcd-snapshot-interval 0 turns the snapshots off)", f.snapshotRetention)
 		}
 		cfg.SnapshotRetention = f.snapshotRetention
 	}
@@ -169,22 +178,22 @@ func (f *startFlags) startConfig(cmd *cobra.Command) (bootstrap.Config, []mirror
 	if f.endpoint != "" {
 		ep, err := parseEndpoint(f.endpoint)
 		if err != nil {
-			return cfg, nil, err
+			return cfg, none, err
 		}
 		cfg.ControlPlaneEndpoint, cfg.HA = ep, true
 	}
-	mirrors, err := mirror.ParseList(f.mirrors)
+	choice, err := mirror.ParseChoice(f.mirrors)
 	if err != nil {
-		return cfg, nil, err
+		return cfg, none, err
 	}
 	// Pods' images go through the mirrors only when the user named them;
 	// by default the runtime pulls from each image's registry itself.
 	if cmd.Flags().Changed("mirror") || os.Getenv("DK8S_MIRROR") != "" {
-		cfg.Mirrors = mirrors
+		cfg.Mirrors = choice.Mirrors
 	}
 	extra, err := parseExtraArgs(f.extraArgs)
 	if err != nil {
-		return cfg, nil, err
+		return cfg, none, err
 	}
 	for comp, flags := range extra {
 		if cfg.ExtraArgs == nil {
@@ -197,7 +206,7 @@ func (f *startFlags) startConfig(cmd *cobra.Command) (bootstrap.Config, []mirror
 			cfg.ExtraArgs[comp][k] = v
 		}
 	}
-	return cfg, mirrors, nil
+	return cfg, choice, nil
 }
 
 // startEvents renders Start's progress on stderr: ✓ for a step done, ! for

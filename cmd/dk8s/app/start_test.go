@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 	"maps"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -127,5 +129,34 @@ func TestParseEndpoint(t *testing.T) {
 		if got, err := parseEndpoint(in); err != nil || got != want {
 			t.Errorf("parseEndpoint(%q) = %q, %v; want %q", in, got, err, want)
 		}
+	}
+}
+
+// start --pull --mirror auto:LIST ranks LIST before it pulls: the mirror
+// with every tag is pulled from first, though named last.
+func TestStartPullsThroughTheAutoRanking(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	registry := func(has bool) string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !has && r.URL.Path != "/v2/" {
+				http.NotFound(w, r)
+			}
+		}))
+		t.Cleanup(srv.Close)
+		return strings.TrimPrefix(srv.URL, "http://") + "/google_containers"
+	}
+	lacking, good := registry(false), registry(true)
+	fake := fakeHost()
+	_, stderr, err := runFake(t, fake, "start", "--dir", t.TempDir(), "--pull", "--mirror", "auto:"+lacking+","+good)
+	if err == nil {
+		t.Fatal("start --pull with no image to be had should fail")
+	}
+	if !strings.Contains(stderr, "1. "+good) || !strings.Contains(stderr, "2. "+lacking+" (0/") {
+		t.Errorf("start should say the ranking, %s first:\n%s", good, stderr)
+	}
+	pulls := fake.Mutations("pull")
+	if len(pulls) == 0 || !strings.HasPrefix(pulls[0], "pull "+good+"/") {
+		t.Errorf("the first pull should be from %s: %v", good, pulls)
 	}
 }
