@@ -139,9 +139,9 @@ func printReport(w io.Writer, output string, r doctor.Report) error {
 	}
 	summary := fmt.Sprintf("healthy: %d checks passed", len(r.Checked))
 	if problems > 0 {
-		summary = fmt.Sprintf("unhealthy: %d problems, %d warnings in %d checks", problems, len(r.Findings)-problems, len(r.Checked))
+		summary = fmt.Sprintf("unhealthy: %s, %s in %d checks", plural(problems, "problem"), plural(len(r.Findings)-problems, "warning"), len(r.Checked))
 	} else if len(r.Findings) > 0 {
-		summary = fmt.Sprintf("healthy: %d checks passed, with %d warnings", len(r.Checked), len(r.Findings))
+		summary = fmt.Sprintf("healthy: %d checks passed, with %s", len(r.Checked), plural(len(r.Findings), "warning"))
 	}
 	if len(skipped) > 0 {
 		slices.Sort(skipped)
@@ -149,4 +149,11 @@ func printReport(w io.Writer, output string, r doctor.Report) error {
 	}
 	_, err := fmt.Fprintln(w, summary)
 	return err
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }

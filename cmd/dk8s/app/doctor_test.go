@@ -36,7 +36,7 @@ func TestDoctorReport(t *testing.T) {
          fix: swapoff -a
 WARNING  certificates: expiring within 30 days: admin (in 9d)
          fix: dk8s certs renew
-unhealthy: 1 problems, 1 warnings in 2 checks; not checked: clock, taints (no admin kubeconfig)
+unhealthy: 1 problem, 1 warning in 2 checks; not checked: clock, taints (no admin kubeconfig)
 `
 	if b.String() != want {
 		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
