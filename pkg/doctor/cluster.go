@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/dk8s/dk8s/pkg/pki"
@@ -99,6 +100,23 @@ func checkClock(now, server time.Time) []Finding {
 	}
 	return []Finding{{CheckClock, Problem, fmt.Sprintf("this host's clock is %s %s the apiserver's: certificates, tokens and node leases are judged wrong", skew.Round(time.Second), dir),
 		"run time synchronisation on every machine (systemd-timesyncd or chrony: 'timedatectl set-ntp true')"}}
+}
+
+// checkHeartbeats finds nodes whose clocks run ahead of this host's: a
+// lease renewed "in the future" can only be a clock's doing (one renewed
+// long ago is as well a node that stopped, and is not judged).
+func checkHeartbeats(now time.Time, leases []coordinationv1.Lease) []Finding {
+	var out []Finding
+	for _, l := range leases {
+		if l.Spec.RenewTime == nil {
+			continue
+		}
+		if ahead := l.Spec.RenewTime.Sub(now); ahead > maxSkew {
+			out = append(out, Finding{CheckClock, Problem, fmt.Sprintf("node %s's clock is %s ahead of this host's (its kubelet renewed its lease at %s, in this host's future): leases and certificates are judged wrong",
+				l.Name, ahead.Round(time.Second), l.Spec.RenewTime.UTC().Format(time.RFC3339)), "run time synchronisation on every machine (systemd-timesyncd or chrony: 'timedatectl set-ntp true')"})
+		}
+	}
+	return out
 }
 
 // checkPulls names each image that pods cannot pull, with the mirrors the

@@ -5,6 +5,7 @@ import (
 	"syscall"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/dk8s/dk8s/pkg/pki"
@@ -134,6 +135,9 @@ type ClusterFacts struct {
 	// ServerTime is the Date of an apiserver's answer, read at Now (zero
 	// when it could not be read).
 	ServerTime time.Time
+	// Leases are the nodes' heartbeats (kube-node-lease), each renewed by
+	// its node's kubelet at its node's time.
+	Leases []coordinationv1.Lease
 }
 
 // Diagnose runs every check whose facts are there.
@@ -168,7 +172,7 @@ func Diagnose(f Facts) Report {
 	if c := f.Cluster; c != nil {
 		run(CheckTaints, checkTaints(c.Nodes))
 		disk = append(disk, checkDiskPressure(c.Nodes)...)
-		run(CheckClock, checkClock(f.Now, c.ServerTime))
+		run(CheckClock, append(checkClock(f.Now, c.ServerTime), checkHeartbeats(f.Now, c.Leases)...))
 		var mirrors map[string][]string
 		if f.Node != nil {
 			mirrors = f.Node.Mirrors

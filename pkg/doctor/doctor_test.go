@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -49,6 +50,7 @@ func healthy() Facts {
 		Cluster: &ClusterFacts{
 			Nodes:      []corev1.Node{{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}},
 			ServerTime: now.Add(-time.Second),
+			Leases:     []coordinationv1.Lease{lease("n1", now.Add(-8*time.Second)), lease("gone", now.Add(-48*time.Hour))},
 		},
 	}
 }
@@ -122,6 +124,10 @@ func TestEachFailureIsNamed(t *testing.T) {
 		{"expired certificate", CheckCerts, "apiserver (expired", "dk8s certs renew", Problem, func(f *Facts) { f.Certs[0].NotAfter = f.Now.Add(-time.Hour) }},
 		{"certificate expiring soon", CheckCerts, "apiserver (in 9d)", "dk8s certs renew", Warning, func(f *Facts) { f.Certs[0].NotAfter = f.Now.Add(10*24*time.Hour - time.Hour) }},
 		{"clock behind", CheckClock, "5m0s behind", "timedatectl set-ntp true", Problem, func(f *Facts) { f.Cluster.ServerTime = f.Now.Add(5 * time.Minute) }},
+		{"a node's clock ahead", CheckClock, "node w1's clock is 10m0s ahead", "timedatectl set-ntp true", Problem, func(f *Facts) {
+			at := metav1.NewMicroTime(f.Now.Add(10 * time.Minute))
+			f.Cluster.Leases = []coordinationv1.Lease{{ObjectMeta: metav1.ObjectMeta{Name: "w1"}, Spec: coordinationv1.LeaseSpec{RenewTime: &at}}}
+		}},
 		{"disk pressure", CheckDisk, "reports DiskPressure", "docker system prune", Problem, func(f *Facts) {
 			f.Cluster.Nodes[0].Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeDiskPressure, Status: corev1.ConditionTrue, Message: "ephemeral-storage low"}}
 		}},
@@ -182,4 +188,9 @@ func TestSkippedChecksSayWhy(t *testing.T) {
 func pod(ns, name, image string, st corev1.ContainerState) corev1.Pod {
 	return corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: "c", Image: image, State: st}}}}
+}
+
+func lease(node string, renewed time.Time) coordinationv1.Lease {
+	at := metav1.NewMicroTime(renewed)
+	return coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: node}, Spec: coordinationv1.LeaseSpec{RenewTime: &at}}
 }

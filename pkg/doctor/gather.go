@@ -153,6 +153,11 @@ func gatherCluster(ctx context.Context, o Options) (*ClusterFacts, error) {
 			c.CoreDNSLogs[p.Name] = podLogs(ctx, o.Kube, p)
 		}
 	}
+	leases, err := o.Kube.CoordinationV1().Leases("kube-node-lease").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	c.Leases = leases.Items
 	if o.Kubeconfig != "" {
 		c.ServerTime, _ = serverTime(ctx, o.Kubeconfig) // zero, and not judged, when unread
 	}
@@ -223,4 +228,3 @@ func statFree(path string) (DiskFree, error) {
 	}
 	return DiskFree{Path: path, Free: st.Bavail * uint64(st.Bsize), Total: st.Blocks * uint64(st.Bsize), fsid: st.Fsid}, nil
 }
-
