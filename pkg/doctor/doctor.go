@@ -87,6 +87,10 @@ type Facts struct {
 	Certs     []pki.Expiry
 	CertsSkip string
 	Cluster   *ClusterFacts
+	// ServerTime is the Date of an apiserver's answer, read at Now (zero
+	// when it could not be read): a worker's too, through kubelet's
+	// credentials.
+	ServerTime time.Time
 	// ClusterSkip says why Cluster is nil: there is no cluster to ask;
 	// ClusterErr, that the apiserver did not answer.
 	ClusterSkip string
@@ -132,9 +136,6 @@ type ClusterFacts struct {
 	// CoreDNSLogs are the last logs of CoreDNS's restarting containers, by
 	// pod name.
 	CoreDNSLogs map[string]string
-	// ServerTime is the Date of an apiserver's answer, read at Now (zero
-	// when it could not be read).
-	ServerTime time.Time
 	// Leases are the nodes' heartbeats (kube-node-lease), each renewed by
 	// its node's kubelet at its node's time.
 	Leases []coordinationv1.Lease
@@ -172,7 +173,6 @@ func Diagnose(f Facts) Report {
 	if c := f.Cluster; c != nil {
 		run(CheckTaints, checkTaints(c.Nodes))
 		disk = append(disk, checkDiskPressure(c.Nodes)...)
-		run(CheckClock, append(checkClock(f.Now, c.ServerTime), checkHeartbeats(f.Now, c.Leases)...))
 		var mirrors map[string][]string
 		if f.Node != nil {
 			mirrors = f.Node.Mirrors
@@ -182,9 +182,17 @@ func Diagnose(f Facts) Report {
 	} else if f.ClusterErr != nil {
 		run(CheckAPIServer, []Finding{{CheckAPIServer, Problem, "the apiserver does not answer: " + firstLine(f.ClusterErr.Error()),
 			"'dk8s ps' shows which component is down, 'dk8s logs kube-apiserver' (or etcd) why; 'dk8s start' brings back what stopped"}})
-		skip("the apiserver does not answer", CheckTaints, CheckClock, CheckImagePulls, CheckCoreDNSLoops)
+		skip("the apiserver does not answer", CheckTaints, CheckImagePulls, CheckCoreDNSLoops)
 	} else {
-		skip(f.ClusterSkip, CheckTaints, CheckClock, CheckImagePulls, CheckCoreDNSLoops)
+		skip(f.ClusterSkip, CheckTaints, CheckImagePulls, CheckCoreDNSLoops)
+	}
+	switch {
+	case f.Cluster != nil:
+		run(CheckClock, append(checkClock(f.Now, f.ServerTime), checkHeartbeats(f.Now, f.Cluster.Leases)...))
+	case !f.ServerTime.IsZero():
+		run(CheckClock, checkClock(f.Now, f.ServerTime))
+	default:
+		skip("no apiserver answered", CheckClock)
 	}
 	run(CheckDisk, disk)
 	if len(r.Skipped) == 0 {

@@ -46,11 +46,11 @@ func healthy() Facts {
 			Pause: pause, SandboxPresent: true, Plugins: plugins,
 			Mirrors: map[string][]string{"registry.k8s.io": {"http://172.29.0.1:5002/v2/google_containers"}},
 		},
-		Certs: []pki.Expiry{{Name: "apiserver", NotAfter: now.Add(300 * 24 * time.Hour)}},
+		Certs:      []pki.Expiry{{Name: "apiserver", NotAfter: now.Add(300 * 24 * time.Hour)}},
+		ServerTime: now.Add(-time.Second),
 		Cluster: &ClusterFacts{
-			Nodes:      []corev1.Node{{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}},
-			ServerTime: now.Add(-time.Second),
-			Leases:     []coordinationv1.Lease{lease("n1", now.Add(-8*time.Second)), lease("gone", now.Add(-48*time.Hour))},
+			Nodes:  []corev1.Node{{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}},
+			Leases: []coordinationv1.Lease{lease("n1", now.Add(-8*time.Second)), lease("gone", now.Add(-48*time.Hour))},
 		},
 	}
 }
@@ -123,7 +123,7 @@ func TestEachFailureIsNamed(t *testing.T) {
 		{"cordoned", CheckTaints, "cordoned", "kubectl uncordon n1", Problem, func(f *Facts) { f.Cluster.Nodes[0].Spec.Unschedulable = true }},
 		{"expired certificate", CheckCerts, "apiserver (expired", "dk8s certs renew", Problem, func(f *Facts) { f.Certs[0].NotAfter = f.Now.Add(-time.Hour) }},
 		{"certificate expiring soon", CheckCerts, "apiserver (in 9d)", "dk8s certs renew", Warning, func(f *Facts) { f.Certs[0].NotAfter = f.Now.Add(10*24*time.Hour - time.Hour) }},
-		{"clock behind", CheckClock, "5m0s behind", "timedatectl set-ntp true", Problem, func(f *Facts) { f.Cluster.ServerTime = f.Now.Add(5 * time.Minute) }},
+		{"clock behind", CheckClock, "5m0s behind", "timedatectl set-ntp true", Problem, func(f *Facts) { f.ServerTime = f.Now.Add(5 * time.Minute) }},
 		{"a node's clock ahead", CheckClock, "node w1's clock is 10m0s ahead", "timedatectl set-ntp true", Problem, func(f *Facts) {
 			at := metav1.NewMicroTime(f.Now.Add(10 * time.Minute))
 			f.Cluster.Leases = []coordinationv1.Lease{{ObjectMeta: metav1.ObjectMeta{Name: "w1"}, Spec: coordinationv1.LeaseSpec{RenewTime: &at}}}
@@ -182,6 +182,12 @@ func TestSkippedChecksSayWhy(t *testing.T) {
 	r := Diagnose(f)
 	if !r.Healthy() || r.Skipped[CheckSwap] != "this host runs no node" || r.Skipped[CheckTaints] != "no admin kubeconfig" || r.Skipped[CheckCerts] != "no PKI" {
 		t.Errorf("a host with no node and no cluster to ask: %+v", r)
+	}
+	// A worker: no cluster to read as its admin, the apiserver's clock
+	// read with kubelet's credentials.
+	f.ServerTime = f.Now.Add(-2 * time.Minute)
+	if r := Diagnose(f); r.Healthy() || len(r.Findings) != 1 || !strings.Contains(r.Findings[0].Problem, "2m0s ahead of the apiserver's") {
+		t.Errorf("a worker's clock ahead of its apiserver's: %+v", r.Findings)
 	}
 }
 

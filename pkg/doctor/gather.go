@@ -35,8 +35,8 @@ type Options struct {
 	// Runner runs ctr against the runtime; Ctr is ctr's path.
 	Runner host.Runner
 	Ctr    string
-	// Kubeconfig, when Kube is set, is the admin kubeconfig: the
-	// apiserver's clock is read through it.
+	// Kubeconfig is the credentials the apiserver's clock is read with:
+	// the admin's, or a worker's kubelet's ("" not to read it).
 	Kubeconfig string
 	// Kube is the cluster as its admin, nil where there is none to read
 	// (a worker, a stopped control plane); KubeSkip says why.
@@ -68,6 +68,9 @@ func Gather(ctx context.Context, o Options) Facts {
 		default:
 			f.Certs = exp
 		}
+	}
+	if o.Kubeconfig != "" {
+		f.ServerTime, _ = serverTime(ctx, o.Kubeconfig) // zero, and not judged, when unread
 	}
 	if o.Kube == nil {
 		f.ClusterSkip = o.KubeSkip
@@ -158,9 +161,6 @@ func gatherCluster(ctx context.Context, o Options) (*ClusterFacts, error) {
 		return nil, err
 	}
 	c.Leases = leases.Items
-	if o.Kubeconfig != "" {
-		c.ServerTime, _ = serverTime(ctx, o.Kubeconfig) // zero, and not judged, when unread
-	}
 	return c, nil
 }
 

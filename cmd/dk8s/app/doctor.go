@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -74,7 +75,9 @@ func runDoctor(cmd *cobra.Command, g *globals, f *doctorFlags) error {
 	if cs, err := g.kube(cfg); err == nil {
 		o.Kube, o.Kubeconfig = cs, cfg.AdminKubeconfig()
 	} else {
-		o.KubeSkip = err.Error()
+		// A worker: its clock against its apiserver's, with kubelet's
+		// credentials; the cluster's state is the control plane's to judge.
+		o.KubeSkip, o.Kubeconfig = err.Error(), filepath.Join(cfg.Dir, "kubelet.conf")
 	}
 	r := doctor.Run(cmd.Context(), o)
 	if err := printReport(g.streams.Out, f.output, r); err != nil {
