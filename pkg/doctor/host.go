@@ -2,8 +2,9 @@ package doctor
 
 import (
 	"fmt"
-	"net"
 	"strings"
+
+	"github.com/dk8s/dk8s/pkg/host"
 )
 
 func checkIPForward(v string) []Finding {
@@ -51,15 +52,7 @@ func checkSwap(swaps string, k KubeletConfig) []Finding {
 // pods is, from a pod, the pod itself; CoreDNS forwarding there finds a
 // loop and crashes. systemd-resolved's stub (127.0.0.53) is the usual one.
 func checkResolvers(path, data string) []Finding {
-	var lo []string
-	for _, line := range strings.Split(data, "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 2 && f[0] == "nameserver" {
-			if ip := net.ParseIP(f[1]); ip != nil && ip.IsLoopback() {
-				lo = append(lo, f[1])
-			}
-		}
-	}
+	lo := host.LoopbackNameservers(data)
 	if len(lo) == 0 {
 		return nil
 	}
