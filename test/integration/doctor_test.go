@@ -19,9 +19,12 @@ import (
 // it (its check and its fix) and exit non-zero, and the failure is undone
 // before the next.
 func TestDoctor(t *testing.T) {
+	_, rel := harness(t)
+	pause, _ := rel.Image("pause")
 	m := startMachine(t, "dk8s-it-doctor")
 	m.must(t, "pull", "--mirror", machineFlatMirror)
-	m.must(t, "start", "--kubelet-binary", machineKubelet, "--mirror", machinePathMirror)
+	start := []string{"start", "--kubelet-binary", machineKubelet, "--mirror", machinePathMirror}
+	m.must(t, start...)
 	kubectl := adminKubectl(t, m)
 	node := m.name
 	sh := func(t *testing.T, script string) {
@@ -75,6 +78,7 @@ func TestDoctor(t *testing.T) {
 		if !found() || r.code == 0 {
 			t.Fatalf("doctor should exit non-zero naming the problem %q:\n%s", check, r)
 		}
+		t.Logf("doctor said:\n%s", r.stdout)
 		for _, w := range want {
 			if !strings.Contains(r.stdout, w) {
 				t.Errorf("doctor's finding %q should say %q:\n%s", check, w, r.stdout)
@@ -128,11 +132,40 @@ func TestDoctor(t *testing.T) {
 			undo: func(t *testing.T) { sh(t, "cp /tmp/kubelet.yaml "+kubeletConf) },
 		},
 		{
+			// For real: kubelet restarted with the stub, CoreDNS's pods
+			// started again with it, and their loop plugin stopping them.
+			name: "CoreDNS on a forwarding loop", check: "coredns loop", within: 2 * time.Minute,
+			want: []string{"plugin/loop: Loop (", "kubectl -n kube-system delete pod -l k8s-app=kube-dns", " dns: "},
+			induce: func(t *testing.T) {
+				sh(t, `cp `+kubeletConf+` /tmp/kubelet.yaml && printf 'nameserver 127.0.0.53\noptions edns0\n' >/tmp/stub-resolv.conf &&
+					sed -i 's|^resolvConf: .*|resolvConf: /tmp/stub-resolv.conf|' `+kubeletConf+` && docker restart dk8s-kubelet`)
+				waitKubelet(t, m)
+				kube(t, "-n", "kube-system", "delete", "pod", "-l", "k8s-app=kube-dns", "--wait=false")
+			},
+			undo: func(t *testing.T) {
+				sh(t, "cp /tmp/kubelet.yaml "+kubeletConf+" && docker restart dk8s-kubelet")
+				waitKubelet(t, m)
+				kube(t, "-n", "kube-system", "delete", "pod", "-l", "k8s-app=kube-dns", "--wait=false")
+				kube(t, "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=2m")
+			},
+			undoneWithin: 2 * time.Minute,
+		},
+		{
 			name: "sandbox image not the release's", check: "sandbox image", want: []string{"registry.k8s.io/pause:3.6", "dk8s start"},
 			induce: func(t *testing.T) {
 				sh(t, `cp `+runtimeConf+` /tmp/runtime.toml && sed -i 's|sandbox_image = .*|sandbox_image = "registry.k8s.io/pause:3.6"|' `+runtimeConf)
 			},
 			undo: func(t *testing.T) { sh(t, "cp /tmp/runtime.toml "+runtimeConf) },
+		},
+		{
+			// Removed from the runtime's store (the running pods keep their
+			// sandboxes); start, the fix, imports it again.
+			name: "sandbox image missing from the runtime", check: "sandbox image", want: []string{"does not hold its sandbox image " + pause.Name, "dk8s pull, then dk8s start"},
+			induce: func(t *testing.T) {
+				sh(t, "ctr --address /run/dk8s/containerd/containerd.sock -n k8s.io images rm "+pause.Name)
+			},
+			undo:         func(t *testing.T) { m.must(t, start...) },
+			undoneWithin: time.Minute,
 		},
 		{
 			name: "cgroup drivers differ", check: "cgroup driver", want: []string{"kubelet's cgroupDriver is cgroupfs", "SystemdCgroup = true"},
@@ -183,6 +216,21 @@ func TestDoctor(t *testing.T) {
 			undoneWithin: time.Minute,
 		},
 		{
+			// This host's clock cannot be moved (it is the test host's
+			// kernel's): a node's lease renewed ten minutes in this host's
+			// future is what a node with a fast clock writes. kubelet renews
+			// it within 10s, so it is written again before each look.
+			name: "a node's clock ahead", check: "clock", again: true, want: []string{"node " + node + "'s clock is", "ahead of this host's", "timedatectl set-ntp true"},
+			induce: func(t *testing.T) {
+				at := time.Now().Add(10 * time.Minute).UTC().Format("2006-01-02T15:04:05.000000Z07:00")
+				kube(t, "-n", "kube-node-lease", "patch", "lease", node, "--type=merge", "-p", `{"spec":{"renewTime":"`+at+`"}}`)
+			},
+			undo: func(t *testing.T) {
+				at := time.Now().UTC().Format("2006-01-02T15:04:05.000000Z07:00")
+				kube(t, "-n", "kube-node-lease", "patch", "lease", node, "--type=merge", "-p", `{"spec":{"renewTime":"`+at+`"}}`)
+			},
+		},
+		{
 			// kubelet sets the condition back at its next status update
 			// (within 10s), so it is set again before each look; the taint
 			// the node controller adds meanwhile goes with the condition.
@@ -214,6 +262,21 @@ func TestDoctor(t *testing.T) {
 			healthy(t, c.undoneWithin)
 		})
 	}
+
+	// Free space, for real: doctor pointed at a copy of the cluster's
+	// marker on a small file system that is nearly full (the machine's
+	// own disks are the test host's, which must not be filled).
+	t.Run("a cluster directory on a nearly full disk", func(t *testing.T) {
+		sh(t, `mkdir -p /tmp/small && mount -t tmpfs -o size=64m tmpfs /tmp/small && cp /var/lib/dk8s/dk8s-cluster.yaml /tmp/small/ &&
+			dd if=/dev/zero of=/tmp/small/fill bs=1M count=60 2>/dev/null`)
+		defer sh(t, "umount /tmp/small")
+		r := m.dk8s(t, "doctor", "--dir", "/tmp/small")
+		line := lineWith(r.stdout, " disk: /tmp/small has ")
+		if r.code == 0 || !strings.HasPrefix(line, "PROBLEM") || !strings.Contains(r.stdout, "docker system prune") {
+			t.Fatalf("doctor should name the nearly full disk:\n%s", r)
+		}
+		t.Logf("doctor said:\n%s", r.stdout)
+	})
 }
 
 // expireCert re-issues the certificate name of the machine's cluster with
@@ -260,4 +323,17 @@ func diskPressure(t *testing.T, kube func(*testing.T, ...string), node, status s
 	t.Helper()
 	kube(t, "patch", "node", node, "--subresource=status", "--type=strategic", "-p",
 		`{"status":{"conditions":[{"type":"DiskPressure","status":"`+status+`","reason":"DoctorTest","message":"induced by dk8s's doctor test","lastHeartbeatTime":"`+time.Now().UTC().Format(time.RFC3339)+`","lastTransitionTime":"`+time.Now().UTC().Format(time.RFC3339)+`"}]}}`)
+}
+
+// waitKubelet waits for the machine's kubelet to answer its health check
+// after a restart.
+func waitKubelet(t *testing.T, m *machine) {
+	t.Helper()
+	var r result
+	if !waitFor(time.Minute, func() bool {
+		r = m.exec(t, "curl", "-fsS", "--max-time", "2", "http://127.0.0.1:10248/healthz")
+		return r.code == 0
+	}) {
+		t.Fatalf("kubelet in %s did not answer after its restart: %s", m.name, r)
+	}
 }
