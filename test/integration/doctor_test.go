@@ -6,10 +6,17 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"math/big"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 // TestDoctor is issue 12's "done when" for dk8s doctor: on a real node (a
@@ -269,6 +276,32 @@ func TestDoctor(t *testing.T) {
 		})
 	}
 
+	// The apiserver's clock ten minutes ahead, as a worker whose clock is
+	// slow sees it: doctor is given a copy of the cluster's marker and a
+	// kubeconfig that reaches the apiserver through the test's proxy,
+	// which answers with a Date ten minutes on.
+	t.Run("the apiserver's clock ahead", func(t *testing.T) {
+		proxy := skewProxy(t, m, 10*time.Minute)
+		sh(t, `mkdir -p /tmp/skew && cp /var/lib/dk8s/dk8s-cluster.yaml /tmp/skew/ && cat >/tmp/skew/admin.conf <<EOF
+apiVersion: v1
+kind: Config
+clusters: [{name: proxy, cluster: {server: "http://`+proxy+`"}}]
+users: [{name: admin, user: {}}]
+contexts: [{name: proxy, context: {cluster: proxy, user: admin}}]
+current-context: proxy
+EOF`)
+		defer sh(t, "rm -r /tmp/skew")
+		r := m.dk8s(t, "doctor", "--dir", "/tmp/skew")
+		line := lineWith(r.stdout, " clock: this host's clock is ")
+		if r.code == 0 || !strings.HasPrefix(line, "PROBLEM") || !strings.Contains(line, "behind the apiserver's") || !strings.Contains(r.stdout, "timedatectl set-ntp true") {
+			t.Fatalf("doctor should name the clock behind the apiserver's:\n%s", r)
+		}
+		if strings.Contains(r.stdout, " taints: ") || strings.Contains(r.stdout, "apiserver does not answer") {
+			t.Errorf("through the proxy the cluster's other checks should pass:\n%s", r)
+		}
+		t.Logf("doctor said:\n%s", r.stdout)
+	})
+
 	// Free space, for real: doctor pointed at a copy of the cluster's
 	// marker on a small file system that is nearly full (the machine's
 	// own disks are the test host's, which must not be filled).
@@ -342,4 +375,37 @@ func waitKubelet(t *testing.T, m *machine) {
 	}) {
 		t.Fatalf("kubelet in %s did not answer after its restart: %s", m.name, r)
 	}
+}
+
+// skewProxy serves the machine's apiserver, as its admin, on the machines'
+// network's gateway (this host), with every answer's Date moved by skew.
+// It returns the proxy's HOST:PORT as the machine reaches it.
+func skewProxy(t *testing.T, m *machine, skew time.Duration) string {
+	t.Helper()
+	rc, err := clientcmd.RESTConfigFromKubeConfig([]byte(m.exec(t, "cat", "/var/lib/dk8s/admin.conf").stdout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	transport, err := rest.TransportFor(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upstream, err := url.Parse(rc.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := httputil.NewSingleHostReverseProxy(upstream)
+	p.Transport = transport
+	p.ModifyResponse = func(resp *http.Response) error {
+		resp.Header.Set("Date", time.Now().Add(skew).UTC().Format(http.TimeFormat))
+		return nil
+	}
+	l, err := net.Listen("tcp", machineNetPre+"1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: p}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().String()
 }
