@@ -96,8 +96,14 @@ func loopbackResolvers(path string) []string {
 	if err != nil {
 		return nil
 	}
+	return LoopbackNameservers(string(data))
+}
+
+// LoopbackNameservers lists the nameservers of a resolv.conf's text that
+// are loopback addresses.
+func LoopbackNameservers(resolvConf string) []string {
 	var out []string
-	for _, line := range strings.Split(string(data), "\n") {
+	for _, line := range strings.Split(resolvConf, "\n") {
 		f := strings.Fields(line)
 		if len(f) >= 2 && f[0] == "nameserver" {
 			if ip := net.ParseIP(f[1]); ip != nil && ip.IsLoopback() {

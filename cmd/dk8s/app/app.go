@@ -113,7 +113,7 @@ Behind the Great Firewall or on an air-gapped site:
 	pf.StringVar(&g.version, "kubernetes-version", "", "Kubernetes `VERSION` of the lock to use (default: the lock's default)")
 	root.AddCommand(newVersion(g), newImages(g), newPull(g), newMirrors(g), newSave(g), newLoad(g),
 		newStart(g), newJoin(g), newAgent(g), newPs(g), newStop(g), newReset(g), newLogs(g), newKubeconfig(g), newCerts(g), newToken(g), newEtcd(g),
-		newHostExec(), newCSRApprover(g), newAPIServerLB(g))
+		newDoctor(g), newHostExec(), newCSRApprover(g), newAPIServerLB(g))
 	return root
 }
 
