@@ -130,8 +130,12 @@ func runStart(cmd *cobra.Command, g *globals, f *startFlags) error {
 	if f.controlPlaneOnly {
 		what = "Control plane"
 	}
-	fmt.Fprintf(g.streams.Err, "%s ready in %s. Talk to it with:\n  kubectl --kubeconfig %s get nodes\n",
-		what, time.Since(start).Round(100*time.Millisecond), cfg.AdminKubeconfig())
+	env := ""
+	if cfg.Dir != bootstrap.DefaultDir {
+		env = "DK8S_DIR=" + cfg.Dir + " "
+	}
+	fmt.Fprintf(g.streams.Err, "%s ready in %s. Talk to it with:\n  %sdk8s kubectl get nodes\nor any kubectl:\n  kubectl --kubeconfig %s get nodes\n",
+		what, time.Since(start).Round(100*time.Millisecond), env, cfg.AdminKubeconfig())
 	return nil
 }
 
