@@ -221,7 +221,7 @@ func TestFetchRefusesAFileThatIsNotThePinnedOne(t *testing.T) {
 	if !errors.As(err, &ce) {
 		t.Fatalf("want a ChecksumError, got %v", err)
 	}
-	for _, want := range []string{"sha256 mismatch", "kubelet from " + wrong.URL + "/dl.k8s.io", "has sha256 " + sum([]byte("other bytes")), "images.lock pins " + sum(body), "refusing it", "--binary-mirror"} {
+	for _, want := range []string{"sha256 mismatch", wrong.URL + "/dl.k8s.io: sha256 mismatch: " + wrong.URL + daocloudPath("kubelet"), "has sha256 " + sum([]byte("other bytes")), "images.lock pins " + sum(body), "refusing it", "--binary-mirror"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error should say %q:\n%v", want, err)
 		}

@@ -92,8 +92,8 @@ type ChecksumError struct {
 }
 
 func (e *ChecksumError) Error() string {
-	return fmt.Sprintf("sha256 mismatch: %s from %s (%s) has sha256 %s, but images.lock pins %s: refusing it, for this mirror serves other bytes than dl.k8s.io",
-		e.Name, e.Mirror, e.URL, e.Got, e.Want)
+	return fmt.Sprintf("sha256 mismatch: %s has sha256 %s, but images.lock pins %s: refusing it, as this mirror serves other bytes than dl.k8s.io",
+		e.URL, e.Got, e.Want)
 }
 
 // BinaryTried is one mirror's failed attempt at a file.
@@ -114,9 +114,11 @@ func (e *FetchError) Error() string {
 	for _, t := range e.Tried {
 		parts = append(parts, fmt.Sprintf("%s: %v", t.Mirror, t.Err))
 	}
-	return fmt.Sprintf("no binary mirror served %s %s for %s as images.lock pins it (%s); name one that has it with --binary-mirror (a catalogue name or a base URL of your own)",
-		e.Name, e.Version, e.Platform, strings.Join(parts, "; "))
+	return fmt.Sprintf("no binary mirror served %s %s for %s as images.lock pins it (%s); %s", e.Name, e.Version, e.Platform, strings.Join(parts, "; "), FetchHint)
 }
+
+// FetchHint says what to do when no binary mirror served a file.
+const FetchHint = "name a mirror that has the file with --binary-mirror (a catalogue name, or the base URL of a server of your own)"
 
 // Unwrap exposes each mirror's error to errors.Is and errors.As.
 func (e *FetchError) Unwrap() []error {

@@ -191,16 +191,15 @@ func TestPullBinariesThroughMirrors(t *testing.T) {
 		}
 		for _, name := range hostBinaries {
 			for _, want := range []string{
-				"sha256 mismatch: " + name + " from " + wrong.base,
+				"! " + name + " " + v + " from " + wrong.base + ": sha256 mismatch: " + wrong.base + "/release/" + v + "/bin/linux/" + runtime.GOARCH + "/" + name,
 				"has sha256 " + fileSum(t, harnessBinary(olderVersion, name)) + ", but images.lock pins " + fileSum(t, harnessBinary(v, name)) + ": refusing it",
-				"no binary mirror served " + name + " " + v,
 			} {
 				if !strings.Contains(r.stderr, want) {
 					t.Errorf("pull should say %q:\n%s", want, r.stderr)
 				}
 			}
 		}
-		if !strings.Contains(r.stderr, "kubelet and kubectl could not be brought into "+dir+"/bin") {
+		if !strings.Contains(r.stderr, "kubelet and kubectl could not be brought into "+dir+"/bin: no binary mirror served what images.lock pins; name a mirror that has the file with --binary-mirror") {
 			t.Errorf("pull should end saying what it could not bring:\n%s", r.stderr)
 		}
 		if entries, _ := os.ReadDir(filepath.Join(dir, "bin")); len(entries) != 0 {
@@ -209,7 +208,7 @@ func TestPullBinariesThroughMirrors(t *testing.T) {
 
 		// With a good mirror after it, the good copies are taken.
 		r = dk8s(t, []string{"DK8S_BINARY_MIRROR=" + wrong.base + "," + good.base}, "pull", "--lock", lock, "--mirror", flatMirror, "--dir", dir)
-		if r.code != 0 || !strings.Contains(r.stderr, "refusing it, for this mirror serves other bytes than dl.k8s.io; trying "+good.base+" next") {
+		if r.code != 0 || !strings.Contains(r.stderr, "refusing it, as this mirror serves other bytes than dl.k8s.io; trying "+good.base+" next") {
 			t.Fatalf("pull should pass the wrong mirror over for the good one:\n%s", r)
 		}
 		assertBinaries(t, dir, rel)

@@ -117,10 +117,10 @@ func TestPullRefusesABinaryThatIsNotThePinnedOne(t *testing.T) {
 	base := daocloudFiles(t, rel.Kubernetes, map[string][]byte{"kubelet": files["kubelet"], "kubectl": []byte("something else")})
 	dir := t.TempDir()
 	_, stderr, err := runFake(t, presentHost(rel), "pull", "--lock", lock, "--dir", dir, "--binary-mirror", base)
-	if err == nil || !strings.Contains(err.Error(), "kubectl could not be brought into "+dir+"/bin") {
+	if err == nil || !strings.Contains(err.Error(), "kubectl could not be brought into "+dir+"/bin: no binary mirror served what images.lock pins; name a mirror that has the file with --binary-mirror") {
 		t.Fatalf("pull should fail on a wrong kubectl: %v\n%s", err, stderr)
 	}
-	for _, want := range []string{"sha256 mismatch: kubectl from " + base, "but images.lock pins " + fmt.Sprintf("%x", sha256.Sum256(files["kubectl"])), "refusing it"} {
+	for _, want := range []string{"kubectl " + rel.Kubernetes + " from " + base + ": sha256 mismatch: " + base + "/release/", "but images.lock pins " + fmt.Sprintf("%x", sha256.Sum256(files["kubectl"])), "refusing it"} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("pull should say %q:\n%s", want, stderr)
 		}

@@ -270,18 +270,21 @@ func pullBinaries(ctx context.Context, g *globals, rel *images.Release, dir stri
 	var failed []string
 	for _, name := range []string{"kubelet", "kubectl"} {
 		_, err := fetch.Fetch(ctx, rel, name, filepath.Join(dir, "bin", name))
+		var fe *host.FetchError
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, host.ErrUnpinned):
 			fmt.Fprintf(g.streams.Err, "%s %s: not fetched: %v; %s\n", name, rel.Kubernetes, err, instead[name])
+		case errors.As(err, &fe):
+			failed = append(failed, name) // each mirror's answer is shown above
 		case err != nil:
 			fmt.Fprintf(g.streams.Err, "%s %s: %v\n", name, rel.Kubernetes, err)
 			failed = append(failed, name)
 		}
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("%s could not be brought into %s/bin", strings.Join(failed, " and "), dir)
+		return fmt.Errorf("%s could not be brought into %s/bin: no binary mirror served what images.lock pins; %s", strings.Join(failed, " and "), dir, host.FetchHint)
 	}
 	return nil
 }
