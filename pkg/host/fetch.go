@@ -50,6 +50,9 @@ type Fetcher struct {
 	// them; nil is exponential from 500ms.
 	Tries      uint
 	NewBackOff func() backoff.BackOff
+	// StallTimeout ends a download that receives nothing for that long (a
+	// temporary failure, tried again); 0 means a minute.
+	StallTimeout time.Duration
 
 	mu   sync.Mutex
 	down map[string]bool
@@ -177,8 +180,24 @@ func (f *Fetcher) try(ctx context.Context, ev BinaryEvent, want, dst string) (in
 }
 
 // download fetches ev.URL into a file beside dst, hashing it on the way,
-// and puts it in place when its sum is want.
+// and puts it in place when its sum is want. A mirror that stops sending
+// mid-file (common across the firewall) would hold it for ever: no byte for
+// the stall timeout ends it, as a temporary failure.
 func (f *Fetcher) download(ctx context.Context, ev BinaryEvent, want, dst string) (int64, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stall := fmt.Errorf("%s stalled: no byte for %s", ev.URL, f.stallTimeout())
+	watchdog := time.AfterFunc(f.stallTimeout(), func() { cancel(stall) })
+	defer watchdog.Stop()
+	n, err := f.get(ctx, ev, want, dst, func() { watchdog.Reset(f.stallTimeout()) })
+	if err != nil && context.Cause(ctx) == stall {
+		return n, fmt.Errorf("%w after %d bytes", stall, n)
+	}
+	return n, err
+}
+
+// get is download's request, calling progress as bytes come.
+func (f *Fetcher) get(ctx context.Context, ev BinaryEvent, want, dst string, progress func()) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ev.URL, nil)
 	if err != nil {
 		return 0, err
@@ -199,7 +218,8 @@ func (f *Fetcher) download(ctx context.Context, ev BinaryEvent, want, dst string
 	}
 	defer file.Discard()
 	h := sha256.New()
-	count := &counter{report: func(n int64) { ev.Phase, ev.Current = BinaryBytes, n; f.emit(ev) }, total: resp.ContentLength}
+	count := &counter{total: resp.ContentLength, progress: progress,
+		report: func(n int64) { ev.Phase, ev.Current = BinaryBytes, n; f.emit(ev) }}
 	n, err := io.Copy(io.MultiWriter(file, h, count), io.LimitReader(resp.Body, maxBinary+1))
 	switch {
 	case err != nil:
@@ -250,12 +270,21 @@ func (f *Fetcher) emit(ev BinaryEvent) {
 }
 
 func (f *Fetcher) client() *http.Client {
-	if f.Client != nil {
-		return f.Client
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.Client == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.ResponseHeaderTimeout = 30 * time.Second
+		f.Client = &http.Client{Transport: t}
 	}
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.ResponseHeaderTimeout = 30 * time.Second
-	return &http.Client{Transport: t}
+	return f.Client
+}
+
+func (f *Fetcher) stallTimeout() time.Duration {
+	if f.StallTimeout > 0 {
+		return f.StallTimeout
+	}
+	return time.Minute
 }
 
 func (f *Fetcher) backOff() backoff.BackOff {
@@ -283,13 +312,16 @@ func (f *Fetcher) markDown(name string) {
 	f.down[name] = true
 }
 
-// counter reports the bytes written through it, every 4 MiB and at the end.
+// counter reports the bytes written through it, every 4 MiB and at the end,
+// and tells progress of every write.
 type counter struct {
 	n, last, total int64
 	report         func(int64)
+	progress       func()
 }
 
 func (c *counter) Write(p []byte) (int, error) {
+	c.progress()
 	c.n += int64(len(p))
 	if c.n-c.last >= 4<<20 || c.n == c.total {
 		c.last = c.n

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cenkalti/backoff/v7"
 
@@ -308,6 +309,40 @@ func TestFetchRetriesATemporaryFailure(t *testing.T) {
 	assertBinary(t, dst, body)
 	if !strings.Contains(strings.Join(*events, "\n"), "kubelet retry") {
 		t.Errorf("a download cut short is retried on the same mirror:\n%s", strings.Join(*events, "\n"))
+	}
+}
+
+func TestFetchGivesUpOnAStalledMirror(t *testing.T) {
+	body := []byte("kubelet bytes")
+	unblock := make(chan struct{})
+	stalled := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		w.Write(body[:4])
+		w.(http.Flusher).Flush()
+		select { // then nothing, until the client gives up
+		case <-r.Context().Done():
+		case <-unblock:
+		}
+	}))
+	defer stalled.Close()
+	defer close(unblock)
+	good := fileServer(t, map[string][]byte{daocloudPath("kubelet"): body})
+	f := fetcher(stalled.URL+"/dl.k8s.io", good.URL+"/dl.k8s.io")
+	f.StallTimeout, f.Tries = 200*time.Millisecond, 1
+	var said []string
+	f.Events = func(e BinaryEvent) {
+		if e.Phase == BinaryFallback {
+			said = append(said, e.String())
+		}
+	}
+	dst := filepath.Join(t.TempDir(), "kubelet")
+	got, err := f.Fetch(context.Background(), release(binary("kubelet", sum(body))), "kubelet", dst)
+	if err != nil || got.Mirror != good.URL+"/dl.k8s.io" {
+		t.Fatalf("the stalled mirror should be given up for the next: %+v %v", got, err)
+	}
+	assertBinary(t, dst, body)
+	if len(said) != 1 || !strings.Contains(said[0], "/kubelet stalled: no byte for 200ms after 4 bytes; trying "+good.URL) {
+		t.Errorf("the stall should be named: %q", said)
 	}
 }
 
