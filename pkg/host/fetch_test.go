@@ -133,7 +133,8 @@ func TestFetchFromAMirrorLaidOutLikeDaoClouds(t *testing.T) {
 	events := f.record()
 	dir := t.TempDir()
 	rel := release(binary("kubelet", sum(kubelet)), binary("kubectl", sum(kubectl)))
-	for name, body := range map[string][]byte{"kubelet": kubelet, "kubectl": kubectl} {
+	for _, name := range []string{"kubelet", "kubectl"} {
+		body := map[string][]byte{"kubelet": kubelet, "kubectl": kubectl}[name]
 		dst := filepath.Join(dir, "bin", name)
 		got, err := f.Fetch(context.Background(), rel, name, dst)
 		if err != nil {
