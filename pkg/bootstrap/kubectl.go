@@ -2,14 +2,10 @@ package bootstrap
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
-	"time"
 
 	"github.com/dk8s/dk8s/pkg/host"
 	"github.com/dk8s/dk8s/pkg/images"
@@ -47,22 +43,7 @@ func Kubectl(ctx context.Context, o KubectlOptions) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	cmd := exec.CommandContext(ctx, path, o.Args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+admin)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
-	// Interrupted, kubectl is asked to stop as a shell would ask it, not
-	// killed: a 'kubectl port-forward' or 'logs -f' ends cleanly.
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 10 * time.Second
-	err = cmd.Run()
-	var exit *exec.ExitError
-	if errors.As(err, &exit) {
-		return exit.ExitCode(), nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("running %s: %w", path, err)
-	}
-	return 0, nil
+	return host.RunAttached(ctx, path, o.Args, []string{"KUBECONFIG=" + admin}, o.Stdin, o.Stdout, o.Stderr)
 }
 
 // kubectlBinary returns Dir/bin/kubectl, fetching it first when it is
