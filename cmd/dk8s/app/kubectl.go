@@ -35,11 +35,11 @@ own settings come from the environment:
 			if err != nil {
 				return err
 			}
-			images, err := mirror.ParseList(envOr("DK8S_MIRROR", "upstream"))
+			choice, err := mirror.ParseChoice(envOr("DK8S_MIRROR", "upstream"))
 			if err != nil {
 				return err
 			}
-			bins, err := binaryMirrors(envOr("DK8S_BINARY_MIRROR", ""), images)
+			bins, err := binaryMirrors(envOr("DK8S_BINARY_MIRROR", ""), choice.Mirrors)
 			if err != nil {
 				return err
 			}

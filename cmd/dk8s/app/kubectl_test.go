@@ -48,7 +48,7 @@ func TestKubectlPassesEverythingThrough(t *testing.T) {
 
 func TestKubectlWithoutACluster(t *testing.T) {
 	dir := t.TempDir()
-	_, _, err := runKubectl(t, map[string]string{"DK8S_DIR": dir}, "get", "nodes")
+	_, _, err := runKubectl(t, map[string]string{"DK8S_DIR": dir, "DK8S_MIRROR": "auto"}, "get", "nodes")
 	if err == nil || !strings.Contains(err.Error(), "no cluster in "+dir+" (it has no admin.conf): start one with 'dk8s start', or set DK8S_DIR") {
 		t.Errorf("want an error saying there is no cluster and what to run: %v", err)
 	}
