@@ -279,8 +279,7 @@ func pullBinaries(ctx context.Context, g *globals, rel *images.Release, dir stri
 		case errors.As(err, &fe):
 			failed = append(failed, name) // each mirror's answer is shown above
 		case err != nil:
-			fmt.Fprintf(g.streams.Err, "%s %s: %v\n", name, rel.Kubernetes, err)
-			failed = append(failed, name)
+			return fmt.Errorf("%s %s: %w", name, rel.Kubernetes, err) // this host's, such as a DIR it cannot write
 		}
 	}
 	if len(failed) > 0 {
