@@ -12,40 +12,79 @@ import (
 // keys. The temporary file is made beside path, so that the rename never
 // crosses file systems, and is removed on every failure.
 func Write(path string, data []byte, mode os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	p, err := Create(path, mode)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	// The mode is set before any byte is written: a key is never readable
-	// by others, not even for a moment.
-	if err := tmp.Chmod(mode); err != nil {
+	defer p.Discard()
+	if _, err := p.Write(data); err != nil {
 		return err
 	}
-	if _, err := tmp.Write(data); err != nil {
-		return err
+	return p.Commit()
+}
+
+// Pending is a file being written that replaces path only when committed:
+// for content streamed in and checked before it may be kept, such as a
+// downloaded binary held against its pinned sum.
+type Pending struct {
+	*os.File
+	path string
+	done bool
+}
+
+// Create starts the replacement of path: a temporary file beside it, mode
+// set before any byte is written (a key is never readable by others, not
+// even for a moment). A missing directory is made 0700. The caller writes
+// to it, then calls Commit, or Discard to leave path as it was; a deferred
+// Discard after a Commit does nothing.
+func Create(path string, mode os.FileMode) (*Pending, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return nil, err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return nil, err
+	}
+	return &Pending{File: tmp, path: path}, nil
+}
+
+// Commit puts what was written in place of path.
+func (p *Pending) Commit() error {
+	if p.done {
+		return fmt.Errorf("%s: already committed or discarded", p.path)
 	}
 	// Without the sync a crash after the rename can leave path empty: the
 	// rename may reach the disk before the data does.
-	if err := tmp.Sync(); err != nil {
+	if err := p.Sync(); err != nil {
+		p.Discard()
 		return err
 	}
-	if err := tmp.Close(); err != nil {
+	if err := p.Close(); err != nil {
+		p.Discard()
 		return err
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := os.Rename(p.Name(), p.path); err != nil {
+		p.Discard()
 		return err
 	}
-	return syncDir(dir)
+	p.done = true
+	return syncDir(filepath.Dir(p.path))
+}
+
+// Discard removes the temporary file, leaving path untouched.
+func (p *Pending) Discard() {
+	if p.done {
+		return
+	}
+	p.done = true
+	p.Close()
+	os.Remove(p.Name())
 }
 
 // syncDir flushes dir's entries, so that a rename in it survives a crash.

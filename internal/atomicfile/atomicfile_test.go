@@ -163,3 +163,31 @@ func assertOnly(t *testing.T, dir string, names ...string) {
 		}
 	}
 }
+
+func TestPendingReplacesOnlyWhenCommitted(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bin", "kubelet")
+	if err := Write(path, []byte("old"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Create(path, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Write([]byte("bytes that did not verify"))
+	p.Discard()
+	assertFile(t, path, "old", 0o755)
+	assertOnly(t, filepath.Join(dir, "bin"), "kubelet")
+
+	p, err = Create(path, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Discard() // after a commit, a no-op
+	p.Write([]byte("new"))
+	if err := p.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	assertFile(t, path, "new", 0o755)
+	assertOnly(t, filepath.Join(dir, "bin"), "kubelet")
+}

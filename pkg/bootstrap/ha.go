@@ -192,7 +192,7 @@ func JoinControlPlane(ctx context.Context, engine containers.Engine, jc ControlP
 	if _, err := findShim(cfg); err != nil {
 		return err
 	}
-	if _, err := findNodeTools(ctx, engine, cfg, rel); err != nil {
+	if _, err := findNodeTools(ctx, engine, cfg, rel, emit); err != nil {
 		return err
 	}
 	if opts.Pull != nil {

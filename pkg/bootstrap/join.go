@@ -169,7 +169,7 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 	if err != nil {
 		return err
 	}
-	tools, err := findNodeTools(ctx, engine, jc.Config, rel)
+	tools, err := findNodeTools(ctx, engine, jc.Config, rel, emit)
 	if err != nil {
 		return err
 	}

@@ -38,9 +38,10 @@ type nodeTools struct {
 }
 
 // findNodeTools finds the runtime, the CNI plugins and a kubelet that fits
-// the control plane, or says what is missing. (The static dk8s the
-// agents' supervisors run is findShim's.)
-func findNodeTools(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release) (*nodeTools, error) {
+// the control plane (fetched through cfg's binary mirrors when the host has
+// none, saying so through emit), or says what is missing. (The static dk8s
+// the agents' supervisors run is findShim's.)
+func findNodeTools(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, emit func(Event)) (*nodeTools, error) {
 	var t nodeTools
 	v, err := engine.Version(ctx)
 	if err != nil {
@@ -50,7 +51,8 @@ func findNodeTools(ctx context.Context, engine containers.Engine, cfg Config, re
 	if t.Tools, err = host.FindTools(); err != nil {
 		return nil, err
 	}
-	if t.kubelet, t.kubeletVersion, err = host.FindKubelet(ctx, host.Exec{}, cfg.KubeletBinary, cfg.Dir, rel); err != nil {
+	if t.kubelet, t.kubeletVersion, err = host.FindKubelet(ctx, host.Exec{}, cfg.KubeletBinary, cfg.Dir, rel,
+		&host.Fetcher{Mirrors: cfg.BinaryMirrors, Events: binaryEvents(emit)}); err != nil {
 		return nil, err
 	}
 	return &t, nil

@@ -46,6 +46,9 @@ type Config struct {
 	ShimBinary string
 	// Mirrors are where pods' registry.k8s.io images are pulled from.
 	Mirrors []mirror.Mirror
+	// BinaryMirrors are where a kubelet the host lacks is fetched from, in
+	// order; none means dl.k8s.io.
+	BinaryMirrors []mirror.BinaryMirror
 	// MaxPods caps the pods this node runs; 0 is kubelet's default (110).
 	MaxPods int
 	// HA readies the control plane for others to join it: etcd listens on

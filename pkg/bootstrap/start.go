@@ -138,7 +138,7 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 	if cfg.Node {
 		// Everything the node needs from the host is found before anything
 		// is changed.
-		if node, err = findNodeTools(ctx, engine, cfg, rel); err != nil {
+		if node, err = findNodeTools(ctx, engine, cfg, rel, emit); err != nil {
 			return err
 		}
 	}

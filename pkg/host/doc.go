@@ -1,6 +1,7 @@
 // Package host is the host's side of a dk8s node: the pod runtime (a
 // containerd of dk8s's own, its configuration, the images it holds), the
-// kubelet (found, downloaded against its pinned sum, configured), the
+// kubelet (found, or fetched with kubectl through binary mirrors and kept
+// only when it matches its pinned sum; configured), the
 // systemd units that supervise both where systemd is init, what host-exec
 // prepares before an agent starts (the service range's route, the
 // runtime's cgroup), and the clean-up that undoes it all.

@@ -3,10 +3,14 @@ package host
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // Runner runs a command on the host. It is the one door through which this
@@ -35,6 +39,33 @@ func (Exec) Run(ctx context.Context, stdin io.Reader, name string, args ...strin
 		err = fmt.Errorf("%w: %s", err, msg)
 	}
 	return out, err
+}
+
+// RunAttached runs path with args on this machine as a user's own
+// command: its standard streams are the ones given, env is added to
+// dk8s's, and its exit code is returned, not made an error. An error means
+// it could not run. When ctx ends it is asked to stop with SIGTERM, as a
+// shell would ask it, not killed: a 'kubectl port-forward' or 'logs -f'
+// ends cleanly.
+func RunAttached(ctx context.Context, path string, args, env []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		// Killed by a signal, it ends as a shell reports it: 128+N.
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal()), nil
+		}
+		return exit.ExitCode(), nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("running %s: %w", path, err)
+	}
+	return 0, nil
 }
 
 // Systemctl runs systemctl with args through r.

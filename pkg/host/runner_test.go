@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -41,5 +42,20 @@ func TestSystemctl(t *testing.T) {
 	}
 	if strings.Join(r.Calls, "|") != "systemctl daemon-reload|systemctl enable dk8s-x.service" {
 		t.Errorf("ran %q", r.Calls)
+	}
+}
+
+func TestRunAttached(t *testing.T) {
+	var out, errb bytes.Buffer
+	code, err := RunAttached(context.Background(), "/bin/sh", []string{"-c", `read line; echo "$line $DK8S_X"; echo oops >&2; exit 7`},
+		[]string{"DK8S_X=set"}, strings.NewReader("typed\n"), &out, &errb)
+	if err != nil || code != 7 || out.String() != "typed set\n" || errb.String() != "oops\n" {
+		t.Errorf("RunAttached: code %d, err %v, stdout %q, stderr %q", code, err, out.String(), errb.String())
+	}
+	if code, err := RunAttached(context.Background(), "/bin/sh", []string{"-c", "kill -TERM $$"}, nil, nil, &out, &errb); err != nil || code != 143 {
+		t.Errorf("a command killed by SIGTERM ends 143, as in a shell: %d, %v", code, err)
+	}
+	if _, err := RunAttached(context.Background(), "/nonexistent/kubectl", nil, nil, nil, &out, &errb); err == nil || !strings.Contains(err.Error(), "running /nonexistent/kubectl") {
+		t.Errorf("a command that cannot run is an error: %v", err)
 	}
 }

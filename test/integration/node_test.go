@@ -13,14 +13,19 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/dk8s/dk8s/pkg/images"
 )
 
 func TestNode(t *testing.T) {
 	engine, _ := harness(t)
 	c := newCluster(t)
-	// kubelet comes as it would on a real host without one: downloaded from
-	// the lock's URL (a local server here) and checked against its pin.
-	c.node, c.nodeArgs = true, []string{"--lock", lockWithKubelet(t, kubeletServer(t).URL, kubeletSum(t))}
+	// kubelet comes as it would on a host in China without one: through a
+	// binary mirror laid out as DaoCloud's (a local server here), past a
+	// dead one, checked against the lock's pin.
+	lock, rel := lockWithBinaries(t)
+	files := harnessMirror(t, rel.Kubernetes)
+	c.node, c.nodeArgs = true, []string{"--lock", lock, "--binary-mirror", deadBinaryMirror(t) + "," + files.base}
 	// Runs before newCluster's own purge: purge, then look for leftovers.
 	t.Cleanup(func() {
 		c.purge()
@@ -35,8 +40,22 @@ func TestNode(t *testing.T) {
 			t.Errorf("start should say %q:\n%s", want, r)
 		}
 	}
-	if out := c.mustKubectl("get", "nodes"); !strings.Contains(lineWith(out, node), " Ready ") {
-		t.Fatalf("kubectl get nodes:\n%s", out)
+	if line := lineWith(r.stderr, "✓ kubelet "+rel.Kubernetes+": "); !strings.HasSuffix(line, " MB from "+files.base+", sha256 verified") {
+		t.Errorf("start should say kubelet came from %s, verified: %q\n%s", files.base, line, r.stderr)
+	}
+	assertBinaries(t, c.dir, &images.Release{Binaries: rel.Binaries[:1]})
+	// dk8s kubectl fetches the pinned kubectl the same way, and talks to
+	// the cluster as its admin.
+	k := dk8s(t, []string{"DK8S_DIR=" + c.dir, "DK8S_LOCK=" + lock, "DK8S_BINARY_MIRROR=" + files.base}, "kubectl", "get", "nodes")
+	if k.code != 0 || !strings.Contains(lineWith(k.stdout, node), " Ready ") {
+		t.Fatalf("dk8s kubectl get nodes:\n%s", k)
+	}
+	if line := lineWith(k.stderr, "✓ kubectl "+rel.Kubernetes+": "); !strings.HasSuffix(line, " MB from "+files.base+", sha256 verified") {
+		t.Errorf("dk8s kubectl should say kubectl came from %s, verified: %q\n%s", files.base, line, k.stderr)
+	}
+	assertBinaries(t, c.dir, rel)
+	if k := dk8s(t, []string{"DK8S_DIR=" + c.dir}, "kubectl", "get", "node", "no-such-node"); k.code != 1 || !strings.Contains(k.stderr, `nodes "no-such-node" not found`) {
+		t.Errorf("kubectl's failure and exit code should be dk8s kubectl's:\n%s", k)
 	}
 	ps := c.waitHealthy(time.Minute)
 	for _, comp := range []string{"containerd ", "kubelet "} {

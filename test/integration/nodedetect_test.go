@@ -123,25 +123,3 @@ func TestSystemdUnitsVerify(t *testing.T) {
 		}
 	}
 }
-
-func TestPullFetchesKubelet(t *testing.T) {
-	harness(t)
-	srv := kubeletServer(t)
-	dir := t.TempDir()
-	r := dk8s(t, nil, "pull", "--mirror", flatMirror, "--dir", dir, "--lock", lockWithKubelet(t, srv.URL, kubeletSum(t)))
-	if r.code != 0 || !strings.Contains(r.stderr, "kubelet v1.37.2: in "+dir+"/bin, sha256 verified") {
-		t.Fatalf("pull should fetch the pinned kubelet:\n%s", r)
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "bin", "kubelet"))
-	if err != nil || fmt.Sprintf("%x", sha256.Sum256(data)) != kubeletSum(t) {
-		t.Fatalf("%s/bin/kubelet should be the pinned kubelet (err %v)", dir, err)
-	}
-	r = dk8s(t, nil, "pull", "--mirror", flatMirror, "--dir", t.TempDir(), "--lock", lockWithKubelet(t, srv.URL, strings.Repeat("1", 64)))
-	if r.code == 0 || !strings.Contains(r.stderr, "refusing it") {
-		t.Errorf("a kubelet that does not match its pin should fail the pull:\n%s", r)
-	}
-	r = dk8s(t, nil, "pull", "--mirror", flatMirror, "--dir", t.TempDir())
-	if r.code != 0 || !strings.Contains(r.stderr, "images.lock pins no sha256 for it") {
-		t.Errorf("an unpinned kubelet is named, and the pull still succeeds:\n%s", r)
-	}
-}

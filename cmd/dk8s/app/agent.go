@@ -55,6 +55,9 @@ before 'dk8s reset'.`,
 			if cmd.Flags().Changed("mirror") || len(jc.Mirrors) > 0 {
 				args = append(args, "--mirror", f.mirrors)
 			}
+			if f.binaryMirrors != "" {
+				args = append(args, "--binary-mirror", f.binaryMirrors)
+			}
 			engine, err := g.engine(cmd.Context())
 			if err != nil {
 				return err

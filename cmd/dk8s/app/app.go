@@ -99,7 +99,9 @@ Behind the Great Firewall or on an air-gapped site:
   dk8s mirrors                           which mirrors answer, with which tags
   dk8s images                            what the set is and what you have
   dk8s save -o k8s.tar / dk8s load -i k8s.tar
-                                         carry the set to a machine with no registry`,
+                                         carry the set to a machine with no registry
+  dk8s start --mirror aliyun             the cluster; kubelet through binary mirrors
+  dk8s kubectl get nodes                 the pinned kubectl, as the cluster's admin`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       Version,
@@ -113,7 +115,7 @@ Behind the Great Firewall or on an air-gapped site:
 	pf.StringVar(&g.version, "kubernetes-version", "", "Kubernetes `VERSION` of the lock to use (default: the lock's default)")
 	root.AddCommand(newVersion(g), newImages(g), newPull(g), newMirrors(g), newSave(g), newLoad(g),
 		newStart(g), newJoin(g), newAgent(g), newPs(g), newStop(g), newReset(g), newLogs(g), newKubeconfig(g), newCerts(g), newToken(g), newEtcd(g),
-		newDoctor(g), newHostExec(), newCSRApprover(g), newAPIServerLB(g))
+		newDoctor(g), newKubectl(g), newHostExec(), newCSRApprover(g), newAPIServerLB(g))
 	return root
 }
 

@@ -46,6 +46,8 @@ func runWith(t *testing.T, newEngine engineFunc, stdin io.Reader, args ...string
 	t.Helper()
 	t.Setenv("DK8S_LOCK", "")
 	t.Setenv("DK8S_MIRROR", "")
+	t.Setenv("DK8S_BINARY_MIRROR", "")
+	t.Setenv("DK8S_DIR", "")
 	var out, errb bytes.Buffer
 	err = execute(context.Background(), Streams{In: stdin, Out: &out, Err: &errb}, args, newEngine)
 	return out.String(), errb.String(), err
@@ -69,6 +71,9 @@ func TestBadFlagsAndArgumentsAreRefused(t *testing.T) {
 		{[]string{"start", "--mirror", "auto:aliyn"}, `unknown mirror "aliyn"`},
 		{[]string{"mirrors", "-o", "yaml"}, `unknown output format "yaml": use one of table, json`},
 		{[]string{"mirrors", "--mirror", "auto,aliyun"}, `unknown mirror "auto"`},
+		{[]string{"pull", "--binary-mirror", "daocloud"}, `unknown binary mirror "daocloud": use one of kubekey-china, kubekey-china-v4, daocloud-files, upstream, or a base URL`},
+		{[]string{"start", "--binary-mirror", "files.example.com"}, `unknown binary mirror "files.example.com"`},
+		{[]string{"join", "https://192.0.2.1:6443", "--binary-mirror", "ftp://x"}, `unknown binary mirror "ftp://x"`},
 		{[]string{"save"}, "--output is required"},
 		{[]string{"load"}, "--input is required"},
 		{[]string{"logs"}, "accepts 1 arg(s), received 0"},

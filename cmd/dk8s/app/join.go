@@ -20,6 +20,7 @@ type joinFlags struct {
 	token, nodeName, advertise string
 	hashes                     []string
 	kubeletBinary, mirrors     string
+	binaryMirrors              string
 	timeout, wait, discovery   time.Duration
 	maxPods                    int
 	controlPlane               bool
@@ -53,7 +54,12 @@ control plane instead: it opens the cluster's CAs and service-account keys
 with the key, makes its own certificates, adds its etcd to the cluster's as
 a learner (promoted once it has caught up), and runs its apiserver,
 controller-manager and scheduler beside the others', and its node. After
-that, 'dk8s start' brings it back like any control plane.`,
+that, 'dk8s start' brings it back like any control plane.
+
+Without --kubelet-binary or a kubelet on the PATH, the lock's kubelet comes
+into DIR/bin through the binary mirrors, checked against its sha256.
+
+` + binaryMirrorHelp(),
 		Example: `  dk8s join https://192.0.2.10:6443 --token abcdef.0123456789abcdef \
       --ca-cert-hash sha256:1f0e...9a --mirror aliyun,daocloud
   dk8s ps                       # this machine's parts
@@ -83,6 +89,7 @@ func (f *joinFlags) addJoin(cmd *cobra.Command, token string) {
 	fl.StringVar(&f.advertise, "advertise-address", "", "`IP` of this node (default: the default route's)")
 	fl.StringVar(&f.mirrors, "mirror", envOr("DK8S_MIRROR", "upstream"), "mirrors to pull the node's images through, in order; or auto, auto:LIST (see 'dk8s pull --help')")
 	fl.StringVar(&f.kubeletBinary, "kubelet-binary", "", "kubelet `FILE` on the host to run (default: kubelet on the PATH, else downloaded and checked against images.lock)")
+	addBinaryMirrorFlag(fl, &f.binaryMirrors)
 	fl.DurationVar(&f.timeout, "timeout", 3*time.Minute, "how long each step of a join may take")
 	fl.IntVar(&f.maxPods, "max-pods", 0, "most pods this node runs (default: kubelet's 110)")
 	fl.DurationVar(&f.discovery, "discovery-timeout", 20*time.Second, "how long to wait for the control plane to answer and sign a new token")
@@ -112,6 +119,9 @@ func (f *joinFlags) joinConfig(cmd *cobra.Command, server string) (bootstrap.Joi
 	// release.
 	if cmd.Flags().Changed("mirror") || os.Getenv("DK8S_MIRROR") != "" {
 		cfg.Mirrors = choice.Mirrors
+	}
+	if cfg.BinaryMirrors, err = binaryMirrors(f.binaryMirrors, choice.Mirrors); err != nil {
+		return bootstrap.JoinConfig{}, mirror.Choice{}, err
 	}
 	return bootstrap.JoinConfig{Config: cfg, Server: server, Token: f.token, CACertHashes: f.hashes, DiscoveryTimeout: f.discovery}, choice, nil
 }

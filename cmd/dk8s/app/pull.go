@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -25,6 +26,7 @@ type pullFlags struct {
 	requireVerified bool
 	output          string
 	dir             string
+	binaryMirrors   string
 }
 
 func newPull(g *globals) *cobra.Command {
@@ -56,12 +58,20 @@ Mirrors, with where each serves registry.k8s.io's images and docker.io's
 ` + autoHelp + `
 
 Private mirrors use the logins of 'docker login', from Docker's credential
-helpers (credHelpers, credsStore) as docker itself does. Exits non-zero when
-any image could not be brought in, naming it and what each mirror said.`,
+helpers (credHelpers, credsStore) as docker itself does.
+
+Then kubelet and kubectl of the release come into DIR/bin (--dir), for
+'dk8s start' and 'dk8s kubectl', when images.lock pins their sha256 for this
+machine; a file already there and matching is kept.
+
+` + binaryMirrorHelp() + `
+Exits non-zero when any image or binary could not be brought in, naming it
+and what each mirror said.`,
 		Example: `  dk8s pull --mirror aliyun,daocloud        # flannel (docker.io) from daocloud
   dk8s pull --mirror auto                   # the catalogue, best first
   dk8s pull --mirror aliyun,daocloud,upstream
   dk8s pull --mirror harbor.corp.local:8443/google_containers --platform linux/arm64
+  dk8s pull --mirror aliyun --binary-mirror daocloud-files,https://files.example.com/dl.k8s.io
   DK8S_MIRROR=daocloud dk8s pull`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -79,7 +89,8 @@ any image could not be brought in, naming it and what each mirror said.`,
 	fl.BoolVar(&f.keepMirrorTags, "keep-mirror-tags", false, "keep each mirror's name for the images beside the canonical names")
 	fl.BoolVar(&f.requireVerified, "require-verified", false, "refuse images the lock has no digest for: they get no name and the pull fails, instead of a warning")
 	fl.StringVarP(&f.output, "output", "o", "table", "summary format: table or json")
-	fl.StringVar(&f.dir, "dir", bootstrap.DefaultDir, "cluster `DIR` whose bin/ receives the kubelet binary, when the lock pins its sha256")
+	fl.StringVar(&f.dir, "dir", bootstrap.DefaultDir, "cluster `DIR` whose bin/ receives kubelet and kubectl, when the lock pins their sha256")
+	addBinaryMirrorFlag(fl, &f.binaryMirrors)
 	return cmd
 }
 
@@ -116,6 +127,14 @@ func runPull(cmd *cobra.Command, g *globals, f *pullFlags) error {
 		return fmt.Errorf("--parallel must be at least 1, got %d", f.parallel)
 	}
 	choice, err := mirror.ParseChoice(f.mirrors)
+	if err != nil {
+		return err
+	}
+	binMirrors, err := binaryMirrors(f.binaryMirrors, choice.Mirrors)
+	if err != nil {
+		return err
+	}
+	dir, err := bootstrap.AbsDir(f.dir)
 	if err != nil {
 		return err
 	}
@@ -158,16 +177,8 @@ func runPull(cmd *cobra.Command, g *globals, f *pullFlags) error {
 		}
 		return err
 	}
-	dir, err := bootstrap.AbsDir(f.dir)
-	if err != nil {
+	if err := pullBinaries(ctx, g, rel, dir, binMirrors); err != nil {
 		return err
-	}
-	if pinned, err := host.FetchKubelet(ctx, dir, rel); err != nil {
-		return fmt.Errorf("kubelet: %w", err)
-	} else if pinned {
-		fmt.Fprintf(g.streams.Err, "kubelet %s: in %s/bin, sha256 verified\n", rel.Kubernetes, dir)
-	} else {
-		fmt.Fprintf(g.streams.Err, "kubelet %s: images.lock pins no sha256 for it, so it is not fetched; 'dk8s start' takes --kubelet-binary or a kubelet on the PATH\n", rel.Kubernetes)
 	}
 	unverified := 0
 	for _, r := range results {
@@ -245,4 +256,34 @@ func describeFailures(pe *images.PullError) string {
 		b.WriteString("For the unverified ones, record their digests with 'dk8s images lock --from upstream' where upstream is reachable, or pull without --require-verified.")
 	}
 	return b.String()
+}
+
+// pullBinaries brings the release's kubelet and kubectl into dir/bin
+// through the binary mirrors, each checked against its pin. One the lock
+// does not pin is passed over, saying what to do instead.
+func pullBinaries(ctx context.Context, g *globals, rel *images.Release, dir string, mirrors []mirror.BinaryMirror) error {
+	fetch := &host.Fetcher{Mirrors: mirrors, Events: newBinaryView(g.streams.Err).event}
+	instead := map[string]string{
+		"kubelet": "'dk8s start' takes --kubelet-binary or a kubelet on the PATH",
+		"kubectl": "'dk8s kubectl' runs " + filepath.Join(dir, "bin", "kubectl") + " when you put one there",
+	}
+	var failed []string
+	for _, name := range []string{"kubelet", "kubectl"} {
+		_, err := fetch.Fetch(ctx, rel, name, filepath.Join(dir, "bin", name))
+		var fe *host.FetchError
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, host.ErrUnpinned):
+			fmt.Fprintf(g.streams.Err, "%s %s: not fetched: %v; %s\n", name, rel.Kubernetes, err, instead[name])
+		case errors.As(err, &fe):
+			failed = append(failed, name) // each mirror's answer is shown above
+		case err != nil:
+			return fmt.Errorf("%s %s: %w", name, rel.Kubernetes, err) // this host's, such as a DIR it cannot write
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%s could not be brought into %s/bin: no binary mirror served what images.lock pins; %s", strings.Join(failed, " and "), dir, host.FetchHint)
+	}
+	return nil
 }

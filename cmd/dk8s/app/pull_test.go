@@ -136,7 +136,8 @@ func TestPullFromAMirror(t *testing.T) {
 	}
 	for _, want := range []string{
 		"Pulling " + itoa(len(rel.Images)) + " images of Kubernetes " + rel.Kubernetes + " from aliyun, then daocloud\n",
-		"kubelet " + rel.Kubernetes + ": images.lock pins no sha256 for it, so it is not fetched",
+		"kubelet " + rel.Kubernetes + ": not fetched: images.lock names no kubelet for Kubernetes " + rel.Kubernetes + ", so nothing pins it and a download of it cannot be trusted; 'dk8s start' takes --kubelet-binary",
+		"kubectl " + rel.Kubernetes + ": not fetched: images.lock names no kubectl",
 		"Done in ",
 	} {
 		if !strings.Contains(stderr, want) {

@@ -25,7 +25,7 @@ type startFlags struct {
 	ha                                        bool
 	endpoint                                  string
 	pull                                      bool
-	mirrors                                   string
+	mirrors, binaryMirrors                    string
 	timeout, wait                             time.Duration
 	snapshotInterval                          time.Duration
 	snapshotRetention                         int
@@ -51,7 +51,12 @@ images. Pods' registry.k8s.io and docker.io images come through --mirror.
 dk8s makes the cluster's PKI and kubeconfigs in --dir (default /var/lib/dk8s),
 beside etcd's data; a rerun keeps them, recreates nothing that has not
 changed, and replaces exactly the containers whose image or flags changed.
-Nothing is changed until the host checks pass.`,
+Nothing is changed until the host checks pass.
+
+Without --kubelet-binary or a kubelet on the PATH, the lock's kubelet comes
+into DIR/bin through the binary mirrors, checked against its sha256.
+
+` + binaryMirrorHelp(),
 		Example: `  dk8s start
   dk8s start --pull --mirror aliyun,daocloud
   dk8s start --extra-args kube-apiserver:v=4 --extra-args etcd:quota-backend-bytes=4294967296
@@ -70,6 +75,7 @@ Nothing is changed until the host checks pass.`,
 	fl.BoolVar(&f.pull, "pull", false, "pull missing images first (see 'dk8s pull')")
 	fl.StringVar(&f.mirrors, "mirror", envOr("DK8S_MIRROR", "upstream"), "mirrors for --pull, and for pods' registry.k8s.io and docker.io images, in order; or auto, auto:LIST (see 'dk8s pull --help')")
 	fl.StringVar(&f.kubeletBinary, "kubelet-binary", "", "kubelet `FILE` to run (default: kubelet on the PATH, else downloaded and checked against images.lock)")
+	addBinaryMirrorFlag(fl, &f.binaryMirrors)
 	fl.BoolVar(&f.controlPlaneOnly, "control-plane-only", false, "run the control plane only: no pod runtime, kubelet or add-ons on this host")
 	fl.StringVar(&f.endpoint, "control-plane-endpoint", "", "`HOST[:PORT]` of your own balancer or VIP in front of every control plane (keepalived+haproxy, kube-vip): certificates name it and workers use it (implies --ha; default port 6443)")
 	fl.BoolVar(&f.ha, "ha", false, "take more control planes ('dk8s token create --control-plane'): etcd also answers at the advertise address, with mutual TLS; kept once set")
@@ -124,8 +130,12 @@ func runStart(cmd *cobra.Command, g *globals, f *startFlags) error {
 	if f.controlPlaneOnly {
 		what = "Control plane"
 	}
-	fmt.Fprintf(g.streams.Err, "%s ready in %s. Talk to it with:\n  kubectl --kubeconfig %s get nodes\n",
-		what, time.Since(start).Round(100*time.Millisecond), cfg.AdminKubeconfig())
+	env := ""
+	if cfg.Dir != bootstrap.DefaultDir {
+		env = "DK8S_DIR=" + cfg.Dir + " "
+	}
+	fmt.Fprintf(g.streams.Err, "%s ready in %s. Talk to it with:\n  %sdk8s kubectl get nodes\nor any kubectl:\n  kubectl --kubeconfig %s get nodes\n",
+		what, time.Since(start).Round(100*time.Millisecond), env, cfg.AdminKubeconfig())
 	return nil
 }
 
@@ -190,6 +200,9 @@ func (f *startFlags) startConfig(cmd *cobra.Command) (bootstrap.Config, mirror.C
 	// by default the runtime pulls from each image's registry itself.
 	if cmd.Flags().Changed("mirror") || os.Getenv("DK8S_MIRROR") != "" {
 		cfg.Mirrors = choice.Mirrors
+	}
+	if cfg.BinaryMirrors, err = binaryMirrors(f.binaryMirrors, choice.Mirrors); err != nil {
+		return cfg, none, err
 	}
 	extra, err := parseExtraArgs(f.extraArgs)
 	if err != nil {
