@@ -154,6 +154,26 @@ func TestRankRemembers(t *testing.T) {
 	}
 }
 
+// TestRankForgetsNoAnswer: a probe that no mirror answered (this host's
+// network down at that moment) is not remembered, so that the next
+// --mirror auto, once the network is back, probes again instead of failing
+// for an hour on the remembered "no mirror answered".
+func TestRankForgetsNoAnswer(t *testing.T) {
+	dead, err := Parse(deadAddress(t) + "/google_containers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := &RankCache{Path: filepath.Join(t.TempDir(), "mirrors.json"), TTL: time.Hour}
+	opts := RankOptions{Registry: &Registry{}, Cache: cache, Timeout: time.Second}
+	r := Rank(context.Background(), []Mirror{dead}, probeImages, opts)
+	if _, err := r.Order(); !errors.Is(err, ErrNoMirrorAnswered) {
+		t.Fatalf("Order = %v, want ErrNoMirrorAnswered", err)
+	}
+	if r := Rank(context.Background(), []Mirror{dead}, probeImages, opts); r.Cached {
+		t.Error("a ranking in which no mirror answered was remembered")
+	}
+}
+
 func TestParseChoice(t *testing.T) {
 	c, err := ParseChoice("auto")
 	if err != nil || !c.Auto || len(c.Mirrors) != len(Catalogue()) {
