@@ -241,6 +241,7 @@ func classify(err error) mirror.Class {
 	var se *StatusError
 	var ce *ChecksumError
 	var dns *net.DNSError
+	var op *net.OpError
 	switch {
 	case errors.As(err, &ce):
 		return mirror.Permanent
@@ -250,7 +251,11 @@ func classify(err error) mirror.Class {
 		}
 		return mirror.Permanent
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH),
-		errors.As(err, &dns) && !dns.IsTemporary:
+		errors.As(err, &dns) && !dns.IsTemporary,
+		// No answer to the connection at all: behind the firewall an
+		// address is more often dropped than refused, and trying it again
+		// costs the dial timeout (30s) each time, for every file.
+		errors.As(err, &op) && op.Op == "dial" && op.Timeout():
 		return mirror.Unreachable
 	}
 	return mirror.Temporary
