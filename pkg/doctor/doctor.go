@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"context"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -83,9 +84,12 @@ type Facts struct {
 	Free []DiskFree
 
 	Node *NodeFacts
-	// Certs are the PKI's certificates; nil with CertsSkip saying why.
+	// Certs are the PKI's certificates; nil with CertsSkip saying why
+	// (this host keeps no cluster PKI), or with CertsErr when a certificate
+	// it should keep cannot be read.
 	Certs     []pki.Expiry
 	CertsSkip string
+	CertsErr  error
 	Cluster   *ClusterFacts
 	// ServerTime is the Date of an apiserver's answer, read at Now (zero
 	// when it could not be read): a worker's too, through kubelet's
@@ -165,9 +169,13 @@ func Diagnose(f Facts) Report {
 		skip("this host runs no node", CheckSwap, CheckDNS, CheckCRI, CheckSandbox, CheckCgroup)
 	}
 	disk := checkFree(f.Free)
-	if f.Certs != nil {
+	switch {
+	case f.CertsErr != nil:
+		run(CheckCerts, []Finding{{CheckCerts, Problem, "a certificate of the cluster cannot be read: " + firstLine(f.CertsErr.Error()),
+			"restore it from a backup of " + filepath.Join(f.Dir, "pki") + "; one that is not a CA can instead be deleted, and 'dk8s start' makes it again, signed by the cluster's CA"}})
+	case f.Certs != nil:
 		run(CheckCerts, checkCerts(f.Certs, f.Now))
-	} else {
+	default:
 		skip(f.CertsSkip, CheckCerts)
 	}
 	if c := f.Cluster; c != nil {
