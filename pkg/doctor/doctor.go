@@ -117,6 +117,9 @@ type NodeFacts struct {
 	Kubelet           KubeletConfig
 	RuntimeConfigPath string
 	Runtime           RuntimeConfig
+	// RuntimeConfigErr says why the runtime's configuration could not be
+	// read; Runtime is then empty, and not judged.
+	RuntimeConfigErr error
 	// ResolvConf is the file kubelet hands pods (its resolvConf), and
 	// ResolvConfData what it holds.
 	ResolvConf, ResolvConfData string
@@ -162,9 +165,17 @@ func Diagnose(f Facts) Report {
 	if n := f.Node; n != nil {
 		run(CheckSwap, checkSwap(f.Swaps, n.Kubelet))
 		run(CheckDNS, checkResolvers(n.ResolvConf, n.ResolvConfData))
-		run(CheckCRI, checkCRI(n.RuntimeConfigPath, n.Runtime, n.Plugins, n.PluginsErr))
-		run(CheckSandbox, checkSandbox(n.RuntimeConfigPath, n.Runtime, n.Pause, n.SandboxPresent, n.PluginsErr == nil))
-		run(CheckCgroup, checkCgroup(n.KubeletConfigPath, n.Kubelet, n.RuntimeConfigPath, n.Runtime))
+		if n.RuntimeConfigErr != nil {
+			// An empty configuration would read as CRI off, no sandbox
+			// image and the cgroupfs driver: three wrong findings.
+			run(CheckCRI, []Finding{{CheckCRI, Problem, "the runtime's configuration cannot be read: " + firstLine(n.RuntimeConfigErr.Error()),
+				n.Runtime.rewrite(n.RuntimeConfigPath)}})
+			skip("the runtime's configuration cannot be read", CheckSandbox, CheckCgroup)
+		} else {
+			run(CheckCRI, checkCRI(n.RuntimeConfigPath, n.Runtime, n.Plugins, n.PluginsErr))
+			run(CheckSandbox, checkSandbox(n.RuntimeConfigPath, n.Runtime, n.Pause, n.SandboxPresent, n.PluginsErr == nil))
+			run(CheckCgroup, checkCgroup(n.KubeletConfigPath, n.Kubelet, n.RuntimeConfigPath, n.Runtime))
+		}
 	} else {
 		skip("this host runs no node", CheckSwap, CheckDNS, CheckCRI, CheckSandbox, CheckCgroup)
 	}

@@ -225,6 +225,24 @@ func TestUnreadableCertificatesAreAProblem(t *testing.T) {
 	}
 }
 
+// TestMissingRuntimeConfig: a node whose containerd configuration is gone
+// gets one finding saying so, not an empty configuration judged as CRI
+// off, no sandbox image and the wrong cgroup driver.
+func TestMissingRuntimeConfig(t *testing.T) {
+	f := healthy()
+	f.Node.Kubelet.CgroupDriver = "systemd"
+	f.Node.Runtime = withRestart(RuntimeConfig{})
+	f.Node.RuntimeConfigErr = fmt.Errorf("open %s: %w", f.Node.RuntimeConfigPath, fs.ErrNotExist)
+	r := Diagnose(f)
+	if len(r.Findings) != 1 || r.Findings[0].Check != CheckCRI || !strings.Contains(r.Findings[0].Problem, "cannot be read") ||
+		!strings.Contains(r.Findings[0].Fix, "dk8s start") {
+		t.Errorf("want one finding that the runtime's configuration is missing, with its fix: %+v", r.Findings)
+	}
+	if r.Skipped[CheckSandbox] == "" || r.Skipped[CheckCgroup] == "" {
+		t.Errorf("the checks of the configuration's content should be skipped, saying why: %+v", r.Skipped)
+	}
+}
+
 func pod(ns, name, image string, st corev1.ContainerState) corev1.Pod {
 	return corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: "c", Image: image, State: st}}}}

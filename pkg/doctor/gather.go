@@ -99,7 +99,11 @@ func gatherNode(ctx context.Context, o Options) *NodeFacts {
 		return nil
 	}
 	n.Kubelet, _ = ParseKubeletConfig(data)
-	n.Runtime = ParseRuntimeConfig(readString(n.RuntimeConfigPath))
+	if runtimeConf, err := os.ReadFile(n.RuntimeConfigPath); err != nil {
+		n.RuntimeConfigErr = err
+	} else {
+		n.Runtime = ParseRuntimeConfig(string(runtimeConf))
+	}
 	n.Runtime.Restart = "docker restart dk8s-containerd"
 	if host.SystemdIsInit() {
 		n.Runtime.Restart = "systemctl restart " + host.UnitName("containerd")
