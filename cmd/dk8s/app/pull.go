@@ -62,7 +62,8 @@ helpers (credHelpers, credsStore) as docker itself does.
 
 Then kubelet and kubectl of the release come into DIR/bin (--dir), for
 'dk8s start' and 'dk8s kubectl', when images.lock pins their sha256 for this
-machine; a file already there and matching is kept.
+machine and no cluster in DIR runs another release (its node runs
+DIR/bin/kubelet); a file already there and matching is kept.
 
 ` + binaryMirrorHelp() + `
 Exits non-zero when any image or binary could not be brought in, naming it
