@@ -241,6 +241,28 @@ func TestFetchPassesOverADroppedMirror(t *testing.T) {
 	}
 }
 
+// TestFetchStopsOnAHostThatCannotWrite: a destination this host cannot
+// write is its own fault; every mirror is not tried in turn (and asked
+// again and again) to end in "no binary mirror served it".
+func TestFetchStopsOnAHostThatCannotWrite(t *testing.T) {
+	body := []byte("kubelet bytes")
+	one := fileServer(t, map[string][]byte{daocloudPath("kubelet"): body})
+	two := fileServer(t, map[string][]byte{daocloudPath("kubelet"): body})
+	f := fetcher(one.URL+"/dl.k8s.io", two.URL+"/dl.k8s.io")
+	notADir := filepath.Join(t.TempDir(), "bin")
+	if err := os.WriteFile(notADir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.Fetch(context.Background(), release(binary("kubelet", sum(body))), "kubelet", filepath.Join(notADir, "kubelet"))
+	var fe *FetchError
+	if err == nil || errors.As(err, &fe) || !strings.Contains(err.Error(), "on this host") {
+		t.Errorf("want this host's error, not the mirrors': %v", err)
+	}
+	if n, m := one.count(daocloudPath("kubelet")), two.count(daocloudPath("kubelet")); n != 1 || m != 0 {
+		t.Errorf("asked the first mirror %d times and the second %d; want once and not at all", n, m)
+	}
+}
+
 func TestFetchRefusesAFileThatIsNotThePinnedOne(t *testing.T) {
 	body := []byte("kubelet bytes")
 	wrong := fileServer(t, map[string][]byte{daocloudPath("kubelet"): []byte("other bytes")})
