@@ -2,8 +2,10 @@ package bootstrap
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -34,16 +36,28 @@ func Kubectl(ctx context.Context, o KubectlOptions) (int, error) {
 	admin := Config{Dir: o.Dir}.AdminKubeconfig()
 	settings, _ := ReadSettings(o.Dir)
 	if _, err := os.Stat(admin); err != nil && !helpOnly(o.Args) {
-		if settings.IsWorker() {
-			return 0, fmt.Errorf("%s holds a worker joined to %s, and a worker has no admin kubeconfig: run 'dk8s kubectl' on a control plane", o.Dir, settings.Server)
-		}
-		return 0, fmt.Errorf("no cluster in %s (it has no admin.conf): start one with 'dk8s start', or set DK8S_DIR to the directory of yours", o.Dir)
+		return 0, noAdmin(o.Dir, admin, settings, err)
 	}
 	path, err := kubectlBinary(ctx, o, settings)
 	if err != nil {
 		return 0, err
 	}
 	return host.RunAttached(ctx, path, o.Args, []string{"KUBECONFIG=" + admin}, o.Stdin, o.Stdout, o.Stderr)
+}
+
+// noAdmin says why admin, the admin kubeconfig of dir, cannot be used,
+// given the error of its stat. The cluster directory is root's and 0700:
+// a user who forgot sudo is told so, not that there is no cluster.
+func noAdmin(dir, admin string, settings *Settings, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("cannot read %s: %w: the cluster's admin kubeconfig is root's: run 'sudo dk8s kubectl ...'", admin, err)
+	case settings.IsWorker():
+		return fmt.Errorf("%s holds a worker joined to %s, and a worker has no admin kubeconfig: run 'dk8s kubectl' on a control plane", dir, settings.Server)
+	case !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("cannot read %s: %w", admin, err)
+	}
+	return fmt.Errorf("no cluster in %s (it has no admin.conf): start one with 'dk8s start', or set DK8S_DIR to the directory of yours", dir)
 }
 
 // kubectlBinary returns Dir/bin/kubectl, fetching it first when it is

@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"context"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -83,9 +84,12 @@ type Facts struct {
 	Free []DiskFree
 
 	Node *NodeFacts
-	// Certs are the PKI's certificates; nil with CertsSkip saying why.
+	// Certs are the PKI's certificates; nil with CertsSkip saying why
+	// (this host keeps no cluster PKI), or with CertsErr when a certificate
+	// it should keep cannot be read.
 	Certs     []pki.Expiry
 	CertsSkip string
+	CertsErr  error
 	Cluster   *ClusterFacts
 	// ServerTime is the Date of an apiserver's answer, read at Now (zero
 	// when it could not be read): a worker's too, through kubelet's
@@ -113,6 +117,9 @@ type NodeFacts struct {
 	Kubelet           KubeletConfig
 	RuntimeConfigPath string
 	Runtime           RuntimeConfig
+	// RuntimeConfigErr says why the runtime's configuration could not be
+	// read; Runtime is then empty, and not judged.
+	RuntimeConfigErr error
 	// ResolvConf is the file kubelet hands pods (its resolvConf), and
 	// ResolvConfData what it holds.
 	ResolvConf, ResolvConfData string
@@ -158,16 +165,28 @@ func Diagnose(f Facts) Report {
 	if n := f.Node; n != nil {
 		run(CheckSwap, checkSwap(f.Swaps, n.Kubelet))
 		run(CheckDNS, checkResolvers(n.ResolvConf, n.ResolvConfData))
-		run(CheckCRI, checkCRI(n.RuntimeConfigPath, n.Runtime, n.Plugins, n.PluginsErr))
-		run(CheckSandbox, checkSandbox(n.RuntimeConfigPath, n.Runtime, n.Pause, n.SandboxPresent, n.PluginsErr == nil))
-		run(CheckCgroup, checkCgroup(n.KubeletConfigPath, n.Kubelet, n.RuntimeConfigPath, n.Runtime))
+		if n.RuntimeConfigErr != nil {
+			// An empty configuration would read as CRI off, no sandbox
+			// image and the cgroupfs driver: three wrong findings.
+			run(CheckCRI, []Finding{{CheckCRI, Problem, "the runtime's configuration cannot be read: " + firstLine(n.RuntimeConfigErr.Error()),
+				n.Runtime.rewrite(n.RuntimeConfigPath)}})
+			skip("the runtime's configuration cannot be read", CheckSandbox, CheckCgroup)
+		} else {
+			run(CheckCRI, checkCRI(n.RuntimeConfigPath, n.Runtime, n.Plugins, n.PluginsErr))
+			run(CheckSandbox, checkSandbox(n.RuntimeConfigPath, n.Runtime, n.Pause, n.SandboxPresent, n.PluginsErr == nil))
+			run(CheckCgroup, checkCgroup(n.KubeletConfigPath, n.Kubelet, n.RuntimeConfigPath, n.Runtime))
+		}
 	} else {
 		skip("this host runs no node", CheckSwap, CheckDNS, CheckCRI, CheckSandbox, CheckCgroup)
 	}
 	disk := checkFree(f.Free)
-	if f.Certs != nil {
+	switch {
+	case f.CertsErr != nil:
+		run(CheckCerts, []Finding{{CheckCerts, Problem, "a certificate of the cluster cannot be read: " + firstLine(f.CertsErr.Error()),
+			"restore it from a backup of " + filepath.Join(f.Dir, "pki") + "; one that is not a CA can instead be deleted, and 'dk8s start' makes it again, signed by the cluster's CA"}})
+	case f.Certs != nil:
 		run(CheckCerts, checkCerts(f.Certs, f.Now))
-	} else {
+	default:
 		skip(f.CertsSkip, CheckCerts)
 	}
 	if c := f.Cluster; c != nil {

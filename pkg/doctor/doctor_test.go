@@ -1,7 +1,10 @@
 package doctor
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"strings"
 	"testing"
 	"time"
@@ -188,6 +191,55 @@ func TestSkippedChecksSayWhy(t *testing.T) {
 	f.ServerTime = f.Now.Add(-2 * time.Minute)
 	if r := Diagnose(f); r.Healthy() || len(r.Findings) != 1 || !strings.Contains(r.Findings[0].Problem, "2m0s ahead of the apiserver's") {
 		t.Errorf("a worker's clock ahead of its apiserver's: %+v", r.Findings)
+	}
+}
+
+// TestUnreadableCertificatesAreAProblem: a control plane whose PKI holds a
+// certificate cut short, or lacks one, does not start its apiserver; that
+// is no check to skip and call the node healthy.
+func TestUnreadableCertificatesAreAProblem(t *testing.T) {
+	missing := func() ([]pki.Expiry, error) {
+		return nil, fmt.Errorf("reading apiserver: %w", fs.ErrNotExist)
+	}
+	for _, tc := range []struct {
+		what         string
+		expiries     func() ([]pki.Expiry, error)
+		controlPlane bool
+		healthy      bool
+	}{
+		{"a control plane lacking a certificate", missing, true, false},
+		{"a worker, which keeps no cluster PKI", missing, false, true},
+		{"a certificate that is not PEM", func() ([]pki.Expiry, error) {
+			return nil, errors.New("/var/lib/dk8s/pki/ca.crt is not a PEM certificate")
+		}, false, false},
+	} {
+		f := Gather(context.Background(), Options{Dir: t.TempDir(), Expiries: tc.expiries, ControlPlane: tc.controlPlane})
+		f.IPForward, f.BridgeNF, f.Free = "1", "1", nil
+		r := Diagnose(f)
+		if r.Healthy() != tc.healthy {
+			t.Errorf("%s: healthy = %v, want %v: %+v", tc.what, r.Healthy(), tc.healthy, r)
+		}
+		if !tc.healthy && (len(r.Findings) != 1 || r.Findings[0].Check != CheckCerts || !strings.Contains(r.Findings[0].Fix, "'dk8s start' makes it again")) {
+			t.Errorf("%s: want one certificates finding with its fix: %+v", tc.what, r.Findings)
+		}
+	}
+}
+
+// TestMissingRuntimeConfig: a node whose containerd configuration is gone
+// gets one finding saying so, not an empty configuration judged as CRI
+// off, no sandbox image and the wrong cgroup driver.
+func TestMissingRuntimeConfig(t *testing.T) {
+	f := healthy()
+	f.Node.Kubelet.CgroupDriver = "systemd"
+	f.Node.Runtime = withRestart(RuntimeConfig{})
+	f.Node.RuntimeConfigErr = fmt.Errorf("open %s: %w", f.Node.RuntimeConfigPath, fs.ErrNotExist)
+	r := Diagnose(f)
+	if len(r.Findings) != 1 || r.Findings[0].Check != CheckCRI || !strings.Contains(r.Findings[0].Problem, "cannot be read") ||
+		!strings.Contains(r.Findings[0].Fix, "dk8s start") {
+		t.Errorf("want one finding that the runtime's configuration is missing, with its fix: %+v", r.Findings)
+	}
+	if r.Skipped[CheckSandbox] == "" || r.Skipped[CheckCgroup] == "" {
+		t.Errorf("the checks of the configuration's content should be skipped, saying why: %+v", r.Skipped)
 	}
 }
 

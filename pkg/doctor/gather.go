@@ -32,6 +32,10 @@ type Options struct {
 	Pause string
 	// Expiries reads the PKI's certificates (bootstrap.CertExpiries).
 	Expiries func() ([]pki.Expiry, error)
+	// ControlPlane says this host is a control plane, which keeps the
+	// whole PKI: a certificate missing there is a problem, not a host
+	// without one.
+	ControlPlane bool
 	// Runner runs ctr against the runtime; Ctr is ctr's path.
 	Runner host.Runner
 	Ctr    string
@@ -61,10 +65,12 @@ func Gather(ctx context.Context, o Options) Facts {
 	if o.Expiries != nil {
 		exp, err := o.Expiries()
 		switch {
-		case errors.Is(err, os.ErrNotExist):
+		case errors.Is(err, os.ErrNotExist) && !o.ControlPlane:
 			f.CertsSkip = "no PKI in " + filepath.Join(o.Dir, "pki")
 		case err != nil:
-			f.CertsSkip = "reading the PKI: " + err.Error()
+			// A file cut short by a full disk, or deleted: the
+			// apiserver will not start on it.
+			f.CertsErr = err
 		default:
 			f.Certs = exp
 		}
@@ -93,7 +99,11 @@ func gatherNode(ctx context.Context, o Options) *NodeFacts {
 		return nil
 	}
 	n.Kubelet, _ = ParseKubeletConfig(data)
-	n.Runtime = ParseRuntimeConfig(readString(n.RuntimeConfigPath))
+	if runtimeConf, err := os.ReadFile(n.RuntimeConfigPath); err != nil {
+		n.RuntimeConfigErr = err
+	} else {
+		n.Runtime = ParseRuntimeConfig(string(runtimeConf))
+	}
 	n.Runtime.Restart = "docker restart dk8s-containerd"
 	if host.SystemdIsInit() {
 		n.Runtime.Restart = "systemctl restart " + host.UnitName("containerd")

@@ -100,6 +100,12 @@ func (f *Fetcher) Fetch(ctx context.Context, rel *images.Release, name, dst stri
 		}
 		ev.Mirror, ev.URL = src.Mirror.Name, src.URL
 		size, err := f.try(ctx, ev, want, dst)
+		var local *localError
+		if errors.As(err, &local) {
+			// This host's fault (a full disk, a directory it cannot
+			// write): every mirror would fail the same way.
+			return Fetched{}, local
+		}
 		if err == nil {
 			ev.Phase, ev.Total, ev.Current = BinaryDone, size, size
 			f.emit(ev)
@@ -156,7 +162,8 @@ func (f *Fetcher) try(ctx context.Context, ev BinaryEvent, want, dst string) (in
 		if err == nil {
 			return struct{}{}, nil
 		}
-		if class = classify(err); class != mirror.Temporary || ctx.Err() != nil {
+		var local *localError
+		if class = classify(err); class != mirror.Temporary || ctx.Err() != nil || errors.As(err, &local) {
 			return struct{}{}, backoff.Permanent(err)
 		}
 		return struct{}{}, err
@@ -214,14 +221,17 @@ func (f *Fetcher) get(ctx context.Context, ev BinaryEvent, want, dst string, pro
 	f.emit(ev)
 	file, err := atomicfile.Create(dst, 0o755)
 	if err != nil {
-		return 0, err
+		return 0, &localError{dst, err}
 	}
 	defer file.Discard()
 	h := sha256.New()
 	count := &counter{total: resp.ContentLength, progress: progress,
 		report: func(n int64) { ev.Phase, ev.Current = BinaryBytes, n; f.emit(ev) }}
-	n, err := io.Copy(io.MultiWriter(file, h, count), io.LimitReader(resp.Body, maxBinary+1))
+	n, err := io.Copy(io.MultiWriter(localWriter{file, dst}, h, count), io.LimitReader(resp.Body, maxBinary+1))
+	var local *localError
 	switch {
+	case errors.As(err, &local):
+		return n, local
 	case err != nil:
 		return n, fmt.Errorf("reading %s after %d bytes: %w", ev.URL, n, err)
 	case n > maxBinary:
@@ -230,7 +240,37 @@ func (f *Fetcher) get(ctx context.Context, ev BinaryEvent, want, dst string, pro
 	if got := hex.EncodeToString(h.Sum(nil)); got != want {
 		return n, &ChecksumError{Name: ev.Name, Mirror: ev.Mirror, URL: ev.URL, Got: got, Want: want}
 	}
-	return n, file.Commit()
+	if err := file.Commit(); err != nil {
+		return n, &localError{dst, err}
+	}
+	return n, nil
+}
+
+// localError is a failure to write the file on this host, not the
+// mirror's doing: no other mirror or retry mends it.
+type localError struct {
+	path string
+	err  error
+}
+
+func (e *localError) Error() string {
+	return fmt.Sprintf("writing %s on this host: %v", e.path, e.err)
+}
+
+func (e *localError) Unwrap() error { return e.err }
+
+// localWriter marks its writer's errors as this host's.
+type localWriter struct {
+	w    io.Writer
+	path string
+}
+
+func (w localWriter) Write(p []byte) (int, error) {
+	n, err := w.w.Write(p)
+	if err != nil {
+		err = &localError{w.path, err}
+	}
+	return n, err
 }
 
 // classify sorts a download's failure: a server that answered "no" or
@@ -241,6 +281,7 @@ func classify(err error) mirror.Class {
 	var se *StatusError
 	var ce *ChecksumError
 	var dns *net.DNSError
+	var op *net.OpError
 	switch {
 	case errors.As(err, &ce):
 		return mirror.Permanent
@@ -250,7 +291,11 @@ func classify(err error) mirror.Class {
 		}
 		return mirror.Permanent
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH),
-		errors.As(err, &dns) && !dns.IsTemporary:
+		errors.As(err, &dns) && !dns.IsTemporary,
+		// No answer to the connection at all: behind the firewall an
+		// address is more often dropped than refused, and trying it again
+		// costs the dial timeout (30s) each time, for every file.
+		errors.As(err, &op) && op.Op == "dial" && op.Timeout():
 		return mirror.Unreachable
 	}
 	return mirror.Temporary

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -210,6 +211,55 @@ func TestFetchFallsBackPastDeadMirrors(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error should say %q:\n%v", want, err)
 		}
+	}
+}
+
+// TestFetchPassesOverADroppedMirror: a mirror whose address drops the
+// connection (the firewall's usual answer) times out on the dial; that is
+// not tried again, nor for the next file, but passed over at once.
+func TestFetchPassesOverADroppedMirror(t *testing.T) {
+	body := []byte("kubelet bytes")
+	good := fileServer(t, map[string][]byte{daocloudPath("kubelet"): body, daocloudPath("kubectl"): body})
+	dropped := "http://dropped.example"
+	f := fetcher(dropped, good.URL+"/dl.k8s.io")
+	var dials atomic.Int32
+	f.Client = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr == "dropped.example:80" {
+			dials.Add(1)
+			// A dial whose deadline has passed fails as one that got no answer.
+			return (&net.Dialer{Timeout: time.Nanosecond}).DialContext(ctx, network, strings.TrimPrefix(good.URL, "http://"))
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}}
+	for _, name := range []string{"kubelet", "kubectl"} {
+		if _, err := f.Fetch(context.Background(), release(binary(name, sum(body))), name, filepath.Join(t.TempDir(), name)); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	if n := dials.Load(); n != 1 {
+		t.Errorf("a mirror that gives no answer should be dialled once in a run, not %d times", n)
+	}
+}
+
+// TestFetchStopsOnAHostThatCannotWrite: a destination this host cannot
+// write is its own fault; every mirror is not tried in turn (and asked
+// again and again) to end in "no binary mirror served it".
+func TestFetchStopsOnAHostThatCannotWrite(t *testing.T) {
+	body := []byte("kubelet bytes")
+	one := fileServer(t, map[string][]byte{daocloudPath("kubelet"): body})
+	two := fileServer(t, map[string][]byte{daocloudPath("kubelet"): body})
+	f := fetcher(one.URL+"/dl.k8s.io", two.URL+"/dl.k8s.io")
+	notADir := filepath.Join(t.TempDir(), "bin")
+	if err := os.WriteFile(notADir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.Fetch(context.Background(), release(binary("kubelet", sum(body))), "kubelet", filepath.Join(notADir, "kubelet"))
+	var fe *FetchError
+	if err == nil || errors.As(err, &fe) || !strings.Contains(err.Error(), "on this host") {
+		t.Errorf("want this host's error, not the mirrors': %v", err)
+	}
+	if n, m := one.count(daocloudPath("kubelet")), two.count(daocloudPath("kubelet")); n != 1 || m != 0 {
+		t.Errorf("asked the first mirror %d times and the second %d; want once and not at all", n, m)
 	}
 }
 

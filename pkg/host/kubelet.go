@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -28,8 +29,13 @@ func FindKubelet(ctx context.Context, r Runner, given, dir string, rel *images.R
 			f = &Fetcher{}
 		}
 		got, err := f.Fetch(ctx, rel, "kubelet", filepath.Join(dir, "bin", "kubelet"))
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrUnpinned):
 			return "", "", fmt.Errorf("no kubelet on this host, and %w: pass --kubelet-binary with one you brought, or record its sum in images.lock", err)
+		case err != nil:
+			// Pinned, but no mirror served it (the error says what to
+			// do): recording a sum that is there already mends nothing.
+			return "", "", fmt.Errorf("no kubelet on this host, and %w; or pass --kubelet-binary with one you brought", err)
 		}
 		src = got.Path
 	}

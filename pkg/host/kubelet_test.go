@@ -87,4 +87,11 @@ func TestFindKubeletFetchesWhenNoneIsOnTheHost(t *testing.T) {
 			t.Errorf("an unpinned kubelet: want %q in %v", want, err)
 		}
 	}
+
+	// Pinned, and no mirror has it: the mirrors are what to fix, not the lock.
+	rel = release(binary("kubelet", sum([]byte("another kubelet"))))
+	_, _, err = FindKubelet(context.Background(), Exec{}, "", t.TempDir(), rel, fetcher(srv.URL+"/nowhere"))
+	if err == nil || !strings.Contains(err.Error(), "--binary-mirror") || strings.Contains(err.Error(), "record its sum") {
+		t.Errorf("a pinned kubelet no mirror served should point at --binary-mirror, not at the lock: %v", err)
+	}
 }

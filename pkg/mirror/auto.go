@@ -76,7 +76,11 @@ func Rank(ctx context.Context, candidates []Mirror, images []string, opts RankOp
 		}
 	}
 	r := Ranking{Probes: ProbeAll(ctx, opts.Registry, candidates, images, opts.Timeout), At: time.Now()}
-	if opts.Cache != nil && ctx.Err() == nil {
+	// A probe that no mirror answered says more about this host's network
+	// at that moment (DNS not up yet, a proxy not set) than about the
+	// mirrors: remembered, it would fail every --mirror auto for the hour
+	// after the network is fixed.
+	if opts.Cache != nil && ctx.Err() == nil && r.anyReachable() {
 		r.At = opts.Cache.now()
 		r.StoreErr = opts.Cache.store(key, r)
 	}
@@ -183,6 +187,15 @@ func (c *RankCache) store(key string, r Ranking) error {
 		return fmt.Errorf("remembering the mirrors' ranking in %s: %w", c.Path, err)
 	}
 	return nil
+}
+
+func (r Ranking) anyReachable() bool {
+	for _, p := range r.Probes {
+		if p.Reachable {
+			return true
+		}
+	}
+	return false
 }
 
 // ErrNoMirrorAnswered says that no candidate of an auto choice answered.

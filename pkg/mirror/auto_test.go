@@ -119,6 +119,28 @@ func TestProbeNotServedAndTimeout(t *testing.T) {
 	}
 }
 
+// TestRankIgnoresImagesNotServed: a quick mirror that serves no docker.io
+// image (Aliyun's) outranks a slower one that serves both: the pull takes
+// docker.io's images from the next mirror anyway.
+func TestRankIgnoresImagesNotServed(t *testing.T) {
+	quick, _ := flatRegistry(t, 0)
+	quick.Hub = ""
+	slow, _ := flatRegistry(t, 150*time.Millisecond)
+	lacking, _ := flatRegistry(t, 0, "coredns")
+	images := append([]string{"docker.io/flannel/flannel:v0.28.10"}, probeImages...)
+	probes := ProbeAll(context.Background(), &Registry{}, []Mirror{lacking, slow, quick}, images, time.Second)
+	var order []Mirror
+	for _, p := range probes {
+		order = append(order, p.Mirror)
+	}
+	if want := []Mirror{quick, slow, lacking}; !equalMirrors(order, want) {
+		t.Errorf("ranked %v, want %v", order, want)
+	}
+	if p := probes[0]; p.Have() != len(images)-1 || !p.Missing[0].NotServed {
+		t.Errorf("the quick mirror still shows flannel missing, as not served: %+v", p)
+	}
+}
+
 func TestRankRemembers(t *testing.T) {
 	fast, hits := flatRegistry(t, 0)
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
@@ -151,6 +173,26 @@ func TestRankRemembers(t *testing.T) {
 	now = now.Add(61 * time.Minute)
 	if r := rank(probeImages); r.Cached {
 		t.Error("after the hour the ranking should be probed anew")
+	}
+}
+
+// TestRankForgetsNoAnswer: a probe that no mirror answered (this host's
+// network down at that moment) is not remembered, so that the next
+// --mirror auto, once the network is back, probes again instead of failing
+// for an hour on the remembered "no mirror answered".
+func TestRankForgetsNoAnswer(t *testing.T) {
+	dead, err := Parse(deadAddress(t) + "/google_containers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := &RankCache{Path: filepath.Join(t.TempDir(), "mirrors.json"), TTL: time.Hour}
+	opts := RankOptions{Registry: &Registry{}, Cache: cache, Timeout: time.Second}
+	r := Rank(context.Background(), []Mirror{dead}, probeImages, opts)
+	if _, err := r.Order(); !errors.Is(err, ErrNoMirrorAnswered) {
+		t.Fatalf("Order = %v, want ErrNoMirrorAnswered", err)
+	}
+	if r := Rank(context.Background(), []Mirror{dead}, probeImages, opts); r.Cached {
+		t.Error("a ranking in which no mirror answered was remembered")
 	}
 }
 

@@ -36,6 +36,11 @@ type Probe struct {
 type Lack struct {
 	Image  string // canonical name
 	Reason string
+	// NotServed marks an image of a registry the mirror is not known to
+	// serve (docker.io's on Aliyun's): a pull passes such a mirror over
+	// for that image at once, so it does not count against the mirror's
+	// rank.
+	NotServed bool `json:",omitempty"`
 }
 
 // Have is how many of the images the mirror serves: none, when it did not
@@ -89,7 +94,7 @@ func probeOne(ctx context.Context, reg *Registry, m Mirror, images []string) Pro
 	for _, img := range images {
 		ref, err := m.Ref(img)
 		if err != nil {
-			p.Missing = append(p.Missing, Lack{img, err.Error()})
+			p.Missing = append(p.Missing, Lack{Image: img, Reason: err.Error(), NotServed: errors.Is(err, ErrNotServed)})
 			continue
 		}
 		wg.Add(1)
@@ -102,10 +107,10 @@ func probeOne(ctx context.Context, reg *Registry, m Mirror, images []string) Pro
 			defer mu.Unlock()
 			switch {
 			case errors.Is(err, ErrNotFound):
-				p.Missing = append(p.Missing, Lack{img, ref + " not found"})
+				p.Missing = append(p.Missing, Lack{Image: img, Reason: ref + " not found"})
 				times = append(times, took)
 			case err != nil:
-				p.Missing = append(p.Missing, Lack{img, err.Error()})
+				p.Missing = append(p.Missing, Lack{Image: img, Reason: err.Error()})
 			default:
 				times = append(times, took)
 			}
@@ -120,16 +125,19 @@ func probeOne(ctx context.Context, reg *Registry, m Mirror, images []string) Pro
 
 // RankProbes orders probes best first and numbers them: mirrors that
 // answer before those that do not, then those lacking fewer of the images
-// (a mirror with every one first), then the quicker. Unreachable mirrors
-// keep Rank 0.
+// they serve (a mirror with every one first), then the quicker. An image
+// of a registry a mirror does not serve is not counted: the pull takes it
+// from the next mirror without asking this one, so Aliyun, which serves
+// no docker.io image, still comes first when it is the quicker. Unreachable
+// mirrors keep Rank 0.
 func RankProbes(probes []Probe) {
 	sort.SliceStable(probes, func(i, j int) bool {
 		a, b := probes[i], probes[j]
 		if a.Reachable != b.Reachable {
 			return a.Reachable
 		}
-		if len(a.Missing) != len(b.Missing) {
-			return len(a.Missing) < len(b.Missing)
+		if la, lb := a.lacking(), b.lacking(); la != lb {
+			return la < lb
 		}
 		return a.Latency < b.Latency
 	})
@@ -139,6 +147,18 @@ func RankProbes(probes []Probe) {
 			probes[i].Rank = i + 1
 		}
 	}
+}
+
+// lacking is how many images the mirror serves the registry of and does
+// not have.
+func (p Probe) lacking() int {
+	n := 0
+	for _, l := range p.Missing {
+		if !l.NotServed {
+			n++
+		}
+	}
+	return n
 }
 
 // Ping asks host's registry API root whether it is there: any HTTP answer,

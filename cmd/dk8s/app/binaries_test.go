@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/dk8s/dk8s"
+	"github.com/dk8s/dk8s/pkg/bootstrap"
 	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/containers/containerstest"
 	"github.com/dk8s/dk8s/pkg/images"
@@ -130,5 +131,29 @@ func TestPullRefusesABinaryThatIsNotThePinnedOne(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "bin", "kubelet")); err != nil {
 		t.Errorf("the good kubelet is kept: %v", err)
+	}
+}
+
+// TestPullLeavesARunningNodesBinaries: DIR/bin/kubelet is what the node's
+// agent runs; pulling another release (ahead of an upgrade) must not put
+// that release's kubelet under a node whose apiserver is the older one.
+func TestPullLeavesARunningNodesBinaries(t *testing.T) {
+	files := map[string][]byte{"kubelet": []byte("kubelet bytes"), "kubectl": []byte("kubectl bytes")}
+	lock, rel := binaryLock(t, files)
+	base := daocloudFiles(t, rel.Kubernetes, files)
+	dir := t.TempDir()
+	marker := "apiVersion: dk8s.io/v1alpha1\nkind: Cluster\nname: dk8s\nnodeName: n\nserviceCIDR: 10.96.0.0/12\npodCIDR: 10.244.0.0/16\nkubernetesVersion: v1.30.0\n"
+	if err := os.WriteFile(filepath.Join(dir, bootstrap.MarkerFile), []byte(marker), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err := runFake(t, presentHost(rel), "pull", "--lock", lock, "--dir", dir, "--binary-mirror", base)
+	if err != nil {
+		t.Fatalf("pull: %v\n%s", err, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "bin", "kubelet")); err == nil {
+		t.Error("the kubelet of another release was put where the node's kubelet runs from")
+	}
+	if want := "the cluster in " + dir + " runs v1.30.0"; !strings.Contains(stderr, want) {
+		t.Errorf("pull should say %q:\n%s", want, stderr)
 	}
 }

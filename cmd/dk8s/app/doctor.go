@@ -56,7 +56,8 @@ func runDoctor(cmd *cobra.Command, g *globals, f *doctorFlags) error {
 	if err != nil {
 		return err
 	}
-	if _, err := bootstrap.ReadSettings(cfg.Dir); err != nil {
+	settings, err := bootstrap.ReadSettings(cfg.Dir)
+	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("%s holds no dk8s cluster: name its directory with --dir", cfg.Dir)
 		}
@@ -65,8 +66,10 @@ func runDoctor(cmd *cobra.Command, g *globals, f *doctorFlags) error {
 	o := doctor.Options{
 		Dir:      cfg.Dir,
 		Expiries: func() ([]pki.Expiry, error) { return bootstrap.CertExpiries(cfg) },
-		Runner:   host.Exec{},
-		Ctr:      "ctr",
+		// A worker keeps only the cluster's CA; a control plane all of it.
+		ControlPlane: !settings.IsWorker(),
+		Runner:       host.Exec{},
+		Ctr:          "ctr",
 	}
 	if p, err := exec.LookPath("ctr"); err == nil {
 		o.Ctr = p

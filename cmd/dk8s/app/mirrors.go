@@ -17,7 +17,9 @@ import (
 const autoHelp = `  auto                    probe the catalogue above (all at once, 5s each):
                           which of the release's tags each has and how fast
                           it answers; pull through those that answered, the
-                          ones with every tag first, then the quicker.
+                          ones with every tag they serve first (Aliyun's
+                          lack of docker.io images does not count: those
+                          come from the next), then the quicker.
                           The ranking is remembered for an hour in
                           $XDG_CACHE_HOME/dk8s/mirrors.json (~/.cache/...);
                           'dk8s mirrors' shows it and probes anew
@@ -39,8 +41,10 @@ func newMirrors(g *globals) *cobra.Command {
 it answered, how many of the release's images it has (by a HEAD of each
 image's manifest under its name there, with the logins of 'docker login'),
 the median time of its answers, and its rank. Mirrors with every tag come
-first, then those missing fewer, then the quicker; those that did not answer
-are not ranked and not pulled through.
+first, then those missing fewer, then the quicker; an image of a registry a
+mirror does not serve (docker.io's on Aliyun) is listed but not counted, as
+the pull takes it from the next mirror. Those that did not answer are not
+ranked and not pulled through.
 
 The ranking is stored for the next hour's 'dk8s pull --mirror auto' (and
 start and join), so running this also refreshes what they use.

@@ -62,7 +62,8 @@ helpers (credHelpers, credsStore) as docker itself does.
 
 Then kubelet and kubectl of the release come into DIR/bin (--dir), for
 'dk8s start' and 'dk8s kubectl', when images.lock pins their sha256 for this
-machine; a file already there and matching is kept.
+machine and no cluster in DIR runs another release (its node runs
+DIR/bin/kubelet); a file already there and matching is kept.
 
 ` + binaryMirrorHelp() + `
 Exits non-zero when any image or binary could not be brought in, naming it
@@ -262,6 +263,15 @@ func describeFailures(pe *images.PullError) string {
 // through the binary mirrors, each checked against its pin. One the lock
 // does not pin is passed over, saying what to do instead.
 func pullBinaries(ctx context.Context, g *globals, rel *images.Release, dir string, mirrors []mirror.BinaryMirror) error {
+	// DIR/bin/kubelet is the file the node's agent runs: replaced by
+	// another release's, the node would come back from its next restart
+	// with a kubelet its apiserver does not match. 'dk8s start
+	// --kubernetes-version' brings the new one when it upgrades.
+	if s, err := bootstrap.ReadSettings(dir); err == nil && s.KubernetesVersion != "" && s.KubernetesVersion != rel.Kubernetes {
+		fmt.Fprintf(g.streams.Err, "kubelet and kubectl %s: not fetched: the cluster in %s runs %s, and %s/bin holds its own; 'dk8s start --kubernetes-version %s' fetches them when it upgrades\n",
+			rel.Kubernetes, dir, s.KubernetesVersion, dir, rel.Kubernetes)
+		return nil
+	}
 	fetch := &host.Fetcher{Mirrors: mirrors, Events: newBinaryView(g.streams.Err).event}
 	instead := map[string]string{
 		"kubelet": "'dk8s start' takes --kubelet-binary or a kubelet on the PATH",
