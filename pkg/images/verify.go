@@ -66,8 +66,17 @@ func Verify(want Image, got containers.Image, platform string) Verification {
 		}
 		served = append(served, short(d))
 	}
-	return Verification{Mismatch, fmt.Sprintf("got image %s (registry digests %s), images.lock expects %s",
-		short(got.ID), orNone(served), expected(want, platform))}
+	detail := fmt.Sprintf("got image %s (registry digests %s), images.lock expects %s",
+		short(got.ID), orNone(served), expected(want, platform))
+	if pd.Config == "" && len(served) > 0 {
+		// Only registry digests to go by: a mirror that re-serializes
+		// manifest lists (Aliyun does for some images) serves the same
+		// content under other ones, and dk8s cannot tell that from other
+		// content.
+		detail += "; a mirror that re-serializes manifests (as Aliyun does for some images) is refused so too: " +
+			"list a faithful one after it (daocloud), or record config digests with 'dk8s images lock --from daocloud'"
+	}
+	return Verification{Mismatch, detail}
 }
 
 func expected(want Image, platform string) string {

@@ -53,3 +53,18 @@ func TestMismatchDetailNamesBothSides(t *testing.T) {
 		}
 	}
 }
+
+// With only the index digest to go by, a copy whose registry digest differs
+// may be a re-serialized manifest list, not other content: the refusal says
+// how to get past it without giving up the check.
+func TestMismatchByRegistryDigestSaysWhatToDo(t *testing.T) {
+	indexOnly := Image{Name: "registry.k8s.io/pause:3.10.2", Digest: digest('a')}
+	v := Verify(indexOnly, containers.Image{ID: digest('c'), RepoDigests: []string{"registry.aliyuncs.com/google_containers/pause@" + digest('7')}}, "linux/amd64")
+	if v.Verdict != Mismatch || !strings.Contains(v.Detail, "re-serializes manifests") || !strings.Contains(v.Detail, "daocloud") {
+		t.Errorf("got %s: %s", v.Verdict, v.Detail)
+	}
+	withConfig := Image{Name: indexOnly.Name, Digest: digest('a'), Platforms: map[string]PlatformDigests{"linux/amd64": {Config: digest('b')}}}
+	if v := Verify(withConfig, containers.Image{ID: digest('c'), RepoDigests: []string{"x/pause@" + digest('7')}}, "linux/amd64"); strings.Contains(v.Detail, "re-serializes") {
+		t.Errorf("with a config digest the content itself was compared; no hint expected: %s", v.Detail)
+	}
+}

@@ -100,7 +100,7 @@ Behind the Great Firewall or on an air-gapped site:
   dk8s images                            what the set is and what you have
   dk8s save -o k8s.tar / dk8s load -i k8s.tar
                                          carry the set to a machine with no registry
-  dk8s start --mirror aliyun             the cluster; kubelet through binary mirrors
+  dk8s start --mirror aliyun,daocloud    the cluster; kubelet through binary mirrors
   dk8s kubectl get nodes                 the pinned kubectl, as the cluster's admin`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
