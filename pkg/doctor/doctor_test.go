@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -251,4 +252,17 @@ func pod(ns, name, image string, st corev1.ContainerState) corev1.Pod {
 func lease(node string, renewed time.Time) coordinationv1.Lease {
 	at := metav1.NewMicroTime(renewed)
 	return coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: node}, Spec: coordinationv1.LeaseSpec{RenewTime: &at}}
+}
+
+// A control plane whose admin client cannot be made (admin.conf deleted or
+// unreadable) is not healthy by default: it is a finding, as an apiserver
+// that does not answer is.
+func TestControlPlaneWithoutAdminClientIsAProblem(t *testing.T) {
+	f := Gather(context.Background(), Options{Dir: t.TempDir(), ControlPlane: true, KubeErr: errors.New("reading admin.conf: no such file or directory")})
+	r := Diagnose(f)
+	if r.Healthy() || !slices.ContainsFunc(r.Findings, func(x Finding) bool {
+		return x.Check == CheckAPIServer && x.Severity == Problem && strings.Contains(x.Problem, "admin.conf")
+	}) {
+		t.Errorf("findings %+v", r.Findings)
+	}
 }

@@ -46,6 +46,9 @@ type Options struct {
 	// (a worker, a stopped control plane); KubeSkip says why.
 	Kube     kubernetes.Interface
 	KubeSkip string
+	// KubeErr is why no client could be made on a control plane (its
+	// admin.conf gone or unreadable): a problem, not a reason to skip.
+	KubeErr error
 }
 
 // Gather reads the facts Diagnose judges. What cannot be read is left out
@@ -79,7 +82,7 @@ func Gather(ctx context.Context, o Options) Facts {
 		f.ServerTime, _ = serverTime(ctx, o.Kubeconfig) // zero, and not judged, when unread
 	}
 	if o.Kube == nil {
-		f.ClusterSkip = o.KubeSkip
+		f.ClusterSkip, f.ClusterErr = o.KubeSkip, o.KubeErr
 		return f
 	}
 	f.Cluster, f.ClusterErr = gatherCluster(ctx, o)

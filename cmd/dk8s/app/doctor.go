@@ -77,6 +77,10 @@ func runDoctor(cmd *cobra.Command, g *globals, f *doctorFlags) error {
 	o.Pause = g.pauseOf(cfg)
 	if cs, err := g.kube(cfg); err == nil {
 		o.Kube, o.Kubeconfig = cs, cfg.AdminKubeconfig()
+	} else if o.ControlPlane {
+		// A control plane without its admin client cannot be judged
+		// healthy: say why, as for an apiserver that does not answer.
+		o.KubeErr, o.Kubeconfig = err, filepath.Join(cfg.Dir, "kubelet.conf")
 	} else {
 		// A worker: its clock against its apiserver's, with kubelet's
 		// credentials; the cluster's state is the control plane's to judge.
