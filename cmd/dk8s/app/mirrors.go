@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -83,7 +84,16 @@ func runMirrors(cmd *cobra.Command, g *globals, f *mirrorsFlags) error {
 	if r.StoreErr != nil {
 		fmt.Fprintf(g.streams.Err, "warning: %v\n", r.StoreErr)
 	}
-	return printProbes(g, f.output, r.Probes)
+	if err := printProbes(g, f.output, r.Probes); err != nil {
+		return err
+	}
+	// A script asks "can I pull from here?": no mirror answering is a
+	// failure, as it is for 'dk8s pull --mirror auto'.
+	if !slices.ContainsFunc(r.Probes, func(p mirror.Probe) bool { return p.Reachable }) {
+		fmt.Fprintln(g.streams.Err, "no mirror answered: check this host's network, DNS and proxy, or name a mirror it reaches with --mirror auto:LIST")
+		return ExitError{Code: 1}
+	}
+	return nil
 }
 
 // rankMirrors ranks candidates for rel's images: remembered, unless

@@ -2,6 +2,7 @@ package app
 
 import (
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -68,6 +69,12 @@ func TestPullAutoWithNoMirrorAnswering(t *testing.T) {
 	dead := l.Addr().String() + "/google_containers"
 	l.Close()
 	lock, _ := noKubeletLock(t)
+	// dk8s mirrors prints the table and fails, so a script can tell.
+	stdout, stderr, err := run(t, nil, "mirrors", "--lock", lock, "--mirror", "auto:"+dead)
+	var exit ExitError
+	if !errors.As(err, &exit) || exit.Code != 1 || !strings.HasPrefix(stdout, "MIRROR") || !strings.Contains(stderr, "no mirror answered") {
+		t.Errorf("dk8s mirrors with none answering: %v, stdout %q, stderr %q", err, stdout, stderr)
+	}
 	_, _, err = runFake(t, fakeHost(), "pull", "--lock", lock, "--mirror", "auto:"+dead)
 	for _, want := range []string{"no mirror answered", dead, "connection refused"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
