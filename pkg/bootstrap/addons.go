@@ -27,6 +27,10 @@ func clientFor(kubeconfig string) (kubeClient, error) {
 		return nil, err
 	}
 	rc.Timeout = 15 * time.Second
+	// client-go's default of 5 requests a second (a burst of 10) held a
+	// start's few dozen writes (RBAC, the add-ons) back by a second and
+	// more; dk8s's own requests are few and must not wait on themselves.
+	rc.QPS, rc.Burst = 100, 200
 	return kubernetes.NewForConfig(rc)
 }
 
