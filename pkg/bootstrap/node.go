@@ -136,12 +136,30 @@ func planNode(ctx context.Context, cfg Config, rel *images.Release, t *nodeTools
 // network, kube-proxy and CoreDNS.
 var nodeImages = []string{"pause", "flannel", "kube-proxy", "coredns"}
 
+// agentsStarted is what startAgents returns, from a goroutine.
+type agentsStarted struct {
+	plan     *nodePlan
+	imageIDs map[string]string
+	err      error
+}
+
+// goStartAgents runs startAgents for a control plane's own node beside the
+// control plane's start; its one result comes on the channel.
+func goStartAgents(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, t *nodeTools, apiserverUp <-chan struct{}, timeout time.Duration, opts StartOptions, emit func(Event)) <-chan agentsStarted {
+	out := make(chan agentsStarted, 1)
+	go func() {
+		np, ids, err := startAgents(ctx, engine, cfg, rel, t, nodeIdentity{}, apiserverUp, timeout, opts, emit)
+		out <- agentsStarted{np, ids, err}
+	}()
+	return out
+}
+
 // startAgents installs this host's node agents and starts them: kubelet
 // under cfg.Dir/bin (beside the dk8s its caller installed there), the
-// runtime with the node's images in it, then kubelet, until kubelet
-// answers its health check. It returns the plan and the IDs of the images
-// it loaded.
-func startAgents(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, t *nodeTools, id nodeIdentity, timeout time.Duration, opts StartOptions, emit func(Event)) (*nodePlan, map[string]string, error) {
+// runtime with the node's images in it, then, once apiserverUp is closed,
+// kubelet, until kubelet answers its health check. It returns the plan and
+// the IDs of the images it loaded.
+func startAgents(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, t *nodeTools, id nodeIdentity, apiserverUp <-chan struct{}, timeout time.Duration, opts StartOptions, emit func(Event)) (*nodePlan, map[string]string, error) {
 	shim := shimPath(cfg.Dir) // installed by the caller, before any agent needs it
 	kubelet, err := host.Install(t.kubelet, filepath.Join(cfg.Dir, "bin", "kubelet"))
 	if err != nil {
@@ -180,6 +198,13 @@ func startAgents(ctx context.Context, engine containers.Engine, cfg Config, rel 
 	}
 	emit(Event{Step: "healthy", Component: "containerd", Message: "containerd (CRI) is up, with the pause, flannel, kube-proxy and CoreDNS images", Done: true})
 
+	// kubelet registers the node with the apiserver, and would back off
+	// for seconds while it is not there yet: it starts once it answers.
+	select {
+	case <-apiserverUp:
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
 	if !systemd {
 		ens, err := containers.Ensure(ctx, engine, np.kubeletSpec)
 		if err != nil {
@@ -193,15 +218,15 @@ func startAgents(ctx context.Context, engine containers.Engine, cfg Config, rel 
 	return np, imageIDs, nil
 }
 
-// startNode makes this host a node of the control plane just started: the
-// runtime and kubelet, the node labelled as a control plane, the add-ons,
-// the pod network on this node, until the node is Ready and the add-ons
-// have rolled out.
-func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, t *nodeTools, p *pki.PKI, upgrade bool, timeout time.Duration, opts StartOptions, emit func(Event)) error {
-	np, imageIDs, err := startAgents(ctx, engine, cfg, rel, t, nodeIdentity{}, timeout, opts, emit)
-	if err != nil {
-		return err
+// startNode makes this host a node of the control plane just started,
+// once its agents have started (goStartAgents): the node labelled as a
+// control plane, the add-ons, the pod network on this node, until the
+// node is Ready and the add-ons have rolled out.
+func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, agents agentsStarted, upgrade bool, timeout time.Duration, opts StartOptions, emit func(Event)) error {
+	if agents.err != nil {
+		return agents.err
 	}
+	np, imageIDs := agents.plan, agents.imageIDs
 	cs, err := opts.client(filepath.Join(cfg.Dir, "super-admin.conf"))
 	if err != nil {
 		return err
