@@ -231,21 +231,30 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 	if err != nil {
 		return err
 	}
+	// kube-proxy and flanneld reach the apiservers through the node's
+	// balancer where there are several; where there is one, the add-ons
+	// are made while kubelet registers the node, so that their pods are
+	// made as soon as it has.
+	lb := cfg.HA && cfg.ControlPlaneEndpoint == ""
+	if !lb {
+		if err := ensureAddons(ctx, cs, cfg, rel, np.dns, imageIDs, upgrade); err != nil {
+			return err
+		}
+	}
 	if err := waitNodeRegistered(ctx, cs, cfg.NodeName, timeout); err != nil {
 		return agentError(engine, kubeletAgent(), err, "")
 	}
 	if err := labelNode(ctx, cs, cfg.NodeName, map[string]string{ControlPlaneLabel: ""}); err != nil {
 		return err
 	}
-	if cfg.HA && cfg.ControlPlaneEndpoint == "" {
-		// kube-proxy and flanneld reach the apiservers through it; it
-		// learns the other control planes from the cluster.
+	if lb {
+		// It learns the other control planes from the cluster.
 		if err := ensureLB(ctx, engine, cfg, rel, []string{apiServerAddr(cfg)}, filepath.Join(cfg.Dir, "kubelet.conf"), timeout, emit); err != nil {
 			return err
 		}
-	}
-	if err := ensureAddons(ctx, cs, cfg, rel, np.dns, imageIDs, upgrade); err != nil {
-		return err
+		if err := ensureAddons(ctx, cs, cfg, rel, np.dns, imageIDs, upgrade); err != nil {
+			return err
+		}
 	}
 	if _, err := ensureCNI(ctx, cfg.Dir, timeout); err != nil {
 		return err
@@ -346,9 +355,14 @@ func runtimePrep(cfg Config) []string {
 	return []string{"--service-cidr", cfg.ServiceCIDR, "--cgroup", host.RuntimeCgroup}
 }
 
+// pollInterval is how often a start asks whether what it waits for is
+// there: each step waits on the one before, so each poll's half-interval
+// of lag adds up along a start; one small request at a time is cheap.
+const pollInterval = 250 * time.Millisecond
+
 // waitProbe waits until component answers its probe.
 func waitProbe(ctx context.Context, p *pki.PKI, component string, timeout time.Duration, opts StartOptions) error {
-	return wait.Until(ctx, 500*time.Millisecond, timeout, func(ctx context.Context) (bool, string, error) {
+	return wait.Until(ctx, pollInterval, timeout, func(ctx context.Context) (bool, string, error) {
 		if err := opts.probe(ctx, p, component); err != nil {
 			return false, err.Error(), nil
 		}
@@ -374,7 +388,7 @@ func labelNode(ctx context.Context, cs kubeClient, node string, labels map[strin
 
 // waitNodeRegistered waits until kubelet has registered the node.
 func waitNodeRegistered(ctx context.Context, cs kubeClient, node string, timeout time.Duration) error {
-	err := wait.Until(ctx, time.Second, timeout, func(ctx context.Context) (bool, string, error) {
+	err := wait.Until(ctx, pollInterval, timeout, func(ctx context.Context) (bool, string, error) {
 		if _, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{}); err != nil {
 			return false, "not registered: " + err.Error(), nil
 		}
@@ -398,7 +412,7 @@ func nodeReady(n *corev1.Node) (bool, string) {
 
 // waitNodeReady waits until the node reports Ready.
 func waitNodeReady(ctx context.Context, cs kubeClient, node string, timeout time.Duration) error {
-	err := wait.Until(ctx, time.Second, timeout, func(ctx context.Context) (bool, string, error) {
+	err := wait.Until(ctx, pollInterval, timeout, func(ctx context.Context) (bool, string, error) {
 		n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 		if err != nil {
 			return false, "not registered", nil
