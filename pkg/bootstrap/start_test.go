@@ -145,6 +145,25 @@ func TestStartShowsTheHintOfAComponentThatDoesNotComeUp(t *testing.T) {
 	}
 }
 
+// Made together, the components are still answered for in order: of two
+// that do not come up, the earlier one's error is the start's, though the
+// later one's wait began with it.
+func TestStartSaysTheFirstComponentThatDoesNotComeUp(t *testing.T) {
+	f := newStartFixture(t)
+	f.opts.Probe = func(_ context.Context, _ *pki.PKI, comp string) error {
+		if comp == "kube-apiserver" || comp == "kube-scheduler" {
+			return errors.New("HTTP 503 from " + comp)
+		}
+		return nil
+	}
+	f.opts.Timeout = 1500 * 1e6 // 1.5s
+	err := f.start(t)
+	var ce *ComponentError
+	if !errors.As(err, &ce) || ce.Component != "kube-apiserver" || strings.Contains(err.Error(), "kube-scheduler") {
+		t.Fatalf("want the apiserver's error alone, got %v", err)
+	}
+}
+
 // An upgrade keeps the strict order: no component is made before the one
 // before it is healthy, so none ever runs newer than the apiserver.
 func TestStartInAnUpgradeMakesNothingAfterAComponentThatDoesNotComeUp(t *testing.T) {
