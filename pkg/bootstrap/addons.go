@@ -27,6 +27,10 @@ func clientFor(kubeconfig string) (kubeClient, error) {
 		return nil, err
 	}
 	rc.Timeout = 15 * time.Second
+	// client-go's default of 5 requests a second (a burst of 10) held a
+	// start's few dozen writes (RBAC, the add-ons) back by a second and
+	// more; dk8s's own requests are few and must not wait on themselves.
+	rc.QPS, rc.Burst = 100, 200
 	return kubernetes.NewForConfig(rc)
 }
 
@@ -270,7 +274,11 @@ func coreDNS(image, imageID string) *appsv1.Deployment {
 							{Name: "dns", ContainerPort: 53, Protocol: corev1.ProtocolUDP},
 							{Name: "dns-tcp", ContainerPort: 53, Protocol: corev1.ProtocolTCP},
 						},
-						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(8181)}}},
+						// Every 2 s, as k3s's: kubelet first asks at a random
+						// point of the period when it has just started (the
+						// default 10 s held a new node's start back by up
+						// to 10 s), and CoreDNS is ready within a second.
+						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(8181)}}, PeriodSeconds: 2},
 						VolumeMounts:   []corev1.VolumeMount{{Name: "config", MountPath: "/etc/coredns", ReadOnly: true}},
 					}},
 					Volumes: []corev1.Volume{{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "coredns"}}}}},
@@ -284,7 +292,7 @@ func coreDNS(image, imageID string) *appsv1.Deployment {
 // pod of the current spec scheduled and ready (after an upgrade the old
 // pods are ready too until they are replaced).
 func waitAddons(ctx context.Context, cs kubeClient, timeout time.Duration) error {
-	err := wait.Until(ctx, time.Second, timeout, func(ctx context.Context) (bool, string, error) {
+	err := wait.Until(ctx, pollInterval, timeout, func(ctx context.Context) (bool, string, error) {
 		for _, name := range []string{flannelDaemonSet, "kube-proxy"} {
 			ds, err := cs.AppsV1().DaemonSets(addonNS).Get(ctx, name, metav1.GetOptions{})
 			if err != nil {

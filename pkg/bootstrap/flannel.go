@@ -110,7 +110,7 @@ func cniConfigPath(dir string) string { return filepath.Join(dir, "cni", "10-dk8
 // network can start, as with flannel's own plugin.
 func ensureCNI(ctx context.Context, dir string, timeout time.Duration) (host.FlannelNetwork, error) {
 	var n host.FlannelNetwork
-	err := wait.Until(ctx, 500*time.Millisecond, timeout, func(context.Context) (bool, string, error) {
+	err := wait.Until(ctx, pollInterval, timeout, func(context.Context) (bool, string, error) {
 		var err error
 		n, err = host.ReadFlannelSubnet(host.FlannelSubnetFile)
 		if errors.Is(err, os.ErrNotExist) {

@@ -227,7 +227,10 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 			return err
 		}
 	}
-	if _, _, err := startAgents(ctx, engine, jc.Config, rel, tools, id, timeout, opts.StartOptions, emit); err != nil {
+	// The apiserver answered the join already: kubelet need not wait for it.
+	apiserverUp := make(chan struct{})
+	close(apiserverUp)
+	if _, _, err := startAgents(ctx, engine, jc.Config, rel, tools, id, apiserverUp, timeout, opts.StartOptions, emit); err != nil {
 		return err
 	}
 	// kubelet writes kubelet.conf once the controller-manager has signed

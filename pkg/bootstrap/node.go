@@ -138,12 +138,30 @@ func planNode(ctx context.Context, cfg Config, rel *images.Release, t *nodeTools
 // network, kube-proxy and CoreDNS.
 var nodeImages = []string{"pause", "flannel", "kube-proxy", "coredns"}
 
+// agentsStarted is what startAgents returns, from a goroutine.
+type agentsStarted struct {
+	plan     *nodePlan
+	imageIDs map[string]string
+	err      error
+}
+
+// goStartAgents runs startAgents for a control plane's own node beside the
+// control plane's start; its one result comes on the channel.
+func goStartAgents(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, t *nodeTools, apiserverUp <-chan struct{}, timeout time.Duration, opts StartOptions, emit func(Event)) <-chan agentsStarted {
+	out := make(chan agentsStarted, 1)
+	go func() {
+		np, ids, err := startAgents(ctx, engine, cfg, rel, t, nodeIdentity{}, apiserverUp, timeout, opts, emit)
+		out <- agentsStarted{np, ids, err}
+	}()
+	return out
+}
+
 // startAgents installs this host's node agents and starts them: kubelet
 // under cfg.Dir/bin (beside the dk8s its caller installed there), the
-// runtime with the node's images in it, then kubelet, until kubelet
-// answers its health check. It returns the plan and the IDs of the images
-// it loaded.
-func startAgents(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, t *nodeTools, id nodeIdentity, timeout time.Duration, opts StartOptions, emit func(Event)) (*nodePlan, map[string]string, error) {
+// runtime with the node's images in it, then, once apiserverUp is closed,
+// kubelet, until kubelet answers its health check. It returns the plan and
+// the IDs of the images it loaded.
+func startAgents(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, t *nodeTools, id nodeIdentity, apiserverUp <-chan struct{}, timeout time.Duration, opts StartOptions, emit func(Event)) (*nodePlan, map[string]string, error) {
 	shim := shimPath(cfg.Dir) // installed by the caller, before any agent needs it
 	kubelet, err := host.Install(t.kubelet, filepath.Join(cfg.Dir, "bin", "kubelet"))
 	if err != nil {
@@ -182,6 +200,13 @@ func startAgents(ctx context.Context, engine containers.Engine, cfg Config, rel 
 	}
 	emit(Event{Step: "healthy", Component: "containerd", Message: "containerd (CRI) is up, with the pause, flannel, kube-proxy and CoreDNS images", Done: true})
 
+	// kubelet registers the node with the apiserver, and would back off
+	// for seconds while it is not there yet: it starts once it answers.
+	select {
+	case <-apiserverUp:
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
 	if !systemd {
 		ens, err := containers.Ensure(ctx, engine, np.kubeletSpec)
 		if err != nil {
@@ -195,18 +220,28 @@ func startAgents(ctx context.Context, engine containers.Engine, cfg Config, rel 
 	return np, imageIDs, nil
 }
 
-// startNode makes this host a node of the control plane just started: the
-// runtime and kubelet, the node labelled as a control plane, the add-ons,
-// the pod network on this node, until the node is Ready and the add-ons
-// have rolled out.
-func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, t *nodeTools, p *pki.PKI, upgrade bool, timeout time.Duration, opts StartOptions, emit func(Event)) error {
-	np, imageIDs, err := startAgents(ctx, engine, cfg, rel, t, nodeIdentity{}, timeout, opts, emit)
-	if err != nil {
-		return err
+// startNode makes this host a node of the control plane just started,
+// once its agents have started (goStartAgents): the node labelled as a
+// control plane, the add-ons, the pod network on this node, until the
+// node is Ready and the add-ons have rolled out.
+func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, agents agentsStarted, upgrade bool, timeout time.Duration, opts StartOptions, emit func(Event)) error {
+	if agents.err != nil {
+		return agents.err
 	}
+	np, imageIDs := agents.plan, agents.imageIDs
 	cs, err := opts.client(filepath.Join(cfg.Dir, "super-admin.conf"))
 	if err != nil {
 		return err
+	}
+	// kube-proxy and flanneld reach the apiservers through the node's
+	// balancer where there are several; where there is one, the add-ons
+	// are made while kubelet registers the node, so that their pods are
+	// made as soon as it has.
+	lb := cfg.HA && cfg.ControlPlaneEndpoint == ""
+	if !lb {
+		if err := ensureAddons(ctx, cs, cfg, rel, np.dns, imageIDs, upgrade); err != nil {
+			return err
+		}
 	}
 	if err := waitNodeRegistered(ctx, cs, cfg.NodeName, timeout); err != nil {
 		return agentError(engine, kubeletAgent(), err, "")
@@ -214,15 +249,14 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 	if err := labelNode(ctx, cs, cfg.NodeName, map[string]string{ControlPlaneLabel: ""}); err != nil {
 		return err
 	}
-	if cfg.HA && cfg.ControlPlaneEndpoint == "" {
-		// kube-proxy and flanneld reach the apiservers through it; it
-		// learns the other control planes from the cluster.
+	if lb {
+		// It learns the other control planes from the cluster.
 		if err := ensureLB(ctx, engine, cfg, rel, []string{apiServerAddr(cfg)}, filepath.Join(cfg.Dir, "kubelet.conf"), timeout, emit); err != nil {
 			return err
 		}
-	}
-	if err := ensureAddons(ctx, cs, cfg, rel, np.dns, imageIDs, upgrade); err != nil {
-		return err
+		if err := ensureAddons(ctx, cs, cfg, rel, np.dns, imageIDs, upgrade); err != nil {
+			return err
+		}
 	}
 	if _, err := ensureCNI(ctx, cfg.Dir, timeout); err != nil {
 		return err
@@ -323,9 +357,14 @@ func runtimePrep(cfg Config) []string {
 	return []string{"--service-cidr", cfg.ServiceCIDR, "--cgroup", host.RuntimeCgroup}
 }
 
+// pollInterval is how often a start asks whether what it waits for is
+// there: each step waits on the one before, so each poll's half-interval
+// of lag adds up along a start; one small request at a time is cheap.
+const pollInterval = 250 * time.Millisecond
+
 // waitProbe waits until component answers its probe.
 func waitProbe(ctx context.Context, p *pki.PKI, component string, timeout time.Duration, opts StartOptions) error {
-	return wait.Until(ctx, 500*time.Millisecond, timeout, func(ctx context.Context) (bool, string, error) {
+	return wait.Until(ctx, pollInterval, timeout, func(ctx context.Context) (bool, string, error) {
 		if err := opts.probe(ctx, p, component); err != nil {
 			return false, err.Error(), nil
 		}
@@ -351,7 +390,7 @@ func labelNode(ctx context.Context, cs kubeClient, node string, labels map[strin
 
 // waitNodeRegistered waits until kubelet has registered the node.
 func waitNodeRegistered(ctx context.Context, cs kubeClient, node string, timeout time.Duration) error {
-	err := wait.Until(ctx, time.Second, timeout, func(ctx context.Context) (bool, string, error) {
+	err := wait.Until(ctx, pollInterval, timeout, func(ctx context.Context) (bool, string, error) {
 		if _, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{}); err != nil {
 			return false, "not registered: " + err.Error(), nil
 		}
@@ -375,7 +414,7 @@ func nodeReady(n *corev1.Node) (bool, string) {
 
 // waitNodeReady waits until the node reports Ready.
 func waitNodeReady(ctx context.Context, cs kubeClient, node string, timeout time.Duration) error {
-	err := wait.Until(ctx, time.Second, timeout, func(ctx context.Context) (bool, string, error) {
+	err := wait.Until(ctx, pollInterval, timeout, func(ctx context.Context) (bool, string, error) {
 		n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 		if err != nil {
 			return false, "not registered", nil

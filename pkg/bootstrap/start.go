@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -89,8 +90,13 @@ func (e *ComponentError) Error() string {
 // lives under cfg.Dir on the host; no container holds state. A rerun with
 // the same configuration changes nothing.
 func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, opts StartOptions) error {
+	// The node's agents and the control plane's components report from
+	// goroutines of their own: one line at a time.
+	var mu sync.Mutex
 	emit := func(e Event) {
 		if opts.Events != nil {
+			mu.Lock()
+			defer mu.Unlock()
 			opts.Events(e)
 		}
 	}
@@ -185,40 +191,150 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 	if timeout == 0 {
 		timeout = 3 * time.Minute
 	}
-	for _, c := range controlPlane() {
-		spec, err := c.spec(cfg, rel)
-		if err != nil {
-			return err
+	upgrading := from != "" && from != rel.Kubernetes
+	// The node's runtime and its images need nothing from the control
+	// plane: they come up beside it, and kubelet starts once the apiserver
+	// answers. In an upgrade, kubelet must not run newer than the
+	// apiserver: the node comes after the control plane, as it did.
+	apiserverUp := make(chan struct{})
+	nodeCtx, stopNode := context.WithCancel(ctx)
+	defer stopNode()
+	var agents <-chan agentsStarted
+	if node != nil && !upgrading {
+		agents = goStartAgents(nodeCtx, engine, cfg, rel, node, apiserverUp, timeout, opts, emit)
+	}
+	err = startControlPlane(ctx, engine, cfg, rel, p, !cfg.HA && !upgrading, timeout, opts, emit, func(comp string) {
+		if comp == "kube-apiserver" {
+			close(apiserverUp)
 		}
-		if err := startComponent(ctx, engine, c, spec, p, timeout, opts, emit); err != nil {
-			return err
+	})
+	if err != nil {
+		if agents != nil {
+			stopNode()
+			<-agents // nothing left running behind the error
 		}
-		if c.Ready != nil {
-			if err := c.Ready(ctx, cfg, opts); err != nil {
-				return err
-			}
-		}
-		emit(Event{Step: "healthy", Component: c.Name, Message: c.Name + " is healthy", Done: true})
+		return err
 	}
 	if node != nil {
-		if err := startNode(ctx, engine, cfg, rel, node, p, from != "" && from != rel.Kubernetes, timeout, opts, emit); err != nil {
+		if agents == nil {
+			agents = goStartAgents(nodeCtx, engine, cfg, rel, node, apiserverUp, timeout, opts, emit)
+		}
+		if err := startNode(ctx, engine, cfg, rel, <-agents, upgrading, timeout, opts, emit); err != nil {
 			return err
 		}
 	}
 	return finished()
 }
 
-// startComponent makes c's container match spec and waits, within
-// timeout, until c answers its probe; one that does not comes back as a
-// ComponentError with its last log lines and its hint.
-func startComponent(ctx context.Context, engine containers.Engine, c Component, spec containers.Spec, p *pki.PKI, timeout time.Duration, opts StartOptions, emit func(Event)) error {
-	// A file a flag names must be there: Docker would otherwise make an
-	// empty directory in its place.
+// startControlPlane makes each control-plane container that is missing or
+// whose spec changed, in order, and waits until each is healthy. Together,
+// all are made at once and their health is waited for at once: the
+// apiserver waits for etcd by itself, as the controller-manager and the
+// scheduler wait for the apiserver, so a start that waited for each before
+// making the next only added their waits up. Each one's Ready still runs,
+// and its ✓ is still said, once it and every component before it are
+// healthy, in the order of Components. A component that does not come up
+// stops the wait of those after it, and its error (the first in order) is
+// the start's. Not together (an upgrade, where nothing may run newer than
+// the apiserver; a control plane of several, whose etcd member must be a
+// voter before the apiserver uses it), each is made only once the one
+// before it is healthy. ready hears each component once it is.
+func startControlPlane(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, p *pki.PKI, together bool, timeout time.Duration, opts StartOptions, emit func(Event), ready func(string)) error {
+	comps := controlPlane()
+	specs := make([]containers.Spec, len(comps))
+	for i, c := range comps {
+		spec, err := c.spec(cfg, rel)
+		if err != nil {
+			return err
+		}
+		if err := checkMounts(c, spec); err != nil {
+			return err
+		}
+		specs[i] = spec
+	}
+	if together {
+		return startTogether(ctx, engine, cfg, comps, specs, p, timeout, opts, emit, ready)
+	}
+	for i := range comps {
+		if err := startTogether(ctx, engine, cfg, comps[i:i+1], specs[i:i+1], p, timeout, opts, emit, ready); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startTogether makes comps' containers match specs, in order, then waits
+// for them all at once, each one's Ready running after those of the ones
+// before it (see startControlPlane).
+func startTogether(ctx context.Context, engine containers.Engine, cfg Config, comps []Component, specs []containers.Spec, p *pki.PKI, timeout time.Duration, opts StartOptions, emit func(Event), ready func(string)) error {
+	for i, c := range comps {
+		if err := ensureComponent(ctx, engine, c, specs[i], emit); err != nil {
+			return err
+		}
+	}
+	n := len(comps)
+	errs := make([]error, n)
+	done := make([]chan struct{}, n)
+	ctxs := make([]context.Context, n)
+	cancels := make([]context.CancelFunc, n)
+	for i := range comps {
+		done[i] = make(chan struct{})
+		ctxs[i], cancels[i] = context.WithCancel(ctx)
+		defer cancels[i]()
+	}
+	var wg sync.WaitGroup
+	for i, c := range comps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(done[i])
+			err := waitComponent(ctxs[i], engine, c, specs[i].Name, p, timeout, opts)
+			if err == nil && i > 0 {
+				select {
+				case <-done[i-1]:
+					err = errs[i-1]
+				case <-ctxs[i].Done():
+					err = ctxs[i].Err()
+				}
+			}
+			if err == nil && c.Ready != nil {
+				err = c.Ready(ctxs[i], cfg, opts)
+			}
+			errs[i] = err
+			if err != nil {
+				// Never an earlier one's: its own error is the one to say.
+				for _, cancel := range cancels[i+1:] {
+					cancel()
+				}
+				return
+			}
+			emit(Event{Step: "healthy", Component: c.Name, Message: c.Name + " is healthy", Done: true})
+			ready(c.Name)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkMounts refuses a spec whose flags name a file that is not there:
+// Docker would otherwise make an empty directory in its place.
+func checkMounts(c Component, spec containers.Spec) error {
 	for _, m := range spec.Mounts {
 		if _, err := os.Stat(m.Source); m.ReadOnly && errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("%s: its flags name %s, which is not in the cluster directory (%s): put the file there, or drop the flag", c.Name, m.Target, m.Source)
 		}
 	}
+	return nil
+}
+
+// ensureComponent makes c's container match spec, restarting one whose
+// bound files changed.
+func ensureComponent(ctx context.Context, engine containers.Engine, c Component, spec containers.Spec, emit func(Event)) error {
 	ens, err := containers.Ensure(ctx, engine, spec)
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.Name, err)
@@ -230,14 +346,21 @@ func startComponent(ctx context.Context, engine containers.Engine, c Component, 
 		}
 	}
 	emit(Event{Step: "container", Component: c.Name, Message: spec.Name + " " + action})
-	err = waitProbe(ctx, p, c.Name, timeout, opts)
+	return nil
+}
+
+// waitComponent waits, within timeout, until c answers its probe; one that
+// does not comes back as a ComponentError with its last log lines and its
+// hint.
+func waitComponent(ctx context.Context, engine containers.Engine, c Component, name string, p *pki.PKI, timeout time.Duration, opts StartOptions) error {
+	err := waitProbe(ctx, p, c.Name, timeout, opts)
 	if err == nil {
 		return nil
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	return &ComponentError{Component: c.Name, Err: fmt.Errorf("not healthy: %w", err), Logs: lastLogs(engine, spec.Name, 15), Hint: c.Hint}
+	return &ComponentError{Component: c.Name, Err: fmt.Errorf("not healthy: %w", err), Logs: lastLogs(engine, name, 15), Hint: c.Hint}
 }
 
 // reloadFiles restarts a running container when a file bound into it

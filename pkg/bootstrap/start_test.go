@@ -3,6 +3,7 @@ package bootstrap
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -137,8 +138,59 @@ func TestStartShowsTheHintOfAComponentThatDoesNotComeUp(t *testing.T) {
 		!strings.Contains(err.Error(), "cannot reach etcd") || !strings.Contains(err.Error(), "dk8s logs kube-apiserver") {
 		t.Fatalf("want the apiserver's error with its logs and hint, got %v", err)
 	}
+	// The control plane's containers are made together; none after the
+	// one that did not come up is said to be healthy.
+	if f.said("kube-controller-manager is healthy") || !f.said("etcd is healthy") {
+		t.Errorf("etcd alone should be said healthy: %+v", f.events)
+	}
+}
+
+// Made together, the components are still answered for in order: of two
+// that do not come up, the earlier one's error is the start's, though the
+// later one's wait began with it.
+func TestStartSaysTheFirstComponentThatDoesNotComeUp(t *testing.T) {
+	f := newStartFixture(t)
+	f.opts.Probe = func(_ context.Context, _ *pki.PKI, comp string) error {
+		if comp == "kube-apiserver" || comp == "kube-scheduler" {
+			return errors.New("HTTP 503 from " + comp)
+		}
+		return nil
+	}
+	f.opts.Timeout = 1500 * 1e6 // 1.5s
+	err := f.start(t)
+	var ce *ComponentError
+	if !errors.As(err, &ce) || ce.Component != "kube-apiserver" || strings.Contains(err.Error(), "kube-scheduler") {
+		t.Fatalf("want the apiserver's error alone, got %v", err)
+	}
+}
+
+// An upgrade keeps the strict order: no component is made before the one
+// before it is healthy, so none ever runs newer than the apiserver.
+func TestStartInAnUpgradeMakesNothingAfterAComponentThatDoesNotComeUp(t *testing.T) {
+	f := newStartFixture(t)
+	f.opts.Probe = func(_ context.Context, _ *pki.PKI, comp string) error {
+		if comp == "kube-apiserver" {
+			return errors.New("HTTP 503")
+		}
+		return nil
+	}
+	f.opts.Timeout = 1500 * 1e6 // 1.5s
+	var minor int
+	fmt.Sscanf(f.rel.Kubernetes, "v1.%d.", &minor)
+	os.MkdirAll(f.cfg.Dir, 0o700)
+	if err := writeSettings(f.cfg.Dir, Settings{Name: f.cfg.ClusterName, NodeName: f.cfg.NodeName, KubernetesVersion: fmt.Sprintf("v1.%d.0", minor-1)}); err != nil {
+		t.Fatal(err)
+	}
+	err := f.start(t)
+	var ce *ComponentError
+	if !errors.As(err, &ce) || ce.Component != "kube-apiserver" {
+		t.Fatalf("want the apiserver's error, got %v", err)
+	}
+	if !f.said("upgrading from") {
+		t.Fatalf("the start should have been an upgrade: %+v", f.events)
+	}
 	if slices.Contains(f.engine.Mutations("create"), "create dk8s-controller-manager") {
-		t.Error("nothing after a component that did not come up should start")
+		t.Error("nothing after a component that did not come up should start in an upgrade")
 	}
 }
 
