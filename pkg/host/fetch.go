@@ -54,8 +54,8 @@ type Fetcher struct {
 	// temporary failure, tried again); 0 means a minute.
 	StallTimeout time.Duration
 
-	mu   sync.Mutex
-	down map[string]bool
+	mu   sync.Mutex // guards Client, made on first use
+	down mirror.DownSet
 }
 
 // Fetched says what Fetch did.
@@ -336,26 +336,12 @@ func (f *Fetcher) backOff() backoff.BackOff {
 	if f.NewBackOff != nil {
 		return f.NewBackOff()
 	}
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = 500 * time.Millisecond
-	b.MaxInterval = 5 * time.Second
-	return b
+	return mirror.DefaultBackOff()
 }
 
-func (f *Fetcher) isDown(m mirror.BinaryMirror) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.down[m.Name]
-}
+func (f *Fetcher) isDown(m mirror.BinaryMirror) bool { return f.down.Has(m.Name) }
 
-func (f *Fetcher) markDown(name string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.down == nil {
-		f.down = map[string]bool{}
-	}
-	f.down[name] = true
-}
+func (f *Fetcher) markDown(name string) { f.down.Mark(name) }
 
 // counter reports the bytes written through it, every 4 MiB and at the end,
 // and tells progress of every write.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v7"
@@ -43,8 +42,7 @@ type Fallback struct {
 	// OnRetry, when set, hears of each retry before its wait.
 	OnRetry func(m Mirror, err error, wait time.Duration)
 
-	mu   sync.Mutex
-	down map[string]bool
+	down DownSet
 }
 
 // Attempt does the work against one mirror.
@@ -156,23 +154,9 @@ func (f *Fallback) backOff() backoff.BackOff {
 	if f.NewBackOff != nil {
 		return f.NewBackOff()
 	}
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = 500 * time.Millisecond
-	b.MaxInterval = 5 * time.Second
-	return b
+	return DefaultBackOff()
 }
 
-func (f *Fallback) isDown(m Mirror) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.down[m.Prefix]
-}
+func (f *Fallback) isDown(m Mirror) bool { return f.down.Has(m.Prefix) }
 
-func (f *Fallback) markDown(m Mirror) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.down == nil {
-		f.down = map[string]bool{}
-	}
-	f.down[m.Prefix] = true
-}
+func (f *Fallback) markDown(m Mirror) { f.down.Mark(m.Prefix) }
