@@ -46,10 +46,7 @@ func fileSum(t *testing.T, path string) string {
 // It returns the lock and the release.
 func lockWithBinaries(t *testing.T) (string, *images.Release) {
 	t.Helper()
-	lock, err := images.ReadLock(testLock)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lock := readTestLock(t)
 	rel, _ := lock.Release("")
 	rel.Binaries = nil
 	for _, name := range hostBinaries {
@@ -57,15 +54,7 @@ func lockWithBinaries(t *testing.T) (string, *images.Release) {
 			URL:    "https://dl.k8s.io/release/" + rel.Kubernetes + "/bin/{os}/{arch}/" + name,
 			SHA256: map[string]string{runtime.GOOS + "/" + runtime.GOARCH: fileSum(t, harnessBinary(rel.Kubernetes, name))}})
 	}
-	data, err := lock.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "images.lock")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path, rel
+	return writeLock(t, lock), rel
 }
 
 // fileMirror is a local server laid out as DaoCloud's file mirror:

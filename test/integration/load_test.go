@@ -132,10 +132,7 @@ func TestLoadRefusesTamperedArchive(t *testing.T) {
 // blanked, and returns its path and that image.
 func lockWithout(t *testing.T, component string) (string, images.Image) {
 	t.Helper()
-	lock, err := images.ReadLock(testLock)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lock := readTestLock(t)
 	rel, err := lock.Release("")
 	if err != nil {
 		t.Fatal(err)
@@ -145,15 +142,7 @@ func lockWithout(t *testing.T, component string) (string, images.Image) {
 		t.Fatalf("the lock has no %s", component)
 	}
 	img.Digest, img.Platforms = "", nil
-	data, err := lock.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "images.lock")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path, *img
+	return writeLock(t, lock), *img
 }
 
 // tamper copies the 'dk8s save' archive src to dst as an attacker would

@@ -285,3 +285,29 @@ func waitFor(d time.Duration, cond func() bool) bool {
 	}
 	return false
 }
+
+// readTestLock parses the harness's lock, for a test to change and write
+// with writeLock.
+func readTestLock(t *testing.T) *images.Lock {
+	t.Helper()
+	lock, err := images.ReadLock(testLock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lock
+}
+
+// writeLock writes lock as a lock file in the test's own directory and
+// returns its path.
+func writeLock(t *testing.T, lock *images.Lock) string {
+	t.Helper()
+	data, err := lock.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "images.lock")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}

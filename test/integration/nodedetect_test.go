@@ -30,22 +30,11 @@ func kubeletServer(t *testing.T) *httptest.Server {
 // url and pinned to sum.
 func lockWithKubelet(t *testing.T, url, sum string) string {
 	t.Helper()
-	lock, err := images.ReadLock(testLock)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lock := readTestLock(t)
 	rel, _ := lock.Release("")
 	rel.Binaries = []images.Binary{{Name: "kubelet", URL: url + "/release/v1.37.2/bin/{os}/{arch}/kubelet",
 		SHA256: map[string]string{runtime.GOOS + "/" + runtime.GOARCH: sum}}}
-	data, err := lock.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "images.lock")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return writeLock(t, lock)
 }
 
 func kubeletSum(t *testing.T) string {

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,14 +20,7 @@ const olderVersion = "v1.36.3"
 // lock', as a user would record them.
 func twoReleaseLock(t *testing.T) string {
 	t.Helper()
-	data, err := os.ReadFile(testLock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lock, err := images.ParseLock(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lock := readTestLock(t)
 	def, err := lock.Release("")
 	if err != nil {
 		t.Fatal(err)
@@ -42,14 +34,7 @@ func twoReleaseLock(t *testing.T) string {
 		older.Images = append(older.Images, img)
 	}
 	lock.Releases = []images.Release{*def, older}
-	out, err := lock.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "two-releases.lock")
-	if err := os.WriteFile(path, out, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path := writeLock(t, lock)
 	if r := dk8s(t, nil, "images", "lock", "--lock", path, "--kubernetes-version", olderVersion,
 		"--from", flatMirror, "--platform", "linux/amd64", "--file", path); r.code != 0 {
 		t.Fatalf("recording %s's digests: %s", olderVersion, r)
