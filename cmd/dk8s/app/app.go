@@ -89,9 +89,10 @@ func newRoot(g *globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "dk8s",
 		Short: "Kubernetes on a machine that has Docker, behind any firewall",
-		Long: `dk8s runs a single-node Kubernetes control plane as Docker containers that
-the Docker daemon supervises, and brings in every image it needs through the
-registry mirrors you can reach, checked against images.lock.
+		Long: `dk8s runs Kubernetes as containers the Docker daemon supervises: the
+control plane and this host as its node, and more machines that join with a
+token. It brings in every image and binary it needs through the mirrors you
+can reach, each checked against images.lock.
 
 Behind the Great Firewall or on an air-gapped site:
 
