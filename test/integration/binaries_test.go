@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -94,13 +93,7 @@ func statusMirror(t *testing.T, code int) string {
 // deadBinaryMirror is a base URL on a loopback port where nothing listens.
 func deadBinaryMirror(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return "http://" + addr + "/dl.k8s.io"
+	return "http://" + closedAddr(t) + "/dl.k8s.io"
 }
 
 // harnessMirror serves the harness's kubelet and kubectl of version.

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -310,4 +311,15 @@ func writeLock(t *testing.T, lock *images.Lock) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// closedAddr is a loopback address where nothing listens: a dead mirror.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

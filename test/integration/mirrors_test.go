@@ -61,12 +61,7 @@ func TestMirrorAutoRanks(t *testing.T) {
 		}
 		return false
 	})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := l.Addr().String() + "/google_containers"
-	l.Close()
+	dead := closedAddr(t) + "/google_containers"
 
 	// Candidates in the worst order, so the ranking is the probe's doing.
 	auto := "auto:" + strings.Join([]string{dead, slow.mirror(), missing.mirror(), fast.mirror()}, ",")

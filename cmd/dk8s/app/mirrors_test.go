@@ -19,12 +19,7 @@ func TestMirrorsTableAndJSON(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer srv.Close()
 	good := strings.TrimPrefix(srv.URL, "http://") + "/google_containers"
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := l.Addr().String() + "/google_containers"
-	l.Close()
+	dead := closedAddr(t) + "/google_containers"
 	lock, rel := noKubeletLock(t)
 	n := len(rel.Images)
 
@@ -62,12 +57,7 @@ func TestMirrorsTableAndJSON(t *testing.T) {
 // engine, saying why each did not.
 func TestPullAutoWithNoMirrorAnswering(t *testing.T) {
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := l.Addr().String() + "/google_containers"
-	l.Close()
+	dead := closedAddr(t) + "/google_containers"
 	lock, _ := noKubeletLock(t)
 	// dk8s mirrors prints the table and fails, so a script can tell.
 	stdout, stderr, err := run(t, nil, "mirrors", "--lock", lock, "--mirror", "auto:"+dead)
@@ -81,4 +71,15 @@ func TestPullAutoWithNoMirrorAnswering(t *testing.T) {
 			t.Errorf("error %v should say %q", err, want)
 		}
 	}
+}
+
+// closedAddr is a loopback address where nothing listens: a dead mirror.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
