@@ -2,6 +2,7 @@ package bootstrap
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -110,7 +111,7 @@ users:
 			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "coredns", Namespace: addonNS}},
 		}),
 		create(ctx, "CoreDNS's config", core.ConfigMaps(addonNS).Create, &corev1.ConfigMap{ObjectMeta: meta("coredns"), Data: map[string]string{"Corefile": corefile}}),
-		create(ctx, "the CoreDNS deployment", apps.Deployments(addonNS).Create, coreDNS(dnsImg.Name, imageIDs[dnsImg.Name])),
+		create(ctx, "the CoreDNS deployment", apps.Deployments(addonNS).Create, coreDNS(cfg, dnsImg.Name, imageIDs[dnsImg.Name])),
 	}
 	// A Service is checked for first: creating it again fails on its
 	// cluster IP, which it already holds, before the name is compared.
@@ -138,26 +139,37 @@ users:
 	if upgrade {
 		proxyTo, dnsTo, netTo = proxyImg.Name, dnsImg.Name, netImg.Name
 	}
-	if _, err := apps.DaemonSets(addonNS).Patch(ctx, flannelDaemonSet, types.StrategicMergePatchType, addonPatch(flannelContainer, netTo, imageIDs[netImg.Name]), metav1.PatchOptions{}); err != nil {
+	if _, err := apps.DaemonSets(addonNS).Patch(ctx, flannelDaemonSet, types.StrategicMergePatchType, addonPatch(flannelContainer, netTo, imageIDs[netImg.Name], cfg.Profile), metav1.PatchOptions{}); err != nil {
 		return fmt.Errorf("updating flannel: %w", err)
 	}
-	if _, err := apps.DaemonSets(addonNS).Patch(ctx, "kube-proxy", types.StrategicMergePatchType, addonPatch("kube-proxy", proxyTo, imageIDs[proxyImg.Name]), metav1.PatchOptions{}); err != nil {
+	if _, err := apps.DaemonSets(addonNS).Patch(ctx, "kube-proxy", types.StrategicMergePatchType, addonPatch("kube-proxy", proxyTo, imageIDs[proxyImg.Name], cfg.Profile), metav1.PatchOptions{}); err != nil {
 		return fmt.Errorf("updating kube-proxy: %w", err)
 	}
-	if _, err := apps.Deployments(addonNS).Patch(ctx, "coredns", types.StrategicMergePatchType, addonPatch("coredns", dnsTo, imageIDs[dnsImg.Name]), metav1.PatchOptions{}); err != nil {
+	if _, err := apps.Deployments(addonNS).Patch(ctx, "coredns", types.StrategicMergePatchType, addonPatch("coredns", dnsTo, imageIDs[dnsImg.Name], cfg.Profile), metav1.PatchOptions{}); err != nil {
 		return fmt.Errorf("updating CoreDNS: %w", err)
 	}
 	return nil
 }
 
-// addonPatch sets the image-ID annotation of an add-on's pods and, unless
-// image is "", its container's image: a strategic merge patch, so the
-// container is matched by name and the rest of the spec is left as it is.
-func addonPatch(container, image, id string) []byte {
-	if image == "" {
-		return []byte(fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{%q:%q}}}}}`, imageIDAnnotation, id))
+// addonPatch sets the image-ID annotation of an add-on's pods, its
+// container's environment to the profile's and, unless image is "", its
+// container's image: a strategic merge patch, so the container and its
+// variables are matched by name and the rest of the spec is left as it is
+// (a patch that changes nothing rolls nothing).
+func addonPatch(container, image, id string, p Profile) []byte {
+	c := map[string]any{"name": container, "env": p.podEnvPatch()}
+	if image != "" {
+		c["image"] = image
 	}
-	return []byte(fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{%q:%q}},"spec":{"containers":[{"name":%q,"image":%q}]}}}}`, imageIDAnnotation, id, container, image))
+	patch := map[string]any{"spec": map[string]any{"template": map[string]any{
+		"metadata": map[string]any{"annotations": map[string]string{imageIDAnnotation: id}},
+		"spec":     map[string]any{"containers": []any{c}},
+	}}}
+	data, err := json.Marshal(patch)
+	if err != nil {
+		panic(err) // maps of strings always marshal
+	}
+	return data
 }
 
 const corefile = `.:53 {
@@ -236,7 +248,7 @@ func kubeProxy(cfg Config, image, imageID string) *appsv1.DaemonSet {
 			"--metrics-bind-address=127.0.0.1:10249", "--healthz-bind-address=127.0.0.1:10256",
 			// Leave the host's conntrack table size alone.
 			"--conntrack-max-per-core=0"},
-		Env:             []corev1.EnvVar{fieldEnv("NODE_NAME", "spec.nodeName")},
+		Env:             append([]corev1.EnvVar{fieldEnv("NODE_NAME", "spec.nodeName")}, cfg.Profile.podEnv()...),
 		SecurityContext: &corev1.SecurityContext{Privileged: &privileged},
 		VolumeMounts: []corev1.VolumeMount{
 			{Name: "config", MountPath: "/var/lib/kube-proxy"},
@@ -250,7 +262,7 @@ func kubeProxy(cfg Config, image, imageID string) *appsv1.DaemonSet {
 	})
 }
 
-func coreDNS(image, imageID string) *appsv1.Deployment {
+func coreDNS(cfg Config, image, imageID string) *appsv1.Deployment {
 	labels := map[string]string{"k8s-app": "kube-dns"}
 	replicas := int32(1)
 	return &appsv1.Deployment{
@@ -270,6 +282,7 @@ func coreDNS(image, imageID string) *appsv1.Deployment {
 						Image:           image,
 						ImagePullPolicy: corev1.PullIfNotPresent,
 						Args:            []string{"-conf", "/etc/coredns/Corefile"},
+						Env:             cfg.Profile.podEnv(),
 						Ports: []corev1.ContainerPort{
 							{Name: "dns", ContainerPort: 53, Protocol: corev1.ProtocolUDP},
 							{Name: "dns-tcp", ContainerPort: 53, Protocol: corev1.ProtocolTCP},

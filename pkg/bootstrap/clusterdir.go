@@ -62,6 +62,8 @@ type Settings struct {
 	// etcd snapshots a control plane was last started with ("0s": none).
 	EtcdSnapshotInterval  string `yaml:"etcdSnapshotInterval,omitempty"`
 	EtcdSnapshotRetention int    `yaml:"etcdSnapshotRetention,omitempty"`
+	// Profile is the node's profile (Config.Profile); "" is the default.
+	Profile string `yaml:"profile,omitempty"`
 }
 
 // The roles a host has in its cluster.
@@ -195,6 +197,9 @@ func settingsOf(cfg Config) Settings {
 		HA: cfg.HA, EtcdInitialCluster: cfg.EtcdInitialCluster, EtcdClusterState: cfg.EtcdClusterState, ControlPlaneEndpoint: cfg.ControlPlaneEndpoint}
 	interval, keep := cfg.snapshotSchedule()
 	s.EtcdSnapshotInterval, s.EtcdSnapshotRetention = interval.String(), keep
+	if cfg.Profile != ProfileDefault {
+		s.Profile = string(cfg.Profile)
+	}
 	if cfg.AdvertiseGiven && cfg.AdvertiseAddress != nil {
 		s.AdvertiseAddress = cfg.AdvertiseAddress.String()
 	}
@@ -260,6 +265,15 @@ func (c *Config) resolveKept() error {
 		if c.SnapshotRetention == 0 {
 			c.SnapshotRetention = s.EtcdSnapshotRetention
 		}
+		if c.Profile == "" {
+			c.Profile = Profile(s.Profile)
+		}
+	}
+	if c.Profile == "" {
+		c.Profile = ProfileDefault
+	}
+	if _, perr := ParseProfile(string(c.Profile)); perr != nil && err == nil {
+		err = perr
 	}
 	if c.ServiceCIDR == "" {
 		c.ServiceCIDR = DefaultServiceCIDR

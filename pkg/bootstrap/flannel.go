@@ -63,12 +63,12 @@ func flannelObjects(cfg Config, image, imageID string) (*corev1.ServiceAccount, 
 		Image:   image,
 		Command: []string{"/opt/bin/flanneld"},
 		Args:    []string{"--ip-masq", "--kube-subnet-mgr"},
-		Env: []corev1.EnvVar{
+		Env: append([]corev1.EnvVar{
 			fieldEnv("POD_NAME", "metadata.name"), fieldEnv("POD_NAMESPACE", "metadata.namespace"),
 			{Name: "EVENT_QUEUE_DEPTH", Value: "5000"},
 			{Name: "KUBERNETES_SERVICE_HOST", Value: serverURL.Hostname()},
 			{Name: "KUBERNETES_SERVICE_PORT", Value: serverURL.Port()},
-		},
+		}, cfg.Profile.podEnv()...),
 		SecurityContext: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"}}},
 		VolumeMounts: []corev1.VolumeMount{
 			{Name: "run", MountPath: filepath.Dir(host.FlannelSubnetFile)},

@@ -193,6 +193,9 @@ func Join(ctx context.Context, engine containers.Engine, jc JoinConfig, lock *im
 	}
 	defer unlock()
 	settings := Settings{Name: jc.ClusterName, NodeName: jc.NodeName, ServiceCIDR: jc.ServiceCIDR, PodCIDR: jc.PodCIDR, Role: RoleWorker, Server: server, KubernetesVersion: rel.Kubernetes, HA: jc.HA}
+	if jc.Profile != ProfileDefault {
+		settings.Profile = string(jc.Profile)
+	}
 	if jc.AdvertiseGiven {
 		settings.AdvertiseAddress = jc.AdvertiseAddress.String()
 	}

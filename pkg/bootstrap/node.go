@@ -127,8 +127,8 @@ func planNode(ctx context.Context, cfg Config, rel *images.Release, t *nodeTools
 	np.runtime = agentSpec(cfg, "containerd", pause.Name, shim, np.runtimeCmd, runtimePrep(cfg), np.files.hash(filepath.Join(cfg.Dir, "containerd")), versions["containerd"])
 	np.kubeletSpec = agentSpec(cfg, "kubelet", pause.Name, shim, np.kubelet, nil, np.files.hash(filepath.Join(cfg.Dir, "kubelet")), versions["kubelet"])
 	np.units = []host.Unit{
-		{Component: "containerd", Text: host.SystemdUnit("containerd", versions["containerd"], append([]string{shim, "host-exec", "--root", "/", "--service-cidr", cfg.ServiceCIDR, "--"}, np.runtimeCmd...), []string{"docker.service"})},
-		{Component: "kubelet", Text: host.SystemdUnit("kubelet", versions["kubelet"], np.kubelet, []string{host.UnitName("containerd")})},
+		{Component: "containerd", Text: host.SystemdUnit("containerd", versions["containerd"], append([]string{shim, "host-exec", "--root", "/", "--service-cidr", cfg.ServiceCIDR, "--"}, np.runtimeCmd...), cfg.Profile.env(), []string{"docker.service"})},
+		{Component: "kubelet", Text: host.SystemdUnit("kubelet", versions["kubelet"], np.kubelet, cfg.Profile.env(), []string{host.UnitName("containerd")})},
 	}
 	return np, nil
 }
@@ -331,6 +331,7 @@ func agentSpec(cfg Config, comp, image, shim string, cmd, prep []string, configH
 		Image:      image,
 		Entrypoint: append(entry, "--"),
 		Args:       cmd,
+		Env:        cfg.Profile.env(),
 		Labels: map[string]string{
 			containers.LabelComponent:  comp,
 			containers.LabelCluster:    cfg.ClusterName,

@@ -75,6 +75,9 @@ type Config struct {
 	// DefaultSnapshotRetention.
 	SnapshotInterval  *time.Duration
 	SnapshotRetention int
+	// Profile is what the node trades between memory and CPU; "" keeps
+	// the cluster's (its marker), else ProfileDefault.
+	Profile Profile
 }
 
 // confMount is where a component finds the files of the cluster directory
@@ -148,6 +151,7 @@ func (c Component) spec(cfg Config, rel *images.Release) (containers.Spec, error
 			containers.LabelCluster:   cfg.ClusterName,
 			containers.LabelDir:       cfg.Dir,
 		},
+		Env:         cfg.Profile.env(),
 		Mounts:      mounts,
 		HostNetwork: true,
 		// always, not unless-stopped or on-failure: the Docker daemon is

@@ -24,12 +24,16 @@ const UnitDir = "/etc/systemd/system"
 // SystemdUnit renders the unit of a node agent: restarted always, started
 // at boot, after what it needs. Its description names the agent's version
 // (when known), which 'dk8s ps' shows.
-func SystemdUnit(comp, version string, cmd []string, after []string) string {
+func SystemdUnit(comp, version string, cmd, env, after []string) string {
 	var b strings.Builder
 	desc := strings.TrimSpace(unitDescPrefix + comp + " " + version)
 	fmt.Fprintf(&b, "# Written by dk8s: %s for this Kubernetes node.\n[Unit]\nDescription=%s\n", comp, desc)
 	fmt.Fprintf(&b, "Wants=network-online.target\nAfter=network-online.target %s\n\n", strings.Join(after, " "))
-	fmt.Fprintf(&b, "[Service]\nExecStart=%s\nRestart=always\nRestartSec=2\n", quoteCommand(cmd))
+	b.WriteString("[Service]\n")
+	for _, kv := range env {
+		fmt.Fprintf(&b, "Environment=%s\n", quoteCommand([]string{kv}))
+	}
+	fmt.Fprintf(&b, "ExecStart=%s\nRestart=always\nRestartSec=2\n", quoteCommand(cmd))
 	if comp == "containerd" {
 		// Pods' shims outlive a runtime restart, and the runtime manages
 		// the cgroups below its own.

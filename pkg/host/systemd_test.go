@@ -13,7 +13,7 @@ import (
 )
 
 func TestSystemdUnit(t *testing.T) {
-	u := SystemdUnit("kubelet", "v1.37.2", []string{"/var/lib/dk8s/bin/kubelet", "--config=/var/lib/dk8s/kubelet/config.yaml", "--node-labels=a=b c"}, []string{"dk8s-containerd.service"})
+	u := SystemdUnit("kubelet", "v1.37.2", []string{"/var/lib/dk8s/bin/kubelet", "--config=/var/lib/dk8s/kubelet/config.yaml", "--node-labels=a=b c"}, nil, []string{"dk8s-containerd.service"})
 	for _, want := range []string{
 		"Restart=always",
 		"Description=dk8s kubelet v1.37.2\n",
@@ -28,7 +28,7 @@ func TestSystemdUnit(t *testing.T) {
 	if strings.Contains(u, "KillMode") {
 		t.Error("kubelet's unit should use the default KillMode")
 	}
-	if c := SystemdUnit("containerd", "", []string{"/usr/bin/containerd"}, nil); !strings.Contains(c, "KillMode=process") || !strings.Contains(c, "Delegate=yes") {
+	if c := SystemdUnit("containerd", "", []string{"/usr/bin/containerd"}, nil, nil); !strings.Contains(c, "KillMode=process") || !strings.Contains(c, "Delegate=yes") {
 		t.Errorf("the runtime's unit should keep pods' shims on restart and own its cgroups:\n%s", c)
 	}
 }
@@ -38,8 +38,8 @@ func TestUnitsApply(t *testing.T) {
 	r := &hosttest.Runner{}
 	units := Units{Runner: r, Dir: dir}
 	want := []Unit{
-		{Component: "containerd", Text: SystemdUnit("containerd", "", []string{"/usr/bin/containerd"}, []string{"docker.service"})},
-		{Component: "kubelet", Text: SystemdUnit("kubelet", "v1.37.2", []string{"/var/lib/dk8s/bin/kubelet"}, []string{"dk8s-containerd.service"})},
+		{Component: "containerd", Text: SystemdUnit("containerd", "", []string{"/usr/bin/containerd"}, nil, []string{"docker.service"})},
+		{Component: "kubelet", Text: SystemdUnit("kubelet", "v1.37.2", []string{"/var/lib/dk8s/bin/kubelet"}, nil, []string{"dk8s-containerd.service"})},
 	}
 	actions, err := units.Apply(context.Background(), want)
 	if err != nil {
@@ -65,7 +65,7 @@ func TestUnitsApply(t *testing.T) {
 	}
 
 	r.Calls = nil
-	want[1].Text = SystemdUnit("kubelet", "v1.37.2", []string{"/var/lib/dk8s/bin/kubelet", "--v=2"}, []string{"dk8s-containerd.service"})
+	want[1].Text = SystemdUnit("kubelet", "v1.37.2", []string{"/var/lib/dk8s/bin/kubelet", "--v=2"}, nil, []string{"dk8s-containerd.service"})
 	actions, err = units.Apply(context.Background(), want)
 	if err != nil || strings.Join(actions, "|") != "dk8s-containerd.service unchanged|dk8s-kubelet.service installed" {
 		t.Fatalf("actions %q, %v", actions, err)

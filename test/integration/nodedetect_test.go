@@ -101,8 +101,8 @@ func TestSystemdUnitsVerify(t *testing.T) {
 	}
 	dir := t.TempDir()
 	for name, unit := range map[string]string{
-		"dk8s-containerd.service": host.SystemdUnit("containerd", "1.6.20", []string{"/usr/bin/containerd", "--config", "/var/lib/dk8s/containerd/config.toml"}, []string{"docker.service"}),
-		"dk8s-kubelet.service":    host.SystemdUnit("kubelet", "v1.37.2", []string{filepath.Join(filepath.Dir(testLock), "kubelet"), "--config=/var/lib/dk8s/kubelet/config.yaml"}, []string{"dk8s-containerd.service"}),
+		"dk8s-containerd.service": host.SystemdUnit("containerd", "1.6.20", []string{"/usr/bin/containerd", "--config", "/var/lib/dk8s/containerd/config.toml"}, nil, []string{"docker.service"}),
+		"dk8s-kubelet.service":    host.SystemdUnit("kubelet", "v1.37.2", []string{filepath.Join(filepath.Dir(testLock), "kubelet"), "--config=/var/lib/dk8s/kubelet/config.yaml"}, nil, []string{"dk8s-containerd.service"}),
 	} {
 		path := filepath.Join(dir, name)
 		os.WriteFile(path, []byte(unit), 0o644)
