@@ -58,6 +58,9 @@ before 'dk8s reset'.`,
 			if f.binaryMirrors != "" {
 				args = append(args, "--binary-mirror", f.binaryMirrors)
 			}
+			if jc.Profile != "" {
+				args = append(args, "--profile", string(jc.Profile))
+			}
 			engine, err := g.engine(cmd.Context())
 			if err != nil {
 				return err

@@ -25,6 +25,7 @@ type joinFlags struct {
 	maxPods                    int
 	controlPlane               bool
 	certificateKey             string
+	profile                    string
 }
 
 func newJoin(g *globals) *cobra.Command {
@@ -93,6 +94,7 @@ func (f *joinFlags) addJoin(cmd *cobra.Command, token string) {
 	fl.DurationVar(&f.timeout, "timeout", 3*time.Minute, "how long each step of a join may take")
 	fl.IntVar(&f.maxPods, "max-pods", 0, "most pods this node runs (default: kubelet's 110)")
 	fl.DurationVar(&f.discovery, "discovery-timeout", 20*time.Second, "how long to wait for the control plane to answer and sign a new token")
+	addProfileFlag(fl, &f.profile)
 }
 
 // joinConfig checks join's input and turns it into the library's.
@@ -110,6 +112,9 @@ func (f *joinFlags) joinConfig(cmd *cobra.Command, server string) (bootstrap.Joi
 			return bootstrap.JoinConfig{}, mirror.Choice{}, fmt.Errorf("--advertise-address %q is not an IP address", f.advertise)
 		}
 		cfg.AdvertiseGiven = true
+	}
+	if cfg.Profile, err = profileOf(cmd, f.profile); err != nil {
+		return bootstrap.JoinConfig{}, mirror.Choice{}, err
 	}
 	choice, err := mirror.ParseChoice(f.mirrors)
 	if err != nil {

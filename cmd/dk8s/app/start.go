@@ -29,6 +29,7 @@ type startFlags struct {
 	timeout, wait                             time.Duration
 	snapshotInterval                          time.Duration
 	snapshotRetention                         int
+	profile                                   string
 }
 
 func newStart(g *globals) *cobra.Command {
@@ -59,6 +60,7 @@ into DIR/bin through the binary mirrors, checked against its sha256.
 ` + binaryMirrorHelp(),
 		Example: `  dk8s start
   dk8s start --pull --mirror aliyun,daocloud
+  dk8s start --profile small        # a 1 to 2 GB machine: less memory, more CPU
   dk8s start --extra-args kube-apiserver:v=4 --extra-args etcd:quota-backend-bytes=4294967296
   kubectl --kubeconfig /var/lib/dk8s/admin.conf get namespaces`,
 		Args: cobra.NoArgs,
@@ -83,6 +85,7 @@ into DIR/bin through the binary mirrors, checked against its sha256.
 	fl.DurationVar(&f.snapshotInterval, "etcd-snapshot-interval", bootstrap.DefaultSnapshotInterval, "how often the etcd-snapshotter saves a snapshot into DIR/snapshots (0: never); kept for later starts")
 	fl.IntVar(&f.snapshotRetention, "etcd-snapshot-retention", bootstrap.DefaultSnapshotRetention, "how many scheduled snapshots to keep (those saved by hand are never deleted); kept for later starts")
 	fl.DurationVar(&f.wait, "wait", 0, "how long to wait for another start on the same --dir to finish (default: refuse at once)")
+	addProfileFlag(fl, &f.profile)
 	return cmd
 }
 
@@ -185,6 +188,9 @@ func (f *startFlags) startConfig(cmd *cobra.Command) (bootstrap.Config, mirror.C
 		cfg.SnapshotRetention = f.snapshotRetention
 	}
 	cfg.Node, cfg.KubeletBinary, cfg.HA = !f.controlPlaneOnly, f.kubeletBinary, f.ha
+	if cfg.Profile, err = profileOf(cmd, f.profile); err != nil {
+		return cfg, none, err
+	}
 	if f.endpoint != "" {
 		ep, err := parseEndpoint(f.endpoint)
 		if err != nil {

@@ -73,6 +73,7 @@ func TestStartRefusesBadInputBeforeConnecting(t *testing.T) {
 		{[]string{"--control-plane-endpoint", "https://vip"}, `give HOST or HOST:PORT`},
 		{[]string{"--etcd-snapshot-interval", "-1h"}, "--etcd-snapshot-interval -1h0m0s is negative"},
 		{[]string{"--etcd-snapshot-retention", "0"}, "--etcd-snapshot-retention 0: keep at least 1"},
+		{[]string{"--profile", "tiny"}, `--profile "tiny": use one of default, small`},
 	} {
 		args := append([]string{"start", "--dir", dir}, c.args...)
 		connected := false
