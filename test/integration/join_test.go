@@ -306,7 +306,7 @@ func fetchFrom(t *testing.T, m *machine, url string) string {
 
 // deployEcho runs the harness's echo workload, one pod per node, behind a
 // Service.
-func deployEcho(t *testing.T, kubectl func(...string) string) {
+func deployEcho(t testing.TB, kubectl func(...string) string) {
 	t.Helper()
 	manifest := `apiVersion: apps/v1
 kind: Deployment

@@ -184,7 +184,15 @@ func startSystemdMachine(t testing.TB, name string) *machine {
 	return bootMachine(t, name, true)
 }
 
-func bootMachine(t testing.TB, name string, systemd bool) *machine {
+// startMachineWithMemory starts a machine as startMachine does, whose
+// whole (its Docker engine, containerd, shims, and all it runs) lives in a
+// memory cgroup of limit bytes, swap included: a small VPS.
+func startMachineWithMemory(t testing.TB, name, limit string) *machine {
+	t.Helper()
+	return bootMachine(t, name, false, "--memory", limit, "--memory-swap", limit)
+}
+
+func bootMachine(t testing.TB, name string, systemd bool, extra ...string) *machine {
 	t.Helper()
 	if testLock == "" {
 		t.Fatal("DK8S_TEST_LOCK is not set: run the integration tests with 'make test', which brings up the harness (test/harness/up.sh)")
@@ -261,6 +269,7 @@ func bootMachine(t testing.TB, name string, systemd bool) *machine {
 	if _, err := os.Stat("/dev/kmsg"); err == nil {
 		args = append(args, "--device", "/dev/kmsg") // kubelet reads it; machine-init links the console otherwise
 	}
+	args = append(args, extra...)
 	for disk, path := range machineDisks {
 		vol := name + "-" + disk
 		if out, err := exec.Command("docker", "volume", "create", "--label", machineLabel+"="+name, vol).CombinedOutput(); err != nil {
