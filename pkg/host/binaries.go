@@ -2,6 +2,7 @@ package host
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -26,16 +27,72 @@ func BinaryVersion(ctx context.Context, r Runner, path string) string {
 
 // Install copies a host binary to dst in the cluster directory, where the
 // node's agents run it from, unless it is there already; it returns dst.
+// Both files are streamed, never held whole: a kubelet is about 80 MB, and
+// a rerun of start on a 1 GB machine must not take that (twice) from the
+// cluster it is checking.
 func Install(src, dst string) (string, error) {
 	if src == dst {
 		return dst, nil
 	}
-	data, err := os.ReadFile(src)
+	in, err := os.Open(src)
 	if err != nil {
 		return "", err
 	}
-	_, err = atomicfile.WriteIfChanged(dst, data, 0o755)
-	return dst, err
+	defer in.Close()
+	same, err := sameContent(in, dst)
+	if err != nil {
+		return "", err
+	}
+	if same {
+		return dst, os.Chmod(dst, 0o755)
+	}
+	if _, err := in.Seek(0, io.SeekStart); err != nil {
+		return "", err
+	}
+	out, err := atomicfile.Create(dst, 0o755)
+	if err != nil {
+		return "", err
+	}
+	defer out.Discard()
+	if _, err := io.Copy(out, in); err != nil {
+		return "", fmt.Errorf("installing %s as %s: %w", src, dst, err)
+	}
+	return dst, out.Commit()
+}
+
+// sameContent tells whether the file at path holds what in holds, reading
+// both a chunk at a time.
+func sameContent(in *os.File, path string) (bool, error) {
+	other, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer other.Close()
+	a, errA := in.Stat()
+	b, errB := other.Stat()
+	if errA != nil || errB != nil || a.Size() != b.Size() {
+		return false, nil
+	}
+	bufA, bufB := make([]byte, 1<<20), make([]byte, 1<<20)
+	for {
+		n, errA := io.ReadFull(in, bufA)
+		m, errB := io.ReadFull(other, bufB)
+		if n != m || !bytes.Equal(bufA[:n], bufB[:m]) {
+			return false, nil
+		}
+		if errA == io.EOF || errA == io.ErrUnexpectedEOF {
+			return errB == io.EOF || errB == io.ErrUnexpectedEOF, nil
+		}
+		if errA != nil {
+			return false, errA
+		}
+		if errB != nil {
+			return false, nil
+		}
+	}
 }
 
 // EnsureSharedRoot makes / a shared mount, as systemd does at boot, so that

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -41,6 +42,28 @@ func TestInstall(t *testing.T) {
 	}
 	if _, err := Install(filepath.Join(dir, "none"), dst); err == nil {
 		t.Error("a missing binary should fail")
+	}
+	// Another binary of the same size, one larger than a read, and the
+	// same one again: replaced, replaced, kept (with its mode put back).
+	big := bytes.Repeat([]byte("k"), 3<<20+5)
+	for _, c := range []struct {
+		data []byte
+		kept bool
+	}{{[]byte("BINARY"), false}, {big, false}, {big, true}} {
+		os.WriteFile(src, c.data, 0o700)
+		before, _ := os.Stat(dst)
+		os.Chmod(dst, 0o700)
+		if _, err := Install(src, dst); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := os.ReadFile(dst)
+		after, _ := os.Stat(dst)
+		if !bytes.Equal(got, c.data) || after.Mode().Perm() != 0o755 {
+			t.Errorf("after installing %d bytes: dst holds %d bytes, mode %v", len(c.data), len(got), after.Mode().Perm())
+		}
+		if kept := os.SameFile(before, after); kept != c.kept {
+			t.Errorf("installing %d bytes: dst kept %v, want %v", len(c.data), kept, c.kept)
+		}
 	}
 }
 
