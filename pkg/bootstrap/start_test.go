@@ -138,10 +138,14 @@ func TestStartShowsTheHintOfAComponentThatDoesNotComeUp(t *testing.T) {
 		!strings.Contains(err.Error(), "cannot reach etcd") || !strings.Contains(err.Error(), "dk8s logs kube-apiserver") {
 		t.Fatalf("want the apiserver's error with its logs and hint, got %v", err)
 	}
-	// The control plane's containers are made together; none after the
-	// one that did not come up is said to be healthy.
+	// etcd and the apiserver are made together; none after the one that
+	// did not come up is said to be healthy, and the rest, which would
+	// only be refused their leader lease, are not made at all.
 	if f.said("kube-controller-manager is healthy") || !f.said("etcd is healthy") {
 		t.Errorf("etcd alone should be said healthy: %+v", f.events)
+	}
+	if got := f.engine.Mutations("create"); !slices.Equal(got, []string{"create dk8s-etcd", "create dk8s-apiserver"}) {
+		t.Errorf("made %v before the apiserver was ready, want etcd and the apiserver alone", got)
 	}
 }
 
