@@ -110,6 +110,10 @@ func hostChecks(ctx context.Context, engine containers.Engine, cfg Config, liste
 				"Choose a range nothing on this host or its networks uses: --service-cidr (e.g. 10.112.0.0/12)", true})
 		}
 	}
+	if mem := host.Memory(); cfg.Node && cfg.Profile == ProfileDefault && mem > 0 && mem < smallMachine {
+		out = append(out, Finding{"memory", fmt.Sprintf("this host has %d MiB of memory", mem>>20),
+			"On 1 to 2 GB, --profile small keeps the node's programs to less of it, for some more CPU (kept for later runs)", false})
+	}
 	if free, path, err := freeDisk(cfg.Dir); err == nil && free < minFreeDisk {
 		out = append(out, Finding{"disk", fmt.Sprintf("%s has %d MiB free", path, free>>20), "Free at least 1 GiB there, or choose another --dir", true})
 	}
@@ -126,6 +130,10 @@ func hostChecks(ctx context.Context, engine containers.Engine, cfg Config, liste
 	}
 	return out, nil
 }
+
+// smallMachine is the memory below which start suggests the small
+// profile.
+const smallMachine = 2560 << 20
 
 // nodePorts checks the node's ports before anything starts, unless this
 // cluster's node already runs here (its kubelet and kube-proxy hold them).

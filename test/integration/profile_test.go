@@ -23,7 +23,9 @@ const smallMachineLimit = "1g"
 func TestSmallProfile(t *testing.T) {
 	m := startMachineWithMemory(t, "dk8s-it-small", smallMachineLimit)
 	m.must(t, "pull", "--mirror", machineFlatMirror)
-	m.must(t, "start", "--profile", "small", "--kubelet-binary", machineKubelet, "--mirror", machinePathMirror)
+	if r := m.must(t, "start", "--profile", "small", "--kubelet-binary", machineKubelet, "--mirror", machinePathMirror); strings.Contains(r.stderr, "--profile small") {
+		t.Errorf("a start with --profile small should not suggest it:\n%s", r)
+	}
 	kubectl := adminKubectl(t, m)
 	mustKubectl := func(args ...string) string {
 		t.Helper()
@@ -57,7 +59,10 @@ func TestSmallProfile(t *testing.T) {
 	}
 
 	// --profile default takes it back, add-ons too, and the workload stays.
-	m.must(t, "start", "--profile", "default", "--kubelet-binary", machineKubelet, "--mirror", machinePathMirror)
+	// On a machine of 1 GiB, start says what the small profile is for.
+	if r := m.must(t, "start", "--profile", "default", "--kubelet-binary", machineKubelet, "--mirror", machinePathMirror); !strings.Contains(r.stderr, "memory: this host has 1024 MiB of memory") {
+		t.Errorf("a default start on a machine of 1 GiB should suggest --profile small:\n%s", r)
+	}
 	if !waitFor(2*time.Minute, func() bool { return goEnvOfNode(t, m) == allGOGC("none") }) {
 		t.Errorf("with --profile default no program of the node should have GOGC set; got:\n%s", goEnvOfNode(t, m))
 	}
