@@ -12,6 +12,8 @@
 # (default 5), the order alternated (odd rounds the loop first, even rounds
 # dk8s first), the store emptied before each cold pull; medians and ratios
 # from the same run. Any failed step stops the bench and shows its output.
+# DK8S_PULL_ARGS adds flags to dk8s pull (e.g. "--parallel 3", to set an
+# older default beside today's).
 # Prints a table and writes it to bench-results.txt.
 set -Eeuo pipefail
 # A command that stops the bench through set -e says so.
@@ -91,7 +93,7 @@ floor() {
   [ ${#failed[@]} = 0 ] || exit 1
   for n in "${names[@]}"; do retag "$n"; done
 }
-dk8s_pull() { must "$dk8s" pull --lock "$lock" --mirror "$mirror"; }
+dk8s_pull() { must "$dk8s" pull --lock "$lock" --mirror "$mirror" ${DK8S_PULL_ARGS:-}; }
 
 # timed VAR CMD...: runs CMD in this shell (so that its failure stops the
 # bench: a command substitution would not) and appends its seconds to the

@@ -64,7 +64,7 @@ func TestBadFlagsAndArgumentsAreRefused(t *testing.T) {
 		{[]string{"ps", "-o", "bogus"}, `unknown output format "bogus": use one of table, json, yaml`},
 		{[]string{"images", "-o", "wide"}, `unknown output format "wide": use one of table, json, name`},
 		{[]string{"pull", "-o", "yaml"}, `unknown output format "yaml": use one of table, json`},
-		{[]string{"pull", "--parallel", "0"}, "--parallel must be at least 1, got 0"},
+		{[]string{"pull", "--parallel", "-1"}, "--parallel must be 0 (all at once) or more, got -1"},
 		{[]string{"pull", "--mirror", "aliyn"}, `unknown mirror "aliyn": use one of`},
 		{[]string{"pull", "--mirror", ","}, "no mirror given"},
 		{[]string{"pull", "--mirror", "auto:"}, "auto:: no mirror given"},

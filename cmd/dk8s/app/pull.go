@@ -86,7 +86,7 @@ and what each mirror said.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.mirrors, "mirror", def, "mirrors to try, in order, comma-separated; or auto, auto:LIST to rank them by a probe (env DK8S_MIRROR)")
 	fl.StringVar(&f.platform, "platform", "", "`OS/ARCH` to pull (default: the Docker daemon's)")
-	fl.IntVar(&f.parallel, "parallel", 3, "images to pull at once")
+	fl.IntVar(&f.parallel, "parallel", 0, "images to pull at once (0: all; Docker's max-concurrent-downloads still bounds the layers)")
 	fl.BoolVar(&f.keepMirrorTags, "keep-mirror-tags", false, "keep each mirror's name for the images beside the canonical names")
 	fl.BoolVar(&f.requireVerified, "require-verified", false, "refuse images the lock has no digest for: they get no name and the pull fails, instead of a warning")
 	fl.StringVarP(&f.output, "output", "o", "table", "summary format: table or json")
@@ -124,8 +124,8 @@ func runPull(cmd *cobra.Command, g *globals, f *pullFlags) error {
 	if err := checkOutput(f.output, "table", "json"); err != nil {
 		return err
 	}
-	if f.parallel < 1 {
-		return fmt.Errorf("--parallel must be at least 1, got %d", f.parallel)
+	if f.parallel < 0 {
+		return fmt.Errorf("--parallel must be 0 (all at once) or more, got %d", f.parallel)
 	}
 	choice, err := mirror.ParseChoice(f.mirrors)
 	if err != nil {
