@@ -348,11 +348,34 @@ func leaveEtcd(ctx context.Context, cfg Config, purge, force bool) (string, erro
 	if need := voters/2 + 1; answering < need && !force {
 		return "", fmt.Errorf("taking this control plane out would leave etcd without a quorum: %d of the other %d members answer, and %d must; start them first, or pass --force (the cluster then stops taking writes)", answering, voters, need)
 	}
+	// Asked through the members that stay: a member asked to remove
+	// itself stops as it applies the removal, and may answer "server
+	// stopped" instead of the removal's success.
+	remover := c
+	var stay []string
+	for i, m := range st.Members {
+		if m.ID == self.ID || st.Endpoints[i].Unreachable != "" {
+			continue
+		}
+		for _, u := range m.ClientURLs {
+			if !strings.Contains(u, "://127.0.0.1:") && !strings.Contains(u, "://localhost:") {
+				stay = append(stay, u)
+			}
+		}
+	}
+	if len(stay) > 0 {
+		oc, err := etcdc.New(ctx, stay, etcdc.PKIFiles(cfg.PKIDir()))
+		if err != nil {
+			return "", err
+		}
+		defer oc.Close()
+		remover = oc
+	}
 	// etcd refuses ("unhealthy cluster") until its leader has heard from
 	// the members left for a few seconds, as just after one came back.
 	var rerr error
 	werr := wait.Until(ctx, time.Second, 25*time.Second, func(context.Context) (bool, string, error) {
-		rerr = c.Remove(ctx, self.ID)
+		rerr = remover.Remove(ctx, self.ID)
 		if rerr != nil && strings.Contains(rerr.Error(), "unhealthy cluster") {
 			return false, rerr.Error(), nil
 		}
