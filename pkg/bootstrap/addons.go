@@ -135,29 +135,40 @@ users:
 	// under their canonical names, so a re-pulled image keeps its name: an
 	// annotation with its ID rolls the add-on's pods when (and only when)
 	// the content changed.
+	// The add-ons run on every node but are one set for the cluster: they
+	// follow the profile of the control plane that made the cluster. One
+	// that joined it leaves their environment alone, or each start on a
+	// control plane of another profile would roll them across the cluster.
+	profile := cfg.Profile
+	if cfg.EtcdClusterState == "existing" {
+		profile = ""
+	}
 	proxyTo, dnsTo, netTo := "", "", ""
 	if upgrade {
 		proxyTo, dnsTo, netTo = proxyImg.Name, dnsImg.Name, netImg.Name
 	}
-	if _, err := apps.DaemonSets(addonNS).Patch(ctx, flannelDaemonSet, types.StrategicMergePatchType, addonPatch(flannelContainer, netTo, imageIDs[netImg.Name], cfg.Profile), metav1.PatchOptions{}); err != nil {
+	if _, err := apps.DaemonSets(addonNS).Patch(ctx, flannelDaemonSet, types.StrategicMergePatchType, addonPatch(flannelContainer, netTo, imageIDs[netImg.Name], profile), metav1.PatchOptions{}); err != nil {
 		return fmt.Errorf("updating flannel: %w", err)
 	}
-	if _, err := apps.DaemonSets(addonNS).Patch(ctx, "kube-proxy", types.StrategicMergePatchType, addonPatch("kube-proxy", proxyTo, imageIDs[proxyImg.Name], cfg.Profile), metav1.PatchOptions{}); err != nil {
+	if _, err := apps.DaemonSets(addonNS).Patch(ctx, "kube-proxy", types.StrategicMergePatchType, addonPatch("kube-proxy", proxyTo, imageIDs[proxyImg.Name], profile), metav1.PatchOptions{}); err != nil {
 		return fmt.Errorf("updating kube-proxy: %w", err)
 	}
-	if _, err := apps.Deployments(addonNS).Patch(ctx, "coredns", types.StrategicMergePatchType, addonPatch("coredns", dnsTo, imageIDs[dnsImg.Name], cfg.Profile), metav1.PatchOptions{}); err != nil {
+	if _, err := apps.Deployments(addonNS).Patch(ctx, "coredns", types.StrategicMergePatchType, addonPatch("coredns", dnsTo, imageIDs[dnsImg.Name], profile), metav1.PatchOptions{}); err != nil {
 		return fmt.Errorf("updating CoreDNS: %w", err)
 	}
 	return nil
 }
 
 // addonPatch sets the image-ID annotation of an add-on's pods, its
-// container's environment to the profile's and, unless image is "", its
+// container's environment to profile p's (left alone for ""), and, unless image is "", its
 // container's image: a strategic merge patch, so the container and its
 // variables are matched by name and the rest of the spec is left as it is
 // (a patch that changes nothing rolls nothing).
 func addonPatch(container, image, id string, p Profile) []byte {
-	c := map[string]any{"name": container, "env": p.podEnvPatch()}
+	c := map[string]any{"name": container}
+	if p != "" {
+		c["env"] = p.podEnvPatch()
+	}
 	if image != "" {
 		c["image"] = image
 	}

@@ -77,6 +77,10 @@ func TestAddonPatchFollowsTheProfile(t *testing.T) {
 	if env := envOf(small); env["GOGC"] != smallGOGC || len(env) != 2 {
 		t.Errorf("small: env %v, want GOGC=%s beside NODE_NAME", env, smallGOGC)
 	}
+	// A control plane that joined the cluster leaves them alone.
+	if env := envOf(applyAddonPatch(t, small, addonPatch("kube-proxy", "", "sha256:abc", ""))); env["GOGC"] != smallGOGC {
+		t.Errorf("a patch without a profile changed the env: %v", env)
+	}
 	back := applyAddonPatch(t, small, addonPatch("kube-proxy", "", "sha256:abc", ProfileDefault))
 	if env := envOf(back); len(env) != 1 || back.Spec.Template.Spec.Containers[0].Env[0].Name != "NODE_NAME" {
 		t.Errorf("back to default: env %v, want NODE_NAME alone", env)
