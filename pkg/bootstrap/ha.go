@@ -354,7 +354,8 @@ func leaveEtcd(ctx context.Context, cfg Config, purge, force bool) (string, erro
 	remover := c
 	var stay []string
 	for i, m := range st.Members {
-		if m.ID == self.ID || st.Endpoints[i].Unreachable != "" {
+		// A learner refuses membership changes.
+		if m.ID == self.ID || m.Learner || st.Endpoints[i].Unreachable != "" {
 			continue
 		}
 		for _, u := range m.ClientURLs {

@@ -66,6 +66,7 @@ func lbSpec(cfg Config, rel *images.Release, servers []string, kubeconfig string
 		Image:      pause.Name,
 		Entrypoint: []string{"/usr/local/bin/dk8s", "apiserver-lb"},
 		Args:       args,
+		Env:        cfg.Profile.env(),
 		Labels: map[string]string{
 			containers.LabelComponent: "apiserver-lb",
 			containers.LabelCluster:   cfg.ClusterName,

@@ -44,6 +44,9 @@ func Install(src, dst string) (string, error) {
 		return "", err
 	}
 	if same {
+		if st, err := os.Stat(dst); err != nil || st.Mode().Perm() == 0o755 {
+			return dst, err
+		}
 		return dst, os.Chmod(dst, 0o755)
 	}
 	if _, err := in.Seek(0, io.SeekStart); err != nil {

@@ -21,7 +21,7 @@ type PullOptions struct {
 	// once. The Docker daemon bounds the layers it downloads across every
 	// pull (max-concurrent-downloads, 3 by default), so a second bound here
 	// only held back the manifests and the unpacking: at 3 images at once
-	// the pull took 1.06x the parallel 'docker pull' floor, and 0.94x with
+	// the pull took 1.06x the parallel 'docker pull' floor, and 0.92x with
 	// all at once.
 	Parallel int
 	// KeepMirrorTags keeps the mirror's name for each image beside the

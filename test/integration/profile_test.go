@@ -86,7 +86,7 @@ var nodeGoPrograms = []string{"etcd", "kube-apiserver", "kube-controller", "kube
 // GOGC ("none" when unset).
 func goEnvOfNode(t testing.TB, m *machine) string {
 	t.Helper()
-	script := `gogc() { v=$(tr '\0' '\n' < /proc/$2/environ | grep '^GOGC=' || echo none); echo "$1: $v"; }
+	script := `gogc() { if [ -z "$2" ]; then echo "$1: not running"; return; fi; v=$(tr '\0' '\n' < /proc/$2/environ | grep '^GOGC=' || echo none); echo "$1: $v"; }
 for n in ` + strings.Join(nodeGoPrograms, " ") + `; do
   pid=$(pgrep -x $n | head -1); if [ -z "$pid" ]; then echo "$n: not running"; else gogc $n $pid; fi
 done

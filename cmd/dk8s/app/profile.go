@@ -9,9 +9,9 @@ import (
 
 // addProfileFlag adds --profile, which start and join share.
 func addProfileFlag(fl *pflag.FlagSet, p *string) {
-	fl.StringVar(p, "profile", string(bootstrap.ProfileDefault),
+	fl.StringVar(p, "profile", "",
 		"`PROFILE` of this node: default, or small for machines of 1 to 2 GB, where every Go program dk8s runs here collects garbage "+
-			"at GOGC=25: less idle memory for more CPU (the add-ons follow the first control plane's); kept for later runs")
+			"at GOGC=25: less idle memory for more CPU (the add-ons follow the first control plane's); kept for later runs (default: the cluster's, else default)")
 }
 
 // profileOf is --profile when it was given, else "" (the cluster's own,
