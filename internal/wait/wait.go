@@ -38,7 +38,10 @@ func Until(ctx context.Context, interval, timeout time.Duration, cond Condition)
 		if done {
 			return nil
 		}
-		if state != "" {
+		// A state seen after the time ran out is the cut-short poll's own
+		// ("context deadline exceeded"), not what was waited for: keep the
+		// one before it.
+		if state != "" && ctx.Err() == nil {
 			last = state
 		}
 		select {

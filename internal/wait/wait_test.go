@@ -33,3 +33,20 @@ func TestUntil(t *testing.T) {
 		t.Errorf("a cancelled context ends the wait: %v", err)
 	}
 }
+
+// A poll cut short by the deadline says so ("context deadline exceeded");
+// the error names what was seen before it instead.
+func TestUntilKeepsTheStateBeforeTheDeadline(t *testing.T) {
+	// Each poll takes 20 ms, so the second is cut short at 30 ms.
+	err := Until(context.Background(), time.Millisecond, 30*time.Millisecond, func(ctx context.Context) (bool, string, error) {
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err().Error(), nil
+		case <-time.After(20 * time.Millisecond):
+			return false, "pod kube-proxy-a: CreateContainerError", nil
+		}
+	})
+	if err == nil || !strings.Contains(err.Error(), "last seen: pod kube-proxy-a: CreateContainerError") {
+		t.Errorf("the state before the deadline should be named: %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -261,15 +262,18 @@ func kubeProxy(cfg Config, image, imageID string) *appsv1.DaemonSet {
 			"--conntrack-max-per-core=0"},
 		Env:             append([]corev1.EnvVar{fieldEnv("NODE_NAME", "spec.nodeName")}, cfg.Profile.podEnv()...),
 		SecurityContext: &corev1.SecurityContext{Privileged: &privileged},
+		// No /lib/modules of the host, which kubeadm mounts for IPVS mode's
+		// modprobe: dk8s runs the iptables mode, whose tables and matches the
+		// kernel loads by itself, and a host without that directory and a
+		// read-only /usr (an immutable image, a machine container) cannot
+		// have it made, so the pod would never start there.
 		VolumeMounts: []corev1.VolumeMount{
 			{Name: "config", MountPath: "/var/lib/kube-proxy"},
 			{Name: "xtables-lock", MountPath: "/run/xtables.lock"},
-			{Name: "lib-modules", MountPath: "/lib/modules", ReadOnly: true},
 		},
 	}, []corev1.Volume{
 		configMapVolume("config", "kube-proxy"),
 		hostPathVolume("xtables-lock", "/run/xtables.lock", corev1.HostPathFileOrCreate),
-		hostPathVolume("lib-modules", "/lib/modules", ""),
 	})
 }
 
@@ -323,7 +327,7 @@ func waitAddons(ctx context.Context, cs kubeClient, timeout time.Duration) error
 				return false, name + ": " + err.Error(), nil
 			}
 			if msg := daemonSetPending(ds); msg != "" {
-				return false, name + ": " + msg, nil
+				return false, name + ": " + msg + podTrouble(ctx, cs, ds.Spec.Selector), nil
 			}
 		}
 		dep, err := cs.AppsV1().Deployments(addonNS).Get(ctx, "coredns", metav1.GetOptions{})
@@ -333,7 +337,7 @@ func waitAddons(ctx context.Context, cs kubeClient, timeout time.Duration) error
 		ds2 := dep.Status
 		if ds2.ObservedGeneration < dep.Generation || dep.Spec.Replicas == nil || ds2.UpdatedReplicas != *dep.Spec.Replicas ||
 			ds2.ReadyReplicas < 1 || ds2.Replicas != ds2.UpdatedReplicas {
-			return false, fmt.Sprintf("coredns: %d updated, %d ready of %d", ds2.UpdatedReplicas, ds2.ReadyReplicas, ds2.Replicas), nil
+			return false, fmt.Sprintf("coredns: %d updated, %d ready of %d", ds2.UpdatedReplicas, ds2.ReadyReplicas, ds2.Replicas) + podTrouble(ctx, cs, dep.Spec.Selector), nil
 		}
 		return true, "", nil
 	})
@@ -341,6 +345,34 @@ func waitAddons(ctx context.Context, cs kubeClient, timeout time.Duration) error
 		return fmt.Errorf("the add-ons did not come up: %w; see 'kubectl -n kube-system get pods' and 'dk8s logs kubelet'", err)
 	}
 	return nil
+}
+
+// podTrouble is why an add-on's pod is not running, as "; pod NAME:
+// REASON: MESSAGE" (a container that cannot be made, an image that cannot
+// be had, a crash with its exit), or "" when none says so: what a user would
+// otherwise dig out of 'kubectl describe'.
+func podTrouble(ctx context.Context, cs kubeClient, selector *metav1.LabelSelector) string {
+	if selector == nil {
+		return ""
+	}
+	pods, err := cs.CoreV1().Pods(addonNS).List(ctx, metav1.ListOptions{LabelSelector: metav1.FormatLabelSelector(selector)})
+	if err != nil {
+		return ""
+	}
+	for _, pod := range pods.Items {
+		for _, c := range append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...) {
+			w := c.State.Waiting
+			if w == nil || w.Reason == "ContainerCreating" || w.Reason == "PodInitializing" {
+				continue
+			}
+			msg := w.Message
+			if t := c.LastTerminationState.Terminated; t != nil && (msg == "" || w.Reason == "CrashLoopBackOff") {
+				msg = fmt.Sprintf("exited %d (%s) %s", t.ExitCode, t.Reason, strings.TrimSpace(t.Message))
+			}
+			return fmt.Sprintf("; pod %s: %s: %s", pod.Name, w.Reason, strings.TrimSpace(msg))
+		}
+	}
+	return ""
 }
 
 // daemonSetPending says how far a DaemonSet's rollout is, or "" when every

@@ -155,6 +155,44 @@ func TestWaitAddonsWaitsForTheRollout(t *testing.T) {
 	}
 }
 
+// A pod that cannot start is named with its reason, as 'kubectl describe'
+// would show it, so that the error says what to fix.
+func TestWaitAddonsNamesAStuckPod(t *testing.T) {
+	ctx := context.Background()
+	replicas := int32(1)
+	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"k8s-app": "kube-proxy"}}
+	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "kube-proxy", Namespace: addonNS, Generation: 1}, Spec: appsv1.DaemonSetSpec{Selector: sel},
+		Status: appsv1.DaemonSetStatus{ObservedGeneration: 1, DesiredNumberScheduled: 1, UpdatedNumberScheduled: 1}}
+	flannel := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: flannelDaemonSet, Namespace: addonNS, Generation: 1},
+		Status: appsv1.DaemonSetStatus{ObservedGeneration: 1, DesiredNumberScheduled: 1, UpdatedNumberScheduled: 1, NumberReady: 1}}
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "coredns", Namespace: addonNS, Generation: 1}, Spec: appsv1.DeploymentSpec{Replicas: &replicas},
+		Status: appsv1.DeploymentStatus{ObservedGeneration: 1, UpdatedReplicas: 1, ReadyReplicas: 1, Replicas: 1}}
+	pod := func(name string, st corev1.ContainerStatus) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: addonNS, Labels: sel.MatchLabels},
+			Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{st}}}
+	}
+	for _, tc := range []struct {
+		pod  *corev1.Pod
+		want string
+	}{
+		{pod("kube-proxy-a", corev1.ContainerStatus{State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CreateContainerError", Message: "failed to mkdir \"/lib/modules\": read-only file system"}}}),
+			`kube-proxy: 1 of 1 updated, 0 ready; pod kube-proxy-a: CreateContainerError: failed to mkdir "/lib/modules": read-only file system`},
+		{pod("kube-proxy-b", corev1.ContainerStatus{State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off 10s"}},
+			LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Reason: "Error", Message: "iptables: not found\n"}}}),
+			`pod kube-proxy-b: CrashLoopBackOff: exited 1 (Error) iptables: not found`},
+	} {
+		cs := fake.NewSimpleClientset(ds, flannel, dep, tc.pod)
+		if err := waitAddons(ctx, cs, 600*time.Millisecond); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("want %q in: %v", tc.want, err)
+		}
+	}
+	// A pod still being made is no trouble to report.
+	cs := fake.NewSimpleClientset(ds, flannel, dep, pod("kube-proxy-c", corev1.ContainerStatus{State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}}))
+	if err := waitAddons(ctx, cs, 600*time.Millisecond); err == nil || strings.Contains(err.Error(), "; pod") {
+		t.Errorf("a pod being made was reported as trouble: %v", err)
+	}
+}
+
 func TestWaitNodeReady(t *testing.T) {
 	ctx := context.Background()
 	cs := fake.NewSimpleClientset()
