@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -360,7 +361,7 @@ func podTrouble(ctx context.Context, cs kubeClient, selector *metav1.LabelSelect
 		return ""
 	}
 	for _, pod := range pods.Items {
-		for _, c := range append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...) {
+		for _, c := range slices.Concat(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses) {
 			w := c.State.Waiting
 			if w == nil || w.Reason == "ContainerCreating" || w.Reason == "PodInitializing" {
 				continue

@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -126,7 +127,7 @@ func checkPulls(pods []corev1.Pod, mirrors map[string][]string) []Finding {
 	seen := map[string]bool{}
 	var out []Finding
 	for _, p := range pods {
-		for _, cs := range append(append([]corev1.ContainerStatus(nil), p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+		for _, cs := range slices.Concat(p.Status.InitContainerStatuses, p.Status.ContainerStatuses) {
 			w := cs.State.Waiting
 			if w == nil || (w.Reason != "ErrImagePull" && w.Reason != "ImagePullBackOff") || seen[cs.Image] {
 				continue
