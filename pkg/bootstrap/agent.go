@@ -39,7 +39,7 @@ const AgentContainer = "dk8s-agent"
 
 // RunAgent keeps this machine a node until ctx ends: it runs `dk8s join`
 // on the host (in a one-shot container in the host's namespaces, entering
-// its root as the node's agents do, so the join sees the host's files and
+// its mount namespace as the node's agents do, so the join sees the host's files and
 // tools while the agent itself needs no privilege but Docker's socket),
 // then watches the node's runtime and kubelet containers and joins again
 // (which puts back what is missing and applies what changed) when one is
@@ -62,11 +62,10 @@ func RunAgent(ctx context.Context, engine containers.Engine, ac AgentConfig) err
 	spec := containers.Spec{
 		Name:        joinContainer,
 		Image:       image,
-		Entrypoint:  []string{self, "host-exec", "--root", host.MountedRoot, "--"},
+		Entrypoint:  []string{self, "host-exec", "--"},
 		Args:        append([]string{shim, "join"}, ac.JoinArgs...),
 		Env:         ac.Env,
 		Labels:      map[string]string{containers.LabelComponent: "join", containers.LabelDir: ac.Dir},
-		Mounts:      []containers.Mount{{Source: "/", Target: host.MountedRoot, Propagation: "rshared"}},
 		HostNetwork: true, HostNamespaces: true, Privileged: true,
 	}
 	pause := 10 * time.Second

@@ -47,12 +47,12 @@ func csrApprover() Component {
 		},
 		Kubeconfigs: []pki.Kubeconfig{{File: "csr-approver.conf", Cert: "csr-approver", CA: "ca"}},
 		ImageOf:     "pause",
-		Entrypoint:  []string{"/usr/local/bin/dk8s", "csr-approver"},
+		Entrypoint:  []string{shimTarget, "csr-approver"},
 		Flags: func(Config) map[string]string {
 			return map[string]string{"kubeconfig": kubeconfigPath("csr-approver"), "health-address": approverHealth}
 		},
 		Mounts: func(cfg Config) []containers.Mount {
-			return []containers.Mount{{Source: shimPath(cfg.Dir), Target: "/usr/local/bin/dk8s", ReadOnly: true}}
+			return []containers.Mount{{Source: shimPath(cfg.Dir), Target: shimTarget, ReadOnly: true}}
 		},
 		Ready: ensureApproverRBAC,
 		User:  "0:0",
@@ -61,6 +61,10 @@ func csrApprover() Component {
 
 // shimPath is where dk8s installs its own static binary on a host.
 func shimPath(dir string) string { return filepath.Join(dir, "bin", "dk8s") }
+
+// shimTarget is where the containers that run dk8s's own code (the node's
+// agents' supervisors, the helpers) have the shim bound.
+const shimTarget = "/usr/local/bin/dk8s"
 
 // ensureApproverRBAC lets the approver read requests and nodes and approve
 // kubelet-serving requests, and nothing else.

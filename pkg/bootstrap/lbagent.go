@@ -64,7 +64,7 @@ func lbSpec(cfg Config, rel *images.Release, servers []string, kubeconfig string
 	return containers.Spec{
 		Name:       lbContainer,
 		Image:      pause.Name,
-		Entrypoint: []string{"/usr/local/bin/dk8s", "apiserver-lb"},
+		Entrypoint: []string{shimTarget, "apiserver-lb"},
 		Args:       args,
 		Env:        cfg.Profile.env(),
 		Labels: map[string]string{
@@ -75,7 +75,7 @@ func lbSpec(cfg Config, rel *images.Release, servers []string, kubeconfig string
 		// The node's kubeconfig names its certificates by their host paths
 		// (kubelet rotates them), so the directory is bound where it is.
 		Mounts: []containers.Mount{
-			{Source: shimPath(cfg.Dir), Target: "/usr/local/bin/dk8s", ReadOnly: true},
+			{Source: shimPath(cfg.Dir), Target: shimTarget, ReadOnly: true},
 			{Source: cfg.Dir, Target: cfg.Dir, ReadOnly: true},
 		},
 		// Root: the node's kubeconfig and keys are root's alone, and

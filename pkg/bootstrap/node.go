@@ -319,13 +319,14 @@ func (f nodeFiles) hash(prefix string) string {
 }
 
 // agentSpec is the container that supervises a host agent: in the host's
-// namespaces, with the host's root bound at /host (rshared, so that the
-// mounts kubelet makes for pods reach the host), entering it through the
-// shim (with prep, host-exec's flags) and exec'ing the agent there. Its
-// image only carries nothing: the pause image of the lock, present on
-// every dk8s host.
+// namespaces, running the shim (with prep, host-exec's flags), which enters
+// the host's mount namespace and execs the agent there. Its image only
+// carries nothing: the pause image of the lock, present on every dk8s host.
+// The shim is its only bind, private: no mount of the container depends on
+// the host's root being shared, which a host without systemd makes it
+// only once dk8s has run since its boot.
 func agentSpec(cfg Config, comp, image, shim string, cmd, prep []string, configHash, version string) containers.Spec {
-	entry := append([]string{host.MountedRoot + shim, "host-exec"}, prep...)
+	entry := append([]string{shimTarget, "host-exec"}, prep...)
 	return containers.Spec{
 		Name:       containerName(comp),
 		Image:      image,
@@ -339,7 +340,7 @@ func agentSpec(cfg Config, comp, image, shim string, cmd, prep []string, configH
 			containers.LabelConfigHash: configHash,
 			containers.LabelVersion:    version,
 		},
-		Mounts: []containers.Mount{{Source: "/", Target: host.MountedRoot, Propagation: "rshared"}},
+		Mounts: []containers.Mount{{Source: shim, Target: shimTarget, ReadOnly: true}},
 		// Root: host-exec enters the host's root and runs the agent there,
 		// and upstream's pause image declares USER 65535:65535.
 		User:           "0:0",

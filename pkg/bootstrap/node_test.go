@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/dk8s/dk8s"
+	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/host"
 	"github.com/dk8s/dk8s/pkg/images"
 	"github.com/dk8s/dk8s/pkg/mirror"
@@ -53,6 +54,14 @@ func TestPlanNodeFeedsContainerAndUnitFromOneCommand(t *testing.T) {
 	entry := strings.Join(np.runtime.Entrypoint, " ")
 	if !strings.Contains(entry, "host-exec --service-cidr 10.96.0.0/12 --cgroup dk8s/containerd --") {
 		t.Errorf("the runtime's container should prepare the host first: %s", entry)
+	}
+	// The agents' supervisors bind the shim alone, privately: a bind that
+	// needs the host's root shared would not start after the reboot of a
+	// host whose init does not make it so.
+	for _, spec := range []containers.Spec{np.runtime, np.kubeletSpec} {
+		if want := []containers.Mount{{Source: "/var/lib/dk8s/bin/dk8s", Target: shimTarget, ReadOnly: true}}; !slices.Equal(spec.Mounts, want) {
+			t.Errorf("%s binds %+v, want the shim alone", spec.Name, spec.Mounts)
+		}
 	}
 	if !strings.Contains(np.units[0].Text, "--service-cidr 10.96.0.0/12") {
 		t.Errorf("the runtime's unit should keep the service range local too:\n%s", np.units[0].Text)

@@ -61,7 +61,7 @@ func etcdSnapshotter() Component {
 			return []pki.CertSpec{{Name: "etcd/snapshotter", CA: "etcd/ca", CommonName: "dk8s-etcd-snapshotter", Usages: clientAuth}}
 		},
 		ImageOf:    "pause",
-		Entrypoint: []string{"/usr/local/bin/dk8s", "etcd", "snapshot", "schedule"},
+		Entrypoint: []string{shimTarget, "etcd", "snapshot", "schedule"},
 		Flags: func(cfg Config) map[string]string {
 			interval, keep := cfg.snapshotSchedule()
 			return map[string]string{
@@ -77,7 +77,7 @@ func etcdSnapshotter() Component {
 		},
 		Mounts: func(cfg Config) []containers.Mount {
 			return []containers.Mount{
-				{Source: shimPath(cfg.Dir), Target: "/usr/local/bin/dk8s", ReadOnly: true},
+				{Source: shimPath(cfg.Dir), Target: shimTarget, ReadOnly: true},
 				{Source: cfg.SnapshotsDir(), Target: snapshotsMount},
 			}
 		},

@@ -84,6 +84,27 @@ func (e *ComponentError) Error() string {
 	return msg
 }
 
+// UnfinishedError is a start (or join) that stopped after it had made
+// part of the cluster: what it made is kept, Docker keeps it running, and
+// the same command run again makes what is missing and changes nothing
+// else. It says so, for the component that was late is often up a minute
+// later (a slow machine).
+type UnfinishedError struct {
+	Err error
+	// Command is the command to run again: "dk8s start" or "dk8s join".
+	Command string
+	// Waited is how long each component was waited for (--timeout).
+	Waited time.Duration
+}
+
+func (e *UnfinishedError) Error() string {
+	return fmt.Sprintf("%v\n%s stopped before the cluster was whole: what it made is kept, and Docker keeps it running. "+
+		"Run the same %s again to finish (it makes only what is missing); on a slow machine give each component longer than %s with --timeout 10m",
+		e.Err, e.Command, e.Command, e.Waited)
+}
+
+func (e *UnfinishedError) Unwrap() error { return e.Err }
+
 // Start brings the control plane of cfg up with the images of rel: it
 // checks the host, makes (or keeps) the PKI and kubeconfigs, creates each
 // component's container that is missing or whose spec changed (and only
@@ -214,14 +235,14 @@ func Start(ctx context.Context, engine containers.Engine, cfg Config, rel *image
 			stopNode()
 			<-agents // nothing left running behind the error
 		}
-		return err
+		return &UnfinishedError{Err: err, Command: "dk8s start", Waited: timeout}
 	}
 	if node != nil {
 		if agents == nil {
 			agents = goStartAgents(nodeCtx, engine, cfg, rel, node, apiserverUp, timeout, opts, emit)
 		}
 		if err := startNode(ctx, engine, cfg, rel, <-agents, upgrading, timeout, opts, emit); err != nil {
-			return err
+			return &UnfinishedError{Err: err, Command: "dk8s start", Waited: timeout}
 		}
 	}
 	return finished()

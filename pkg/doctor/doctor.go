@@ -8,6 +8,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/dk8s/dk8s/pkg/pki"
 )
@@ -198,6 +199,12 @@ func Diagnose(f Facts) Report {
 		}
 		run(CheckImagePulls, checkPulls(c.Pods, mirrors))
 		run(CheckCoreDNSLoops, checkCoreDNSLoops(c.Pods, c.CoreDNSLogs))
+	} else if apierrors.IsForbidden(f.ClusterErr) {
+		// What a start that stopped at the apiserver's wait leaves: the
+		// binding is made once the apiserver answers, by the start.
+		run(CheckAPIServer, []Finding{{CheckAPIServer, Problem, "the apiserver answers, but the admin is not bound to cluster-admin yet (" + firstLine(f.ClusterErr.Error()) + "): dk8s start did not finish",
+			"run the same 'dk8s start' again: it binds the admin and makes what is missing (the controller-manager, the scheduler, the node), changing nothing else"}})
+		skip("the admin may not read the cluster", CheckTaints, CheckImagePulls, CheckCoreDNSLoops)
 	} else if f.ClusterErr != nil {
 		run(CheckAPIServer, []Finding{{CheckAPIServer, Problem, "the apiserver does not answer: " + firstLine(f.ClusterErr.Error()),
 			"'dk8s ps' shows which component is down, 'dk8s logs kube-apiserver' (or etcd) why; 'dk8s start' brings back what stopped"}})

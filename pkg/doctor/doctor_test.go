@@ -12,7 +12,9 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/dk8s/dk8s/pkg/pki"
 )
@@ -148,6 +150,9 @@ func TestEachFailureIsNamed(t *testing.T) {
 			p.Labels = map[string]string{"k8s-app": "kube-dns"}
 			f.Cluster.Pods = []corev1.Pod{p}
 			f.Cluster.CoreDNSLogs = map[string]string{"coredns-1": "[INFO] plugin/reload: Running configuration\n[FATAL] plugin/loop: Loop (127.0.0.1:55953 -> :53) detected for zone \".\", see https://coredns.io/plugins/loop#troubleshooting\n"}
+		}},
+		{"a start that stopped before binding the admin", CheckAPIServer, "the admin is not bound to cluster-admin yet", "run the same 'dk8s start' again", Problem, func(f *Facts) {
+			f.Cluster, f.ClusterErr = nil, apierrors.NewForbidden(schema.GroupResource{Resource: "nodes"}, "", errors.New(`User "kubernetes-admin" cannot list resource "nodes"`))
 		}},
 		{"apiserver down", CheckAPIServer, "connection refused", "dk8s ps", Problem, func(f *Facts) {
 			f.Cluster, f.ClusterErr = nil, errors.New("dial tcp 10.0.0.1:6443: connection refused")

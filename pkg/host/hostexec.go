@@ -7,18 +7,17 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"syscall"
-)
 
-// MountedRoot is where the host's root file system is bound inside the
-// containers that supervise host agents (the runtime and kubelet).
-const MountedRoot = "/host"
+	"golang.org/x/sys/unix"
+)
 
 // ExecOptions say what to prepare on the host before an agent starts.
 type ExecOptions struct {
-	// Root is the host's root file system; "/" when already there (a
-	// systemd unit).
-	Root string
+	// EnterHost says to enter the host's mount namespace first: set in the containers that supervise the node's agents, unset
+	// under systemd, whose units already run there.
+	EnterHost bool
 	// ServiceCIDR, when set, is routed to ServiceLink first.
 	ServiceCIDR string
 	// Cgroup, when set, is the cgroup the agent moves into first.
@@ -26,17 +25,29 @@ type ExecOptions struct {
 }
 
 // ExecOnHost is what runs inside such a container (`dk8s host-exec`): it
-// enters the host's root (bound at opts.Root), prepares what opts asks for
-// there, running commands through r, and replaces itself with argv, so the
-// agent sees the host's files, binaries and mounts as if started by an init
-// system, while Docker supervises it.
+// enters the host's mount namespace (see hostMountNamespace), prepares what opts asks for there,
+// running commands through r, and replaces itself with argv. The agent
+// then runs with the host's root, files and mounts as if started by an
+// init system, while Docker supervises it.
+//
+// A chroot into a bind of the host's root is not enough for a runtime:
+// the mount namespace's root stays the container's, and every process
+// that enters a pod's mount namespace later (runc exec: kubectl exec, exec
+// probes and hooks, ephemeral containers) lands in that root, not the
+// pod's.
 func ExecOnHost(ctx context.Context, r Runner, opts ExecOptions, argv []string) error {
 	if len(argv) == 0 {
 		return errors.New("nothing to run")
 	}
-	if opts.Root != "" && opts.Root != "/" {
-		if err := syscall.Chroot(opts.Root); err != nil {
-			return fmt.Errorf("entering the host's root %s: %w", opts.Root, err)
+	if opts.EnterHost {
+		if err := enterHostMounts(); err != nil {
+			return err
+		}
+		// As systemd makes it at boot, so that kubelet's mounts for pods
+		// propagate; a reboot of a host without systemd undoes what
+		// dk8s start did.
+		if err := EnsureSharedRoot(); err != nil {
+			return err
 		}
 	}
 	if err := os.Chdir("/"); err != nil {
@@ -57,6 +68,58 @@ func ExecOnHost(ctx context.Context, r Runner, opts ExecOptions, argv []string) 
 		return err
 	}
 	return syscall.Exec(path, argv, os.Environ())
+}
+
+// hostMountNamespace is the host's mount namespace, seen from a container
+// in the host's PID namespace: its parent's, the shim of the Docker
+// daemon's containerd, in the daemon's namespace, whose root Docker binds
+// into containers. Not PID 1's: where the init is more privileged than
+// root's bounding set (a container host, a micro-VM's agent), its
+// namespaces cannot be read.
+func hostMountNamespace() string { return fmt.Sprintf("/proc/%d/ns/mnt", os.Getppid()) }
+
+// enteredEnv marks a host-exec that has entered hostMountNamespace and
+// executed itself again there.
+const enteredEnv = "DK8S_HOST_EXEC_ENTERED"
+
+// enterHostMounts returns once this process runs in the host's mount
+// namespace. Go's threads share their file-system attributes, so the
+// kernel refuses setns(CLONE_NEWNS) to a Go process: one thread unshares
+// them, enters the namespace alone, and executes this program again, whose
+// every thread then starts there.
+func enterHostMounts() error {
+	ours, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		return fmt.Errorf("reading this process's mount namespace: %w", err)
+	}
+	hostNS := hostMountNamespace()
+	hosts, err := os.Readlink(hostNS)
+	if err != nil {
+		return fmt.Errorf("reading the host's mount namespace (the container needs the host's PID namespace): %w", err)
+	}
+	if ours == hosts {
+		return os.Unsetenv(enteredEnv)
+	}
+	if os.Getenv(enteredEnv) != "" {
+		return fmt.Errorf("entered the host's mount namespace %s but run in %s", hosts, ours)
+	}
+	ns, err := os.Open(hostNS)
+	if err != nil {
+		return fmt.Errorf("opening the host's mount namespace: %w", err)
+	}
+	defer ns.Close()
+	// Never unlocked: this thread either executes the program again or
+	// carries a namespace the others do not have, and so ends with the
+	// goroutine.
+	runtime.LockOSThread()
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return fmt.Errorf("unsharing the file-system attributes: %w", err)
+	}
+	if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("entering the host's mount namespace: %w", err)
+	}
+	err = syscall.Exec("/proc/self/exe", os.Args, append(os.Environ(), enteredEnv+"=1"))
+	return fmt.Errorf("running dk8s again in the host's mount namespace: %w", err)
 }
 
 // CheckStatic tells whether the binary at path runs without a dynamic

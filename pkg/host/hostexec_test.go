@@ -2,7 +2,9 @@ package host
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,7 +14,7 @@ import (
 
 func TestExecOnHostNeedsACommand(t *testing.T) {
 	r := &hosttest.Runner{}
-	if err := ExecOnHost(context.Background(), r, ExecOptions{Root: "/", ServiceCIDR: "10.96.0.0/12"}, nil); err == nil || len(r.Calls) > 0 {
+	if err := ExecOnHost(context.Background(), r, ExecOptions{ServiceCIDR: "10.96.0.0/12"}, nil); err == nil || len(r.Calls) > 0 {
 		t.Errorf("nothing to run is refused before the host is touched: %v, %q", err, r.Calls)
 	}
 }
@@ -29,5 +31,31 @@ func TestCleanupOfNoNode(t *testing.T) {
 	r := &hosttest.Runner{}
 	if err := Cleanup(context.Background(), r, t.TempDir(), "10.244.0.0/16", true); err != nil || len(r.Calls) > 0 {
 		t.Errorf("a cluster directory that was never a node's is left alone: %v, %q", err, r.Calls)
+	}
+}
+
+// A host-exec started in a mount namespace of its own, as in the node's
+// supervising containers, ends up in its parent's (there, the Docker
+// daemon's shim; here, the test's), whose root is the host's: a chroot would have left the namespace's root behind, where
+// runc exec later lands.
+func TestEnterHostMountsFromAnotherMountNamespace(t *testing.T) {
+	if os.Getenv("DK8S_TEST_ENTER_HOST") == "1" {
+		if err := enterHostMounts(); err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		ns, _ := os.Readlink("/proc/self/ns/mnt")
+		fmt.Printf("in %s with %s=%q\n", ns, enteredEnv, os.Getenv(enteredEnv))
+		os.Exit(0)
+	}
+	hosts, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", os.Args[0], "-test.run=^TestEnterHostMountsFromAnotherMountNamespace$")
+	cmd.Env = append(os.Environ(), "DK8S_TEST_ENTER_HOST=1")
+	out, err := cmd.CombinedOutput()
+	if want := fmt.Sprintf("in %s with %s=\"\"\n", hosts, enteredEnv); err != nil || string(out) != want {
+		t.Errorf("entering from a private mount namespace: %v\n%s\nwant %q", err, out, want)
 	}
 }

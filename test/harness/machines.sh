@@ -75,7 +75,7 @@ done
 # The make stamp changes with what the image is made of; the label of /etc's
 # listing rebuilds it when this host's /etc has changed (a package installed
 # since), for /etc must match the /usr it goes with.
-make_id=3
+make_id=4
 image=dk8s-harness/machine:$make_id
 etc_sum=$(find /etc -path /etc/hostname -prune -o -path /etc/hosts -prune -o -path /etc/resolv.conf -prune -o \
   -printf '%p %s %T@ %l\n' 2>/dev/null | sort | sha256sum | cut -c1-16)
@@ -128,9 +128,9 @@ done
 # kubelet reads the kernel's log and stops when it cannot open it; kind
 # links the console where the device was not given.
 [ -e /dev/kmsg ] || ln -s /dev/console /dev/kmsg
-# Mounts are private in a container; a systemd host has them shared, and
-# kubelet's and the control plane's rshared binds need that.
-mount --make-rshared /
+# Mounts stay private, as a container's are, and as / is after the boot
+# of a host whose init is not systemd: nothing here does for dk8s what
+# such a host's boot would not.
 # The machine's resolver. Docker's on this network, 127.0.0.11, is loopback:
 # CoreDNS forwarding to it from a pod reaches itself and stops ("Loop
 # detected"), and the inner engine swaps it for 8.8.8.8 in its containers.

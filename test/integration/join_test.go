@@ -179,6 +179,10 @@ func TestWorkersJoin(t *testing.T) {
 		}
 	})
 
+	t.Run("kubectl exec, cp, logs, port-forward, debug, exec probes and hooks on the rebooted worker", func(t *testing.T) {
+		assertKubectlVerbs(t, machineKubeconfig(t, cp), w1.name, verbsImage(t), func(path string) string { return w1.exec(t, "cat", path).stdout })
+	})
+
 	t.Run("the agent puts back a kubelet container removed by hand", func(t *testing.T) {
 		if r := w2.exec(t, "docker", "rm", "-f", "dk8s-kubelet"); r.code != 0 {
 			t.Fatalf("%s", r)
@@ -251,14 +255,22 @@ func TestWorkersJoin(t *testing.T) {
 // network is the host's too) as the admin of the control plane in cp.
 func adminKubectl(t testing.TB, cp *machine) func(args ...string) (string, error) {
 	t.Helper()
-	kubeconfig := filepath.Join(t.TempDir(), "admin.conf")
-	if err := os.WriteFile(kubeconfig, []byte(cp.exec(t, "cat", "/var/lib/dk8s/admin.conf").stdout), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := machineKubeconfig(t, cp)
 	return func(args ...string) (string, error) {
 		out, err := exec.Command(filepath.Join(filepath.Dir(testLock), "kubectl"), append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
 		return string(out), err
 	}
+}
+
+// machineKubeconfig is a copy, on this host, of the admin kubeconfig of
+// the control plane in cp.
+func machineKubeconfig(t testing.TB, cp *machine) string {
+	t.Helper()
+	kubeconfig := filepath.Join(t.TempDir(), "admin.conf")
+	if err := os.WriteFile(kubeconfig, []byte(cp.exec(t, "cat", "/var/lib/dk8s/admin.conf").stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return kubeconfig
 }
 
 // joinCommands are the two forms 'token create --print-join-command'

@@ -89,6 +89,14 @@ func TestNode(t *testing.T) {
 	serves("after start")
 	c.writeMarker("before-node-faults")
 
+	t.Run("kubectl exec, cp, logs, port-forward, debug, exec probes and hooks", func(t *testing.T) {
+		t.Cleanup(func() { os.RemoveAll("/tmp/dk8s-verbs-" + node) })
+		assertKubectlVerbs(t, filepath.Join(c.dir, "admin.conf"), node, verbsImage(t), func(path string) string {
+			b, _ := os.ReadFile(path)
+			return string(b)
+		})
+	})
+
 	t.Run("purge refuses a directory dk8s did not make, with a cluster up", func(t *testing.T) {
 		stranger := t.TempDir()
 		os.WriteFile(filepath.Join(stranger, "notes.txt"), []byte("mine"), 0o600)

@@ -2,8 +2,10 @@ package integration
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -166,4 +168,71 @@ func TestStartRefusesFullDisk(t *testing.T) {
 		t.Errorf("want a refusal naming the free space:\n%s", r)
 	}
 	assertNoControlPlane(t, engine, c.dir)
+}
+
+// TestStartStoppedAtItsWaitFinishesOnARerun: a start whose wait ends
+// before the apiserver answers, as on a slow machine, leaves etcd and the
+// apiserver running under Docker without the rest of the cluster. Its
+// error says to run it again; doctor names that state; the rerun ends with
+// the whole cluster.
+func TestStartStoppedAtItsWaitFinishesOnARerun(t *testing.T) {
+	harness(t)
+	c := newCluster(t)
+	c.node, c.nodeArgs = true, []string{"--kubelet-binary", filepath.Join(filepath.Dir(testLock), "kubelet")}
+	t.Cleanup(func() {
+		c.purge()
+		assertNodeCleanedUp(t, c)
+	})
+
+	// Two seconds: no apiserver here answers its readiness check that soon.
+	r := c.run(append([]string{"start", "--timeout", "2s", "--mirror", pathMirror}, c.nodeArgs...)...)
+	if r.code == 0 {
+		t.Fatalf("a start given 2s per component should stop at its wait:\n%s", r)
+	}
+	for _, want := range []string{"did not become healthy", "Run the same dk8s start again to finish", "--timeout"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("the stopped start should say %q:\n%s", want, r)
+		}
+	}
+	if !strings.Contains(r.stderr, "kube-apiserver did not become healthy") && !strings.Contains(r.stderr, "etcd did not become healthy") {
+		t.Errorf("the stopped start should name the component it stopped at:\n%s", r)
+	}
+
+	// Docker brings the apiserver up by itself; the admin is not bound.
+	insecure := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	if !waitFor(3*time.Minute, func() bool {
+		resp, err := insecure.Get("https://127.0.0.1:6443/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}) {
+		t.Fatal("the apiserver the stopped start made did not become ready by itself")
+	}
+	if out, err := c.kubectl("get", "nodes"); err == nil || !strings.Contains(out, "forbidden") {
+		t.Errorf("before the rerun, the admin should not be bound yet: %v\n%s", err, out)
+	}
+	d := c.run("doctor")
+	if d.code == 0 || !strings.Contains(d.stdout+d.stderr, "the admin is not bound to cluster-admin yet") || !strings.Contains(d.stdout+d.stderr, "run the same 'dk8s start' again") {
+		t.Errorf("doctor should name the unfinished start and say to rerun it:\n%s", d)
+	}
+
+	r = c.start()
+	if !strings.Contains(r.stderr, "Single-node cluster ready") {
+		t.Errorf("the rerun should finish the cluster:\n%s", r)
+	}
+	ps := c.waitHealthy(time.Minute)
+	for _, comp := range []string{"kube-controller-manager", "kube-scheduler", "kubelet"} {
+		if !strings.Contains(lineWith(ps.stdout, comp+" "), "healthy") {
+			t.Errorf("after the rerun, ps should show %s healthy:\n%s", comp, ps.stdout)
+		}
+	}
+	host, _ := os.Hostname()
+	if out := c.mustKubectl("get", "node", strings.ToLower(host), "--no-headers"); !strings.Contains(out, " Ready ") {
+		t.Errorf("after the rerun the node should be Ready:\n%s", out)
+	}
+	if d := c.run("doctor"); strings.Contains(d.stdout+d.stderr, "not bound") {
+		t.Errorf("after the rerun, doctor should no longer name the admin:\n%s", d)
+	}
 }
