@@ -211,8 +211,8 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, opts Reset
 		return nil, err
 	}
 	var removed []string
-	// A worker leaves the cluster: its pods first if asked, then (below,
-	// once its kubelet is gone and cannot register it again) its node.
+	// A worker leaves the cluster: its pods first if asked; its Node is
+	// for a control plane to delete (see Notes).
 	// A node agent left running would join the machine again at once.
 	if c, err := engine.InspectContainer(ctx, AgentContainer); err == nil && c.Running {
 		return nil, fmt.Errorf("the node agent (%s) runs on this machine and would join it again: remove it first with 'docker rm -f %s', then reset", AgentContainer, AgentContainer)
@@ -261,18 +261,11 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, opts Reset
 			order = append(order, n)
 		}
 	}
-	// A worker's node leaves through its balancer: it goes last.
+	// A worker's drain went through its balancer: it goes last.
 	if byName[lbContainer] {
 		order = append(order, lbContainer)
 	}
 	for _, name := range order {
-		if name == lbContainer && leave != nil {
-			if err := leave.deleteNode(ctx); err != nil {
-				return removed, err
-			}
-			removed = append(removed, "node "+leave.node)
-			leave = nil
-		}
 		if name == containerName("containerd") {
 			// Pods outlive a stopped runtime (dk8s stop): it is started
 			// to stop them, or they would run on with nothing to manage them.
@@ -289,11 +282,9 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, opts Reset
 		}
 		removed = append(removed, name)
 	}
-	if leave != nil {
-		if err := leave.deleteNode(ctx); err != nil {
-			return removed, err
-		}
-		removed = append(removed, "node "+leave.node)
+	if leave != nil && opts.Notes != nil {
+		opts.Notes(fmt.Sprintf("node %s stays in the cluster, NotReady: a node may not delete Node objects (nor could a token holder posing as it). "+
+			"Remove it on a control plane: dk8s kubectl delete node %s", leave.node, leave.node))
 	}
 	if err := host.Cleanup(ctx, host.Exec{}, cfg.Dir, cfg.PodCIDR, purge); err != nil {
 		return removed, err
@@ -487,11 +478,14 @@ type ResetOptions struct {
 	// Force resets a control plane whose etcd member cannot leave its
 	// cluster with a quorum kept (see leaveEtcd).
 	Force bool
+	// Notes hears what the reset leaves for the user to do; nil for
+	// silence.
+	Notes func(string)
 }
 
 // worker is a joined worker leaving its cluster, through its kubelet's
-// own identity (a worker has no other): a node may delete the pods bound
-// to it and its own Node object.
+// own identity (a worker has no other): a node may cordon itself and
+// delete the pods bound to it, not its Node object.
 type worker struct {
 	node string
 	cs   kubernetes.Interface
@@ -558,13 +552,4 @@ func daemonSetPod(p *corev1.Pod) bool {
 		}
 	}
 	return false
-}
-
-// deleteNode deletes the worker's Node object; one already gone is fine.
-func (w *worker) deleteNode(ctx context.Context) error {
-	err := w.cs.CoreV1().Nodes().Delete(ctx, w.node, metav1.DeleteOptions{})
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("deleting node %s from the cluster: %w; delete it on a control plane with 'kubectl delete node %s'", w.node, err, w.node)
-	}
-	return nil
 }

@@ -73,19 +73,15 @@ func ensureJoinable(ctx context.Context, cfg Config, opts StartOptions) error {
 	} else if err != nil {
 		return fmt.Errorf("writing the cluster's settings: %w", err)
 	}
-	reader, leave, certs, lbRole := "dk8s:read-cluster-settings", "dk8s:node-leave", "dk8s:read-control-plane-certs", "dk8s:apiserver-lb"
+	reader, certs, lbRole := "dk8s:read-cluster-settings", "dk8s:read-control-plane-certs", "dk8s:apiserver-lb"
+	// Nodes may not delete Node objects: one that could would delete and
+	// make itself again to shed a cordon or a taint, and a token holder
+	// posing as another node would delete that one. Clusters made by an
+	// earlier dk8s granted it to system:nodes; it is taken back.
+	if err := removeNodeLeave(ctx, cs); err != nil {
+		return err
+	}
 	for _, err := range []error{
-		// A worker's reset deletes its own Node (NodeRestriction keeps a
-		// node from deleting any other), with its kubelet's identity.
-		create(ctx, "the node-leave role", cs.RbacV1().ClusterRoles().Create, &rbacv1.ClusterRole{
-			ObjectMeta: metav1.ObjectMeta{Name: leave, Labels: managed},
-			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"delete"}}},
-		}),
-		create(ctx, "the node-leave role binding", cs.RbacV1().ClusterRoleBindings().Create, &rbacv1.ClusterRoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: leave, Labels: managed},
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: leave},
-			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: "system:nodes"}},
-		}),
 		create(ctx, "the cluster settings' role", cs.RbacV1().Roles(addonNS).Create, &rbacv1.Role{
 			ObjectMeta: metav1.ObjectMeta{Name: reader, Namespace: addonNS, Labels: managed},
 			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{clusterSettingsName}, Verbs: []string{"get"}}},
@@ -124,6 +120,21 @@ func ensureJoinable(ctx context.Context, cfg Config, opts StartOptions) error {
 		if err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// nodeLeave is the role an earlier dk8s granted system:nodes, to delete
+// Node objects.
+const nodeLeave = "dk8s:node-leave"
+
+// removeNodeLeave deletes nodeLeave's binding and role where they are.
+func removeNodeLeave(ctx context.Context, cs kubeClient) error {
+	if err := cs.RbacV1().ClusterRoleBindings().Delete(ctx, nodeLeave, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("taking back the nodes' right to delete nodes: %w", err)
+	}
+	if err := cs.RbacV1().ClusterRoles().Delete(ctx, nodeLeave, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("taking back the nodes' right to delete nodes: %w", err)
 	}
 	return nil
 }

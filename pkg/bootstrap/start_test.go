@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
@@ -285,4 +287,30 @@ func staticELF(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// No node may delete Node objects: a start grants it to none, and takes
+// back the role an earlier dk8s granted system:nodes.
+func TestStartGrantsNodesNoDeleteOfNodes(t *testing.T) {
+	f := newStartFixture(t)
+	ctx := context.Background()
+	f.kube.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "dk8s:node-leave"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"delete"}}}}, metav1.CreateOptions{})
+	f.kube.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "dk8s:node-leave"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "dk8s:node-leave"},
+		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: "system:nodes"}}}, metav1.CreateOptions{})
+	if err := f.start(t); err != nil {
+		t.Fatal(err)
+	}
+	roles, _ := f.kube.RbacV1().ClusterRoles().List(ctx, metav1.ListOptions{})
+	for _, r := range roles.Items {
+		for _, rule := range r.Rules {
+			if slices.Contains(rule.Resources, "nodes") && slices.Contains(rule.Verbs, "delete") {
+				t.Errorf("ClusterRole %s lets its subjects delete nodes", r.Name)
+			}
+		}
+	}
+	if _, err := f.kube.RbacV1().ClusterRoleBindings().Get(ctx, "dk8s:node-leave", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the earlier node-leave binding should be gone: %v", err)
+	}
 }

@@ -233,15 +233,30 @@ func TestWorkersJoin(t *testing.T) {
 		}
 	})
 
+	t.Run("no node may delete a Node, its own or another's", func(t *testing.T) {
+		asNode := []string{"--as", "system:node:dk8s-it-w1", "--as-group", "system:nodes"}
+		if out, _ := kubectl(append([]string{"auth", "can-i", "delete", "nodes"}, asNode...)...); strings.TrimSpace(out) != "no" {
+			t.Errorf("a node may delete nodes (can-i says %q)", out)
+		}
+		for _, n := range []string{"dk8s-it-w1", "dk8s-it-w2"} {
+			out, err := kubectl(append([]string{"delete", "node", n, "--dry-run=server"}, asNode...)...)
+			if err == nil || !strings.Contains(out, "forbidden") {
+				t.Errorf("node dk8s-it-w1 deleting node %s should be forbidden: %v\n%s", n, err, out)
+			}
+		}
+	})
+
 	t.Run("a worker reset with --drain leaves the cluster and the machine clean", func(t *testing.T) {
 		mustKubectl := mustKubectlT(t)
 		r := w1.dk8s(t, "reset", "--drain", "--purge", "--yes")
-		if r.code != 0 || !strings.Contains(r.stderr, "node dk8s-it-w1") {
+		if r.code != 0 || !strings.Contains(r.stderr, "the pods of node dk8s-it-w1") {
 			t.Fatalf("reset of a worker:\n%s", r)
 		}
-		if out, err := kubectl("get", "node", "dk8s-it-w1"); err == nil || !strings.Contains(out, "NotFound") {
-			t.Errorf("the node should be gone from the cluster:\n%s", out)
+		// Its Node stays for a control plane to delete, as reset says.
+		if want := "dk8s kubectl delete node dk8s-it-w1"; !strings.Contains(r.stderr, want) {
+			t.Errorf("reset of a worker should say how to remove its Node (%q):\n%s", want, r)
 		}
+		mustKubectl("delete", "node", "dk8s-it-w1")
 		// Its pod was deleted first and made again elsewhere: the Deployment
 		// is whole on the other two machines.
 		mustKubectl("rollout", "status", "deployment/echo", "--timeout", "2m")

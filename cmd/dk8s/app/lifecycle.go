@@ -57,10 +57,11 @@ the cluster held, and the node's network and runtime state: it asks first,
 or takes --yes. Only a directory dk8s marked for this cluster
 (dk8s-cluster.yaml) is reset or purged.
 
-On a worker, reset takes the machine out of the cluster: its Node object is
-deleted once its kubelet is gone, and with --drain its pods (but its
-DaemonSets') are deleted first, so their controllers place them elsewhere
-at once. A reset refuses while the node agent runs (it would join the
+On a worker, reset takes the machine out of the cluster: with --drain it is
+cordoned and its pods (but its DaemonSets') are deleted first, so their
+controllers place them elsewhere at once. Its Node object stays, NotReady:
+nodes may not delete Node objects, so remove it on a control plane with
+'dk8s kubectl delete node NAME' (reset says so). A reset refuses while the node agent runs (it would join the
 machine again): remove it first with 'docker rm -f dk8s-agent'.
 
 On one of several control planes, reset first takes its etcd member out of
@@ -103,7 +104,8 @@ func runReset(cmd *cobra.Command, g *globals, f *resetFlags) error {
 		return err
 	}
 	defer engine.Close()
-	removed, err := bootstrap.Reset(cmd.Context(), engine, cfg, bootstrap.ResetOptions{Purge: f.purge, Drain: f.drain, Force: f.force})
+	removed, err := bootstrap.Reset(cmd.Context(), engine, cfg, bootstrap.ResetOptions{Purge: f.purge, Drain: f.drain, Force: f.force,
+		Notes: func(note string) { fmt.Fprintln(g.streams.Err, "note:", note) }})
 	for _, n := range removed {
 		fmt.Fprintln(g.streams.Err, "removed", n)
 	}
