@@ -385,17 +385,13 @@ func checkOtherDir(ctx context.Context, engine containers.Engine, cfg Config) er
 // purgeDir deletes dir and everything in it; a dir that is itself a mount
 // point (a dedicated disk for the cluster) is emptied and left in place.
 func purgeDir(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if os.IsNotExist(err) {
+	if _, err := os.Lstat(dir); os.IsNotExist(err) {
 		return nil
 	}
-	if err != nil {
+	// Never through a mount: what a bind or another disk below the
+	// directory holds is not the cluster's.
+	if err := host.RemoveContents(dir); err != nil {
 		return err
-	}
-	for _, e := range entries {
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-			return err
-		}
 	}
 	if err := os.Remove(dir); err != nil && !errors.Is(err, syscall.EBUSY) {
 		return err

@@ -3,7 +3,9 @@ package host
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -74,18 +76,9 @@ func unmountBelow(dir string) error { return unmount(dir, false) }
 func UnmountUnder(dir string) error { return unmount(dir, true) }
 
 func unmount(dir string, self bool) error {
-	f, err := os.Open("/proc/self/mountinfo")
+	points, err := mountsUnder(dir, self)
 	if err != nil {
 		return err
-	}
-	defer f.Close()
-	var points []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && ((self && fields[4] == dir) || strings.HasPrefix(fields[4], dir+"/")) {
-			points = append(points, fields[4])
-		}
 	}
 	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
 	for _, p := range points {
@@ -94,4 +87,122 @@ func unmount(dir string, self bool) error {
 		}
 	}
 	return nil
+}
+
+// mountsUnder are this mount namespace's mount points below dir (and dir
+// itself with self).
+func mountsUnder(dir string, self bool) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return parseMountsUnder(f, filepath.Clean(dir), self)
+}
+
+// parseMountsUnder reads a mountinfo for the mount points below dir.
+func parseMountsUnder(mountinfo io.Reader, dir string, self bool) ([]string, error) {
+	var points []string
+	sc := bufio.NewScanner(mountinfo)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) <= 4 {
+			continue
+		}
+		p := unescapeMountPath(fields[4])
+		if (self && p == dir) || strings.HasPrefix(p, dir+"/") || dir == "/" && p != "/" {
+			points = append(points, p)
+		}
+	}
+	return points, sc.Err()
+}
+
+// unescapeMountPath undoes the kernel's escapes in a mountinfo path: a
+// space, tab, newline or backslash is written as its three octal digits
+// after a backslash (\040 for a space).
+func unescapeMountPath(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
+			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
+			i += 3
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isOctal(c byte) bool { return c >= '0' && c <= '7' }
+
+// MountedError is a deletion refused because something is mounted below
+// the directory to delete: deleting through it would delete what another
+// file system (or a bind of another directory) holds.
+type MountedError struct {
+	Dir    string
+	Mounts []string
+}
+
+func (e *MountedError) Error() string {
+	return fmt.Sprintf("%s has %s mounted below it; dk8s never deletes through a mount: nothing was deleted. Unmount it (umount %q) and run this again",
+		e.Dir, strings.Join(e.Mounts, ", "), e.Mounts[0])
+}
+
+// RemoveContents deletes everything below dir, as rm -r --one-file-system
+// would: it refuses before deleting anything when a mount point is below
+// dir, and stops at any directory of another file system it meets.
+func RemoveContents(dir string) error {
+	dir = filepath.Clean(dir)
+	points, err := mountsUnder(dir, false)
+	if err != nil {
+		return err
+	}
+	if len(points) > 0 {
+		sort.Strings(points)
+		return &MountedError{Dir: dir, Mounts: points}
+	}
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	dev := st.Sys().(*syscall.Stat_t).Dev
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := removeOnDevice(filepath.Join(dir, e.Name()), dev, dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func removeOnDevice(path string, dev uint64, top string) error {
+	st, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return os.Remove(path)
+	}
+	if d := st.Sys().(*syscall.Stat_t).Dev; d != dev {
+		return &MountedError{Dir: top, Mounts: []string{path}}
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := removeOnDevice(filepath.Join(path, e.Name()), dev, top); err != nil {
+			return err
+		}
+	}
+	return os.Remove(path)
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -57,5 +58,24 @@ func TestEnterHostMountsFromAnotherMountNamespace(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if want := fmt.Sprintf("in %s with %s=\"\"\n", hosts, enteredEnv); err != nil || string(out) != want {
 		t.Errorf("entering from a private mount namespace: %v\n%s\nwant %q", err, out, want)
+	}
+}
+
+// The kernel escapes a space, tab, newline and backslash in mountinfo's
+// paths: a mount below a directory whose name has one is still found.
+func TestParseMountsUnderDecodesEscapes(t *testing.T) {
+	mountinfo := `22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw
+40 22 8:1 /srv/data /var/lib/dk8s/my\040data rw,relatime shared:1 - ext4 /dev/vda rw
+41 22 0:50 / /var/lib/dk8s/kubelet/pods/x/volumes/tab\011and\134back rw - tmpfs tmpfs rw
+42 22 0:51 / /var/lib/dk8s-other rw - tmpfs tmpfs rw
+43 22 0:52 / /var/lib/dk8s rw - tmpfs tmpfs rw
+`
+	got, err := parseMountsUnder(strings.NewReader(mountinfo), "/var/lib/dk8s", false)
+	want := []string{"/var/lib/dk8s/my data", "/var/lib/dk8s/kubelet/pods/x/volumes/tab\tand\\back"}
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("mounts below /var/lib/dk8s: %q, want %q (%v)", got, want, err)
+	}
+	if got, _ := parseMountsUnder(strings.NewReader(mountinfo), "/var/lib/dk8s", true); len(got) != 3 || got[2] != "/var/lib/dk8s" {
+		t.Errorf("with the directory itself: %q", got)
 	}
 }

@@ -156,3 +156,51 @@ func TestStartRefusesAServiceRangeInUse(t *testing.T) {
 		t.Errorf("the host's route should be untouched: %q", out)
 	}
 }
+
+// reset --purge never deletes through a mount: a bind under a cluster
+// directory, at a path with a space (which mountinfo escapes as \040),
+// keeps what its source holds. A directory of the cluster (a node's, whose
+// mounts purge detaches) and one of a control plane alone (which refuses,
+// naming the mount).
+func TestPurgeNeverDeletesThroughAMount(t *testing.T) {
+	harness(t)
+	for _, node := range []bool{true, false} {
+		base := t.TempDir()
+		dir, source := filepath.Join(base, "cluster"), filepath.Join(base, "precious")
+		inside := filepath.Join(dir, "my data", "mnt")
+		for _, d := range []string{inside, source} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if node {
+			os.MkdirAll(filepath.Join(dir, "kubelet"), 0o755)
+		}
+		os.WriteFile(filepath.Join(dir, "dk8s-cluster.yaml"), []byte("apiVersion: dk8s.io/v1alpha1\nkind: Cluster\nname: dk8s\n"), 0o600)
+		os.WriteFile(filepath.Join(source, "keep.txt"), []byte("mine"), 0o600)
+		if out, err := exec.Command("mount", "--bind", source, inside).CombinedOutput(); err != nil {
+			t.Fatalf("bind mount: %v\n%s", err, out)
+		}
+		t.Cleanup(func() { syscall.Unmount(inside, syscall.MNT_DETACH) })
+
+		r := dk8s(t, nil, "reset", "--purge", "--yes", "--dir", dir)
+		if data, err := os.ReadFile(filepath.Join(source, "keep.txt")); err != nil || string(data) != "mine" {
+			t.Fatalf("node=%t: purge deleted through the bind mount at %q: %q %v\n%s", node, inside, data, err, r)
+		}
+		if node {
+			if r.code != 0 {
+				t.Errorf("a node's purge detaches the mounts below its directory, then deletes it:\n%s", r)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("the purged directory is still there (%v):\n%s", err, r)
+			}
+			continue
+		}
+		if r.code == 0 || !strings.Contains(r.stderr, inside) || !strings.Contains(r.stderr, "nothing was deleted") {
+			t.Errorf("a purge that meets a mount should refuse and name it:\n%s", r)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "dk8s-cluster.yaml")); err != nil {
+			t.Errorf("the refused purge deleted the cluster's files: %v", err)
+		}
+	}
+}
