@@ -47,7 +47,8 @@ var (
 func Parse(s string) (Token, error) {
 	m := tokenRE.FindStringSubmatch(strings.TrimSpace(s))
 	if m == nil {
-		return Token{}, fmt.Errorf("%q is not a join token: a token is 6 and 16 lower-case letters or digits joined by a dot (abcdef.0123456789abcdef); get one with 'dk8s token create' on a control plane", s)
+		// Not echoed: what was given may be a real token mistyped.
+		return Token{}, fmt.Errorf("the token given (%d characters) is not a join token: a token is 6 and 16 lower-case letters or digits joined by a dot (abcdef.0123456789abcdef); get one with 'dk8s token create' on a control plane", len(s))
 	}
 	return Token{ID: m[1], Secret: m[2]}, nil
 }

@@ -117,6 +117,15 @@ func TestWorkersJoin(t *testing.T) {
 		if !waitFor(4*time.Minute, func() bool { return nodeReady(kubectl, "dk8s-it-w2") }) {
 			t.Fatalf("the agent's node is not Ready:\n%s\n%s", w2.exec(t, "docker", "logs", "dk8s-agent"), mustKubectl("get", "nodes", "-o", "wide"))
 		}
+		// The token's secret is on no command line: not the agent's as
+		// Docker shows it, nor any process's, which every user reads.
+		_, secret, _ := strings.Cut(tok, ".")
+		if args := w2.exec(t, "docker", "inspect", "-f", "{{.Path}} {{json .Args}}", "dk8s-agent").stdout; strings.Contains(args, secret) {
+			t.Errorf("the agent's command line holds the token's secret: %s", args)
+		}
+		if r := w2.exec(t, "sh", "-c", "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '"); r.code != 0 || !strings.Contains(r.stdout, "agent") || strings.Contains(r.stdout, secret) {
+			t.Errorf("a process's command line on the machine holds the token's secret, or none was read:\n%s", r)
+		}
 	})
 
 	t.Run("three Ready nodes, the control plane's labelled as kubeadm labels it", func(t *testing.T) {

@@ -2,7 +2,6 @@ package app
 
 import (
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,14 +20,17 @@ func newAgent(g *globals) *cobra.Command {
 
   docker run -d --name dk8s-agent --restart=always --net=host --pid=host \
     -v /var/run/docker.sock:/var/run/docker.sock -v /var/lib/dk8s:/var/lib/dk8s \
-    IMAGE agent --server https://HOST:6443 --token TOKEN --ca-cert-hash sha256:HASH
+    -e DK8S_TOKEN=TOKEN IMAGE agent --server https://HOST:6443 --ca-cert-hash sha256:HASH
 
-('dk8s token create --print-join-command' on a control plane prints it). It
+('dk8s token create --print-join-command' on a control plane prints it). The
+token goes in the environment, readable by root alone, not on the agent's
+command line, which every user of the host can read (it runs in the host's
+PID namespace). It
 joins the machine, then watches the node's runtime and kubelet containers:
 one removed or stopped by hand is put back, and every --converge a whole
 join runs again, so a changed setting (start the agent again with it) is
 applied. Each join runs on the host in a one-shot container (dk8s-join) that
-enters the host's root, as the node's own agents do; the agent itself needs
+enters the host's mount namespace, as the node's own agents do; the agent itself needs
 Docker's socket and nothing else. Stop it with 'docker rm -f dk8s-agent'
 before 'dk8s reset'.`,
 		Args: cobra.NoArgs,
@@ -73,7 +75,7 @@ before 'dk8s reset'.`,
 			})
 		},
 	}
-	f.addJoin(cmd, os.Getenv("DK8S_TOKEN"))
+	f.addJoin(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&server, "server", "", "the control plane's apiserver, `https://HOST:6443`")
 	fl.DurationVar(&check, "check", 5*time.Second, "how often the node's agents are looked at")

@@ -13,6 +13,7 @@ import (
 	"github.com/dk8s/dk8s/pkg/bootstrap"
 	"github.com/dk8s/dk8s/pkg/images"
 	"github.com/dk8s/dk8s/pkg/mirror"
+	"github.com/dk8s/dk8s/pkg/token"
 )
 
 type joinFlags struct {
@@ -73,18 +74,20 @@ into DIR/bin through the binary mirrors, checked against its sha256.
 		},
 		RunE: func(cmd *cobra.Command, args []string) error { return runJoin(cmd, g, f, args[0]) },
 	}
-	f.addJoin(cmd, os.Getenv("DK8S_TOKEN"))
+	f.addJoin(cmd)
 	cmd.Flags().DurationVar(&f.wait, "wait", 0, "how long to wait for another dk8s on the same --dir to finish")
 	cmd.Flags().BoolVar(&f.controlPlane, "control-plane", false, "join as another control plane (etcd member, apiserver, controller-manager, scheduler), with --certificate-key")
-	cmd.Flags().StringVar(&f.certificateKey, "certificate-key", os.Getenv("DK8S_CERTIFICATE_KEY"), "`KEY` that opens the cluster's certificates, printed by 'dk8s token create --control-plane'; or $DK8S_CERTIFICATE_KEY")
+	// Secrets' defaults come from the environment when the command runs,
+	// never into --help's text.
+	cmd.Flags().StringVar(&f.certificateKey, "certificate-key", "", "`KEY` that opens the cluster's certificates, printed by 'dk8s token create --control-plane'; or $DK8S_CERTIFICATE_KEY, kept off the command line other users of the host can read")
 	return cmd
 }
 
 // addJoin adds the flags a join takes, on the command and on the agent.
-func (f *joinFlags) addJoin(cmd *cobra.Command, token string) {
+func (f *joinFlags) addJoin(cmd *cobra.Command) {
 	f.add(cmd)
 	fl := cmd.Flags()
-	fl.StringVar(&f.token, "token", token, "bootstrap `TOKEN` (ID.SECRET) from 'dk8s token create'; or $DK8S_TOKEN")
+	fl.StringVar(&f.token, "token", "", "bootstrap `TOKEN` (ID.SECRET) from 'dk8s token create'; or $DK8S_TOKEN, kept off the command line other users of the host can read")
 	fl.StringArrayVar(&f.hashes, "ca-cert-hash", nil, "`sha256:HASH` of the cluster CA's public key (repeatable)")
 	fl.StringVar(&f.nodeName, "node-name", "", "this node's `NAME` (default: the host name)")
 	fl.StringVar(&f.advertise, "advertise-address", "", "`IP` of this node (default: the default route's)")
@@ -99,6 +102,18 @@ func (f *joinFlags) addJoin(cmd *cobra.Command, token string) {
 
 // joinConfig checks join's input and turns it into the library's.
 func (f *joinFlags) joinConfig(cmd *cobra.Command, server string) (bootstrap.JoinConfig, mirror.Choice, error) {
+	if f.token == "" {
+		f.token = os.Getenv("DK8S_TOKEN")
+	}
+	if f.certificateKey == "" {
+		f.certificateKey = os.Getenv("DK8S_CERTIFICATE_KEY")
+	}
+	// Checked before anything else (a joined host's rerun needs none).
+	if f.token != "" {
+		if _, err := token.Parse(f.token); err != nil {
+			return bootstrap.JoinConfig{}, mirror.Choice{}, err
+		}
+	}
 	cfg, err := f.config()
 	if err != nil {
 		return bootstrap.JoinConfig{}, mirror.Choice{}, err

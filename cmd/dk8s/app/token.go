@@ -156,10 +156,13 @@ func runTokenCreate(cmd *cobra.Command, g *globals, f *tokenCreateFlags) error {
 // reaches the host's Docker and PID namespace and keeps its state in
 // /var/lib/dk8s as dk8s start does.
 func joinCommands(jt bootstrap.JoinToken, image string) []string {
-	args := fmt.Sprintf("--token %s --ca-cert-hash %s", jt.String(), jt.CAHash)
 	return []string{
-		fmt.Sprintf("dk8s join %s %s", jt.Server, args),
-		fmt.Sprintf("docker run -d --name %s --restart=always --net=host --pid=host -v /var/run/docker.sock:/var/run/docker.sock -v /var/lib/dk8s:/var/lib/dk8s %s agent --server %s %s", bootstrap.AgentContainer, image, jt.Server, args),
+		fmt.Sprintf("dk8s join %s --token %s --ca-cert-hash %s", jt.Server, jt.String(), jt.CAHash),
+		// The token in the agent's environment (root's alone to read), not
+		// on its command line: it runs in the host's PID namespace, where
+		// every user reads every process's.
+		fmt.Sprintf("docker run -d --name %s --restart=always --net=host --pid=host -v /var/run/docker.sock:/var/run/docker.sock -v /var/lib/dk8s:/var/lib/dk8s -e DK8S_TOKEN=%s %s agent --server %s --ca-cert-hash %s",
+			bootstrap.AgentContainer, jt.String(), image, jt.Server, jt.CAHash),
 	}
 }
 

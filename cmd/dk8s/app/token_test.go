@@ -92,7 +92,7 @@ func TestTokenCreatePrintsBothJoinCommands(t *testing.T) {
 	tok := toks[0].String()
 	want := "dk8s join https://192.0.2.10:6443 --token " + tok + " --ca-cert-hash " + caHash + "\n" +
 		"docker run -d --name dk8s-agent --restart=always --net=host --pid=host -v /var/run/docker.sock:/var/run/docker.sock -v /var/lib/dk8s:/var/lib/dk8s " +
-		"registry.example/dk8s:v9 agent --server https://192.0.2.10:6443 --token " + tok + " --ca-cert-hash " + caHash + "\n"
+		"-e DK8S_TOKEN=" + tok + " registry.example/dk8s:v9 agent --server https://192.0.2.10:6443 --ca-cert-hash " + caHash + "\n"
 	if stdout != want {
 		t.Errorf("token create --print-join-command printed\n%s\nwant\n%s", stdout, want)
 	}
@@ -204,5 +204,23 @@ func TestTokenCommandsOffAControlPlane(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) || stdout != "" {
 			t.Errorf("dk8s %s without a cluster: %v, want %q", strings.Join(args, " "), err, want)
 		}
+	}
+}
+
+// Secrets stay off what others can read: --help shows no $DK8S_TOKEN or
+// $DK8S_CERTIFICATE_KEY as a default, and a malformed token is not echoed.
+func TestJoinKeepsSecretsOffDisplay(t *testing.T) {
+	t.Setenv("DK8S_TOKEN", "zyxwvu.s3cr3t5ecretvalu")
+	t.Setenv("DK8S_CERTIFICATE_KEY", "5ec7e7c0ffee")
+	for _, cmd := range [][]string{{"join", "--help"}, {"agent", "--help"}} {
+		stdout, stderr, err := run(t, nil, cmd...)
+		if err != nil || strings.Contains(stdout+stderr, "s3cr3t5ecretvalu") || strings.Contains(stdout+stderr, "5ec7e7c0ffee") {
+			t.Errorf("dk8s %s shows a secret of the environment (%v):\n%s%s", strings.Join(cmd, " "), err, stdout, stderr)
+		}
+	}
+	t.Setenv("DK8S_CERTIFICATE_KEY", "")
+	_, stderr, err := run(t, nil, "join", "https://192.0.2.10:6443", "--token", "abcdef.S3CRETVALUE12345", "--ca-cert-hash", "sha256:"+strings.Repeat("0", 64), "--dir", t.TempDir())
+	if err == nil || !strings.Contains(err.Error()+stderr, "is not a join token") || strings.Contains(err.Error()+stderr, "S3CRETVALUE") {
+		t.Errorf("a malformed token should be refused without being echoed: %v\n%s", err, stderr)
 	}
 }
