@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -59,14 +60,23 @@ func certificateKeyBytes(key string) ([]byte, error) {
 // secretKey is a PKI file's key in the Secret ("etcd/ca.key" -> "etcd-ca.key").
 func secretKey(file string) string { return strings.ReplaceAll(file, "/", "-") }
 
+// CertsTTL is how long the sealed certificates stay in the cluster, as
+// kubeadm keeps its own: long enough to join the control planes they were
+// made for, whatever the join token's own --ttl.
+const CertsTTL = 2 * time.Hour
+
 // UploadCerts seals the shared PKI files of pkiDir with key and stores them
-// in the cluster, owned by the bootstrap token owner: the token cleaner
-// deletes the token when it expires, and the garbage collector the
-// certificates with it.
-func UploadCerts(ctx context.Context, cs kubernetes.Interface, pkiDir, key string, owner token.Token) error {
+// in the cluster, owned by a token of their own that authenticates nothing
+// and expires after CertsTTL: the token cleaner deletes it then, and the
+// garbage collector the certificates with it.
+func UploadCerts(ctx context.Context, cs kubernetes.Interface, pkiDir, key string) error {
 	k, err := certificateKeyBytes(key)
 	if err != nil {
 		return err
+	}
+	owner, err := token.CreateOwner(ctx, cs, CertsTTL, "owns kube-system/"+certsSecret+": the sealed certificates go when it expires")
+	if err != nil {
+		return fmt.Errorf("the token the certificates belong to: %w", err)
 	}
 	ownerSecret, err := cs.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, "bootstrap-token-"+owner.ID, metav1.GetOptions{})
 	if err != nil {
@@ -78,7 +88,7 @@ func UploadCerts(ctx context.Context, cs kubernetes.Interface, pkiDir, key strin
 		if err != nil {
 			return fmt.Errorf("the cluster's %s: %w", f, err)
 		}
-		if data[secretKey(f)], err = seal(k, plain); err != nil {
+		if data[secretKey(f)], err = seal(k, plain, f); err != nil {
 			return err
 		}
 	}
@@ -130,7 +140,7 @@ func openCerts(ctx context.Context, cs kubernetes.Interface, key string) (map[st
 		if !ok {
 			return nil, fmt.Errorf("kube-system/%s lacks %s: run 'dk8s token create --control-plane' again", certsSecret, f)
 		}
-		if files[f], err = open(k, sealed); err != nil {
+		if files[f], err = open(k, sealed, f); err != nil {
 			return nil, errors.New("the certificate key does not open the cluster's certificates: it is not the one 'dk8s token create --control-plane' printed with this token (a newer one replaces it)")
 		}
 	}
@@ -156,7 +166,9 @@ func writeCerts(pkiDir string, files map[string][]byte) error {
 	return nil
 }
 
-func seal(key, plain []byte) ([]byte, error) {
+// seal encrypts plain with key, the file's name as GCM's additional data:
+// one file's sealed bytes put in another's place do not open.
+func seal(key, plain []byte, name string) ([]byte, error) {
 	gcm, err := newGCM(key)
 	if err != nil {
 		return nil, err
@@ -165,10 +177,10 @@ func seal(key, plain []byte) ([]byte, error) {
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
 	}
-	return gcm.Seal(nonce, nonce, plain, nil), nil
+	return gcm.Seal(nonce, nonce, plain, []byte(name)), nil
 }
 
-func open(key, sealed []byte) ([]byte, error) {
+func open(key, sealed []byte, name string) ([]byte, error) {
 	gcm, err := newGCM(key)
 	if err != nil {
 		return nil, err
@@ -176,7 +188,7 @@ func open(key, sealed []byte) ([]byte, error) {
 	if len(sealed) < gcm.NonceSize() {
 		return nil, errors.New("sealed data too short")
 	}
-	return gcm.Open(nil, sealed[:gcm.NonceSize()], sealed[gcm.NonceSize():], nil)
+	return gcm.Open(nil, sealed[:gcm.NonceSize()], sealed[gcm.NonceSize():], []byte(name))
 }
 
 func newGCM(key []byte) (cipher.AEAD, error) {

@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
@@ -24,20 +24,37 @@ func TestCertsTravelSealedAndOnlyWithTheirKey(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cs := fake.NewSimpleClientset(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "bootstrap-token-abcdef", Namespace: "kube-system", UID: "uid-1"}})
+	cs := fake.NewSimpleClientset()
+	// A join token of a month: the certificates must not live as long.
+	if _, err := token.Create(ctx, cs, 720*time.Hour, "a long-lived join token"); err != nil {
+		t.Fatal(err)
+	}
 	key, err := NewCertificateKey()
 	if err != nil || len(key) != 64 {
 		t.Fatalf("NewCertificateKey = %q, %v", key, err)
 	}
-	if err := UploadCerts(ctx, cs, src, key, token.Token{ID: "abcdef"}); err != nil {
+	if err := UploadCerts(ctx, cs, src, key); err != nil {
 		t.Fatal(err)
 	}
 	s, err := cs.CoreV1().Secrets("kube-system").Get(ctx, certsSecret, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s.OwnerReferences) != 1 || s.OwnerReferences[0].UID != "uid-1" {
-		t.Errorf("the certificates should be owned by their token, to go with it: %+v", s.OwnerReferences)
+	if len(s.OwnerReferences) != 1 || !strings.HasPrefix(s.OwnerReferences[0].Name, "bootstrap-token-") {
+		t.Fatalf("the certificates should be owned by a token, to go with it: %+v", s.OwnerReferences)
+	}
+	owner, err := cs.CoreV1().Secrets("kube-system").Get(ctx, s.OwnerReferences[0].Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expires, err := time.Parse(time.RFC3339, string(owner.Data["expiration"]))
+	if err != nil || time.Until(expires) > CertsTTL || time.Until(expires) < CertsTTL-time.Minute {
+		t.Errorf("the certificates' owner should expire in %s: %q %v", CertsTTL, owner.Data["expiration"], err)
+	}
+	for k := range owner.Data {
+		if strings.HasPrefix(k, "usage-bootstrap-") || k == "auth-extra-groups" {
+			t.Errorf("the certificates' owner should authenticate and sign nothing, has %s", k)
+		}
 	}
 	for k, v := range s.Data {
 		if bytes.Contains(v, []byte("the content of")) {
@@ -52,6 +69,15 @@ func TestCertsTravelSealedAndOnlyWithTheirKey(t *testing.T) {
 	if entries, _ := os.ReadDir(dst); len(entries) != 0 {
 		t.Errorf("a refused key should write nothing: %v", entries)
 	}
+	// Each file is sealed with its name: one put in another's place does
+	// not open, even with the key.
+	swapped := s.DeepCopy()
+	swapped.Data[secretKey("ca.key")], swapped.Data[secretKey("sa.key")] = s.Data[secretKey("sa.key")], s.Data[secretKey("ca.key")]
+	cs.CoreV1().Secrets("kube-system").Update(ctx, swapped, metav1.UpdateOptions{})
+	if err := DownloadCerts(ctx, cs, key, dst); err == nil {
+		t.Error("files swapped in the Secret should not open")
+	}
+	cs.CoreV1().Secrets("kube-system").Update(ctx, s, metav1.UpdateOptions{})
 	if err := DownloadCerts(ctx, cs, "xyz", dst); err == nil || !strings.Contains(err.Error(), "64 hex digits") {
 		t.Errorf("a malformed key: %v", err)
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/dk8s/dk8s/pkg/containers"
 	etcdc "github.com/dk8s/dk8s/pkg/etcd"
 	"github.com/dk8s/dk8s/pkg/images"
-	"github.com/dk8s/dk8s/pkg/token"
 )
 
 // A highly available control plane: more control planes join the first
@@ -278,9 +277,9 @@ func joinableControlPlane(ctx context.Context, cs kubernetes.Interface, server s
 }
 
 // UploadControlPlaneCerts seals this control plane's shared certificates
-// for a machine joining as a control plane with tok, under a new
-// certificate key it returns. The control plane must take others (--ha).
-func UploadControlPlaneCerts(ctx context.Context, cs kubernetes.Interface, cfg Config, tok token.Token) (string, error) {
+// for a machine joining as a control plane, under a new certificate key it
+// returns, for CertsTTL. The control plane must take others (--ha).
+func UploadControlPlaneCerts(ctx context.Context, cs kubernetes.Interface, cfg Config) (string, error) {
 	kept, err := ReadSettings(cfg.Dir)
 	if err != nil {
 		return "", fmt.Errorf("reading %s: %w", filepath.Join(cfg.Dir, MarkerFile), err)
@@ -295,7 +294,7 @@ func UploadControlPlaneCerts(ctx context.Context, cs kubernetes.Interface, cfg C
 	if err != nil {
 		return "", err
 	}
-	if err := UploadCerts(ctx, cs, cfg.PKIDir(), key, tok); err != nil {
+	if err := UploadCerts(ctx, cs, cfg.PKIDir(), key); err != nil {
 		return "", err
 	}
 	return key, nil

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -58,4 +59,20 @@ func (ca testCA) serving(t *testing.T, ips ...net.IP) tls.Certificate {
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// A CA bundle is trusted whole, so each CA in it must be pinned: one pin
+// does not vouch for another CA beside it.
+func TestCheckPinnedWantsEveryCAOfTheBundle(t *testing.T) {
+	a, b := newCA(t), newCA(t)
+	bundle := []*x509.Certificate{a.cert, b.cert}
+	if err := checkPinned(bundle, map[string]bool{CAHash(a.cert): true}, "192.0.2.10:6443"); err == nil || !strings.Contains(err.Error(), CAHash(b.cert)) || !strings.Contains(err.Error(), "holds 2 CAs") {
+		t.Errorf("a bundle with one CA unpinned should be refused, naming it: %v", err)
+	}
+	if err := checkPinned(bundle, map[string]bool{CAHash(a.cert): true, CAHash(b.cert): true}, "192.0.2.10:6443"); err != nil {
+		t.Errorf("a bundle whose every CA is pinned: %v", err)
+	}
+	if err := checkPinned(bundle[:1], map[string]bool{CAHash(b.cert): true}, "192.0.2.10:6443"); err == nil || !strings.Contains(err.Error(), "not the one given") {
+		t.Errorf("a CA that is not pinned: %v", err)
+	}
 }

@@ -123,18 +123,26 @@ func readClusterInfo(kc, host string) (ClusterInfo, []*x509.Certificate, error) 
 	return ClusterInfo{Server: cluster.Server, CAPEM: cluster.CertificateAuthorityData}, cas, nil
 }
 
-// checkPinned passes when one of cas has one of the wanted hashes.
+// checkPinned passes when every one of cas has one of the wanted hashes,
+// as kubeadm's discovery requires: a bundle of several CAs (a rotation
+// under way) is trusted whole, so one unpinned CA in it would be trusted
+// on the strength of another's pin.
 func checkPinned(cas []*x509.Certificate, wanted map[string]bool, host string) error {
-	var found []string
+	var unpinned []string
 	for _, c := range cas {
-		h := CAHash(c)
-		if wanted[h] {
-			return nil
+		if h := CAHash(c); !wanted[h] {
+			unpinned = append(unpinned, h)
 		}
-		found = append(found, h)
+	}
+	switch {
+	case len(unpinned) == 0:
+		return nil
+	case len(unpinned) < len(cas):
+		return fmt.Errorf("the cluster CA bundle at %s holds %d CAs, and %s not among the hashes given: give each with --ca-cert-hash ('dk8s token create --print-join-command' on the control plane prints them), or do not join it",
+			host, len(cas), strings.Join(unpinned, ", "))
 	}
 	return fmt.Errorf("the cluster CA at %s has the hash %s, not the one given: get the right one with 'dk8s token create --print-join-command' on the control plane; if you are sure you have it, another host is answering at %s: do not join it",
-		host, strings.Join(found, ", "), host)
+		host, strings.Join(unpinned, ", "), host)
 }
 
 // serverURL reads the control plane's address: https://HOST:PORT, where

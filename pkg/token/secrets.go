@@ -40,6 +40,21 @@ var managed = map[string]string{"app.kubernetes.io/managed-by": "dk8s"}
 // (0: it never expires) and in Group. It is a Secret in kube-system; the
 // bootstrapsigner adds its signature to cluster-info within moments.
 func Create(ctx context.Context, cs kubernetes.Interface, ttl time.Duration, description string) (Token, error) {
+	return createToken(ctx, cs, ttl, description, usages, []string{Group})
+}
+
+// CreateOwner makes a token that authenticates nothing and signs nothing,
+// valid for ttl: an owner for objects that must go when it expires (the
+// tokencleaner deletes it, the garbage collector what it owns), as kubeadm
+// owns its sealed certificates.
+func CreateOwner(ctx context.Context, cs kubernetes.Interface, ttl time.Duration, description string) (Token, error) {
+	if ttl <= 0 {
+		return Token{}, fmt.Errorf("an owner token must expire: %s", ttl)
+	}
+	return createToken(ctx, cs, ttl, description, nil, nil)
+}
+
+func createToken(ctx context.Context, cs kubernetes.Interface, ttl time.Duration, description string, usages, groups []string) (Token, error) {
 	if ttl < 0 {
 		return Token{}, fmt.Errorf("a token's time to live cannot be negative (%s): pass 0 for a token that never expires", ttl)
 	}
@@ -50,7 +65,7 @@ func Create(ctx context.Context, cs kubernetes.Interface, ttl time.Duration, des
 		if err != nil {
 			return Token{}, err
 		}
-		t.Usages, t.Groups, t.Description = usages, []string{Group}, description
+		t.Usages, t.Groups, t.Description = usages, groups, description
 		if ttl > 0 {
 			t.Expires = time.Now().Add(ttl).UTC().Truncate(time.Second)
 		}
@@ -71,7 +86,9 @@ func secretOf(t Token) *corev1.Secret {
 	data := map[string][]byte{
 		keyID:     []byte(t.ID),
 		keySecret: []byte(t.Secret),
-		keyGroups: []byte(strings.Join(t.Groups, ",")),
+	}
+	if len(t.Groups) > 0 {
+		data[keyGroups] = []byte(strings.Join(t.Groups, ","))
 	}
 	if t.Description != "" {
 		data[keyDescription] = []byte(t.Description)

@@ -123,7 +123,7 @@ func runTokenCreate(cmd *cobra.Command, g *globals, f *tokenCreateFlags) error {
 		return fmt.Errorf("creating a join token: %w", err)
 	}
 	if f.controlPlane {
-		key, err := bootstrap.UploadControlPlaneCerts(cmd.Context(), cs, cfg, jt.Token)
+		key, err := bootstrap.UploadControlPlaneCerts(cmd.Context(), cs, cfg)
 		if err != nil {
 			token.Delete(cmd.Context(), cs, jt.ID) // a control-plane token without its certificates is of no use
 			return err
