@@ -16,13 +16,17 @@ import (
 // PATH holding that login.
 func TestPullThroughCredentialHelper(t *testing.T) {
 	engine, rel := harness(t)
+	// refused counts the manifest and blob requests the mirror refused: an
+	// anonymous pull's (a ping of /v2/ is not one).
 	var refused, admitted atomic.Int32
 	private := newProxyMirror(t, func(w http.ResponseWriter, r *http.Request) bool {
 		if user, pass, ok := r.BasicAuth(); ok && user == "dk8s" && pass == "s3cret" {
 			admitted.Add(1)
 			return false
 		}
-		refused.Add(1)
+		if strings.Contains(r.URL.Path, "/manifests/") || strings.Contains(r.URL.Path, "/blobs/") {
+			refused.Add(1)
+		}
 		w.Header().Set("WWW-Authenticate", `Basic realm="dk8s test registry"`)
 		http.Error(w, `{"errors":[{"code":"UNAUTHORIZED"}]}`, http.StatusUnauthorized)
 		return true
@@ -77,7 +81,11 @@ fi
 	t.Run("a missing helper is named, not replaced by an anonymous pull", func(t *testing.T) {
 		clean(t, engine, rel)
 		noHelper := []string{"DOCKER_CONFIG=" + config, "XDG_CACHE_HOME=" + t.TempDir()}
+		before := refused.Load()
 		r := dk8s(t, noHelper, "pull", "--mirror", private.mirror())
+		if n := refused.Load() - before; n != 0 {
+			t.Errorf("with its helper missing, the pull asked the mirror anonymously (%d requests refused)", n)
+		}
 		if r.code == 0 {
 			t.Fatalf("pull should fail when the configured helper is not on the PATH:\n%s", r)
 		}
@@ -91,7 +99,11 @@ fi
 	t.Run("without a login the mirror refuses, and the error says to log in", func(t *testing.T) {
 		clean(t, engine, rel)
 		anonymous := []string{"DOCKER_CONFIG=" + t.TempDir(), "XDG_CACHE_HOME=" + t.TempDir()}
+		before := refused.Load()
 		r := dk8s(t, anonymous, "pull", "--mirror", private.mirror())
+		if refused.Load() == before {
+			t.Error("the anonymous pull should have been refused by the mirror, which refused nothing")
+		}
 		if r.code == 0 || !strings.Contains(r.stderr, "docker login") {
 			t.Errorf("an anonymous pull from the private mirror should fail and say to log in:\n%s", r)
 		}

@@ -38,8 +38,9 @@ func TestHighlyAvailable(t *testing.T) {
 		if r.code == 0 || !strings.Contains(r.stderr, "does not open") {
 			t.Errorf("a wrong key: want a refusal saying it does not open the certificates:\n%s", r)
 		}
-		if left := cps[1].exec(t, "sh", "-c", "ls -A /var/lib/dk8s; docker ps -aq").stdout; strings.TrimSpace(left) != "" {
-			t.Fatalf("a refused join left something:\n%s", left)
+		assertNothingLeft(t, cps[1], "a refused join", dirAndContainers)
+		if t.Failed() {
+			t.FailNow()
 		}
 	})
 

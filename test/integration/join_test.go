@@ -76,9 +76,7 @@ func TestWorkersJoin(t *testing.T) {
 			if r.code == 0 || !strings.Contains(r.stderr, c.want) {
 				t.Errorf("%s: want a failure saying %q:\n%s", c.name, c.want, r)
 			}
-			if left := w1.exec(t, "sh", "-c", "ls -A /var/lib/dk8s; docker ps -aq").stdout; strings.TrimSpace(left) != "" {
-				t.Fatalf("%s left something on the machine:\n%s", c.name, left)
-			}
+			assertNothingLeft(t, w1, c.name, dirAndContainers)
 		}
 	})
 
@@ -269,9 +267,7 @@ func TestWorkersJoin(t *testing.T) {
 		// Its pod was deleted first and made again elsewhere: the Deployment
 		// is whole on the other two machines.
 		mustKubectl("rollout", "status", "deployment/echo", "--timeout", "2m")
-		if left := w1.exec(t, "sh", "-c", "ls -A /var/lib/dk8s; docker ps -aq; ip -o link show flannel.1 2>/dev/null; ip -o link show dk8s0 2>/dev/null").stdout; strings.TrimSpace(left) != "" {
-			t.Errorf("reset --purge left on the worker:\n%s", left)
-		}
+		assertNothingLeft(t, w1, "reset --purge", append(slices.Clone(dirAndContainers), sh("network devices", "ip -o link show | none grep -E 'flannel.1|dk8s0'")))
 	})
 }
 

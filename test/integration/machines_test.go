@@ -464,3 +464,44 @@ func cgroupDirs(t *testing.T, name string) []string {
 	}
 	return dirs
 }
+
+// leftCheck is a look for what a reset may have left on a machine: a
+// command that prints what it finds and exits 0, or, with matchExit1,
+// exits 1 when it finds nothing (grep, pgrep). Any other exit is a look
+// that failed, which says nothing of what is left: a tool that failed
+// prints nothing, and would pass for a clean machine.
+type leftCheck struct {
+	what       string
+	cmd        []string
+	matchExit1 bool
+}
+
+// sh is a leftCheck of a bash pipeline, any of whose commands failing
+// fails the look; in it, 'none CMD' runs a grep or pgrep whose exit 1
+// (nothing found) is a success.
+func sh(what, script string) leftCheck {
+	return leftCheck{what: what, cmd: []string{"bash", "-c", `set -eo pipefail; none() { "$@" || [ $? = 1 ]; }; ` + script}}
+}
+
+// assertNothingLeft runs each check on m and fails t for each that finds
+// something, or could not look.
+func assertNothingLeft(t *testing.T, m *machine, when string, checks []leftCheck) {
+	t.Helper()
+	for _, c := range checks {
+		r := m.exec(t, c.cmd...)
+		switch {
+		case r.code == 1 && c.matchExit1:
+		case r.code != 0:
+			t.Errorf("%s: looking for %s on %s failed, so nothing is known of it:\n%s", when, c.what, m.name, r)
+		case strings.TrimSpace(r.stdout) != "":
+			t.Errorf("%s left %s on %s:\n%s", when, c.what, m.name, r.stdout)
+		}
+	}
+}
+
+// dirAndContainers are the looks of a machine that must hold no cluster
+// directory's content and no container.
+var dirAndContainers = []leftCheck{
+	sh("files", "if [ -e /var/lib/dk8s ]; then ls -A /var/lib/dk8s; fi"),
+	{what: "containers", cmd: []string{"docker", "ps", "-aq"}},
+}

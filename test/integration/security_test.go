@@ -20,22 +20,25 @@ import (
 	"github.com/dk8s/dk8s/pkg/bootstrap"
 )
 
-// listener is one TCP port the host listens on, as a user's audit sees it.
+// listener is one port the host listens on (TCP) or has open (UDP), as a
+// user's audit with ss sees it.
 type listener struct {
-	addr, port, process string
-	tls                 bool
-	anonymous           string // what a request without credentials gets
+	proto, addr, port, process string // process is "" for a kernel socket (VXLAN's)
+	tls                        bool
+	anonymous                  string // what a request without credentials gets
 }
 
-var ssLine = regexp.MustCompile(`^LISTEN\s+\d+\s+\d+\s+(\S+):(\d+)\s+\S+\s+users:\(\("([^"]+)"`)
+func (l listener) key() string { return l.proto + " " + l.addr + ":" + l.port }
 
-// clusterProcesses are the processes a dk8s cluster runs on the host.
-// dk8s is the csr-approver and the etcd-snapshotter.
-var clusterProcesses = []string{"etcd", "kube-apiserver", "kube-controller", "kube-scheduler", "kubelet", "kube-proxy", "containerd", "dk8s"}
+var ssLine = regexp.MustCompile(`^(tcp|udp)\s+\S+\s+\d+\s+\d+\s+(\S+):(\d+)\s+\S+(?:\s+users:\(\("([^"]+)")?`)
 
+// listeners are every TCP port the host listens on and every UDP port it
+// has open, whatever holds them: the audit compares them with those open
+// before the cluster was made, so no process of the cluster (a pod on the
+// host's network, a kernel socket) can be left out by a list of names.
 func listeners(t *testing.T) []listener {
 	t.Helper()
-	out, err := exec.Command("ss", "-Hltnp").Output()
+	out, err := exec.Command("ss", "-Hlntup").Output()
 	if err != nil {
 		t.Fatalf("ss: %v", err)
 	}
@@ -45,11 +48,11 @@ func listeners(t *testing.T) []listener {
 		if m == nil {
 			continue
 		}
-		for _, p := range clusterProcesses {
-			if strings.HasPrefix(m[3], p) {
-				ls = append(ls, listener{addr: strings.Trim(m[1], "[]"), port: m[2], process: m[3]})
-			}
-		}
+		addr, _, _ := strings.Cut(strings.Trim(m[2], "[]"), "%") // 127.0.0.53%lo
+		ls = append(ls, listener{proto: m[1], addr: addr, port: m[3], process: m[4]})
+	}
+	if len(ls) == 0 {
+		t.Fatalf("ss listed no socket, which cannot be: the audit would pass on nothing\n%s", out)
 	}
 	return ls
 }
@@ -77,6 +80,14 @@ func probe(l *listener) {
 	l.anonymous = fmt.Sprintf("HTTP %d", resp.StatusCode)
 }
 
+// orKernel names a socket's holder; a kernel socket has none.
+func orKernel(process string) string {
+	if process == "" {
+		return "the kernel"
+	}
+	return process
+}
+
 func firstWords(s string) string {
 	if len(s) > 70 {
 		return s[len(s)-70:]
@@ -88,6 +99,11 @@ func TestSecurity(t *testing.T) {
 	harness(t)
 	c := newCluster(t)
 	c.node, c.nodeArgs = true, []string{"--kubelet-binary", filepath.Join(filepath.Dir(testLock), "kubelet")}
+	// What was open before the cluster: the rest is the cluster's.
+	before := map[string]bool{}
+	for _, l := range listeners(t) {
+		before[l.key()] = true
+	}
 	c.start()
 
 	// Each control-plane container sees only its own files: the cluster's
@@ -125,15 +141,22 @@ func TestSecurity(t *testing.T) {
 		}
 	}
 
-	ls := listeners(t)
-	var report strings.Builder
-	fmt.Fprintf(&report, "%-22s %-7s %-16s %-5s %s\n", "ADDRESS", "PORT", "PROCESS", "TLS", "ANONYMOUS REQUEST")
-	for i := range ls {
-		probe(&ls[i])
-		l := ls[i]
-		fmt.Fprintf(&report, "%-22s %-7s %-16s %-5v %s\n", l.addr, l.port, l.process, l.tls, l.anonymous)
+	var ls []listener
+	for _, l := range listeners(t) {
+		if !before[l.key()] {
+			ls = append(ls, l)
+		}
 	}
-	t.Logf("every port the cluster listens on:\n%s", report.String())
+	var report strings.Builder
+	fmt.Fprintf(&report, "%-5s %-22s %-7s %-16s %-5s %s\n", "PROTO", "ADDRESS", "PORT", "PROCESS", "TLS", "ANONYMOUS REQUEST")
+	for i := range ls {
+		if ls[i].proto == "tcp" {
+			probe(&ls[i])
+		}
+		l := ls[i]
+		fmt.Fprintf(&report, "%-5s %-22s %-7s %-16s %-5v %s\n", l.proto, l.addr, l.port, l.process, l.tls, l.anonymous)
+	}
+	t.Logf("every port the cluster opened:\n%s", report.String())
 
 	public := map[string]bool{"6443": true, "10250": true} // the apiserver, and kubelet's API on the node address
 	// Plain-HTTP health and metrics ports on loopback, as kubeadm leaves
@@ -141,8 +164,17 @@ func TestSecurity(t *testing.T) {
 	plainLocal := map[string]bool{"2381": true, "10248": true, "10249": true, "10256": true, "10270": true, "10271": true}
 	seen := map[string]bool{}
 	for _, l := range ls {
-		seen[l.port] = true
 		loopback := l.addr == "127.0.0.1" || l.addr == "::1" || strings.HasPrefix(l.addr, "127.")
+		if l.proto == "udp" {
+			// flannel's VXLAN, a kernel socket: the one UDP port the node
+			// opens to the other machines.
+			if !loopback && l.port != "8472" {
+				t.Errorf("%s has UDP %s:%s open, not loopback", orKernel(l.process), l.addr, l.port)
+			}
+			seen["udp/"+l.port] = true
+			continue
+		}
+		seen[l.port] = true
 		if !loopback && !public[l.port] {
 			t.Errorf("%s listens on %s:%s, not loopback", l.process, l.addr, l.port)
 		}
@@ -156,7 +188,7 @@ func TestSecurity(t *testing.T) {
 			t.Errorf("%s on port %s answers an anonymous GET / with %s", l.process, l.port, l.anonymous)
 		}
 	}
-	for _, port := range []string{"2379", "2380", "6443", "10250", "10257", "10259", "10270", "10271"} {
+	for _, port := range []string{"2379", "2380", "6443", "10250", "10257", "10259", "10270", "10271", "udp/8472"} {
 		if !seen[port] {
 			t.Errorf("nothing listens on %s: the audit missed a component", port)
 		}

@@ -23,7 +23,7 @@ func wholeCluster(dir string) *containerstest.Engine {
 }
 
 func TestStopStopsInReverseStartOrder(t *testing.T) {
-	skipOnANode(t)
+	refuseOnANode(t)
 	dir := t.TempDir()
 	fake := wholeCluster(dir)
 	stdout, stderr, err := runFake(t, fake, "stop", "--dir", dir)
@@ -44,7 +44,7 @@ func TestStopStopsInReverseStartOrder(t *testing.T) {
 }
 
 func TestResetRemovesThisDirsContainersOnly(t *testing.T) {
-	skipOnANode(t)
+	refuseOnANode(t)
 	dir, other := t.TempDir(), t.TempDir()
 	fake := wholeCluster(dir)
 	// Of the same cluster name, but kept in another directory: not this
@@ -77,7 +77,7 @@ func TestResetRemovesThisDirsContainersOnly(t *testing.T) {
 }
 
 func TestResetRefusesWhileAnotherDirsClusterRuns(t *testing.T) {
-	skipOnANode(t)
+	refuseOnANode(t)
 	dir, other := t.TempDir(), t.TempDir()
 	fake := wholeCluster(other)
 	_, _, err := runFake(t, fake, "reset", "--dir", dir)
