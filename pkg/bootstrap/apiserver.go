@@ -37,14 +37,21 @@ func kubeAPIServer() Component {
 				{Name: "apiserver-kubelet-client", CA: "ca", CommonName: "kube-apiserver-kubelet-client", Organization: []string{AdminGroup}, Usages: clientAuth},
 				{Name: "apiserver-etcd-client", CA: "etcd/ca", CommonName: "kube-apiserver-etcd-client", Usages: clientAuth},
 				{Name: "front-proxy-client", CA: "front-proxy-ca", CommonName: "front-proxy-client", Usages: clientAuth},
+				// Its identity towards the csr-approver's audit receiver.
+				{Name: "apiserver-audit-client", CA: "ca", CommonName: auditClientName, Usages: clientAuth},
 			}
 		},
 		Flags: func(cfg Config) map[string]string {
 			return map[string]string{
-				"advertise-address":                  cfg.AdvertiseAddress.String(),
-				"allow-privileged":                   "true",
-				"anonymous-auth":                     "true", // as kubeadm leaves it: RBAC lets anonymous reach only /livez, /readyz, /healthz, /version
-				"authorization-mode":                 "Node,RBAC",
+				"advertise-address":  cfg.AdvertiseAddress.String(),
+				"allow-privileged":   "true",
+				"anonymous-auth":     "true", // as kubeadm leaves it: RBAC lets anonymous reach only /livez, /readyz, /healthz, /version
+				"authorization-mode": "Node,RBAC",
+				// Where each certificate request came from, for the
+				// csr-approver (auditPolicy).
+				"audit-policy-file":                  confMount + "/" + auditPolicyFile,
+				"audit-webhook-config-file":          kubeconfigPath("audit-webhook"),
+				"audit-webhook-batch-max-wait":       "1s",
 				"client-ca-file":                     pkiPath("ca.crt"),
 				"enable-admission-plugins":           "NodeRestriction",
 				"enable-bootstrap-token-auth":        "true",

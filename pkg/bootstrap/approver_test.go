@@ -5,10 +5,15 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
+	"maps"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -41,28 +46,111 @@ func servingCSR(t *testing.T, name, user string, ips []string, dns []string, usa
 	}
 }
 
-// The approver approves a kubelet's request for its own addresses, and
-// leaves pending one that names an address its node does not report or
-// comes from another identity, so a node cannot get a certificate for
-// another's address (or the apiserver's).
-func TestApproverApprovesOnlyANodesOwnAddresses(t *testing.T) {
+// auditEvent is the apiserver's audit event of the creation of CSR name by
+// user, over a connection from sourceIPs' last.
+func auditEvent(name, user string, sourceIPs ...string) string {
+	ips, _ := json.Marshal(sourceIPs)
+	return `{"kind":"Event","stage":"ResponseComplete","verb":"create","user":{"username":"` + user + `"},"sourceIPs":` + string(ips) +
+		`,"objectRef":{"resource":"certificatesigningrequests","apiGroup":"certificates.k8s.io"},"responseObject":{"metadata":{"name":"` + name + `"}}}`
+}
+
+// A node writes its own status: the approver trusts none of it. It
+// approves a kubelet's request for its own name and the address the
+// request came from, and leaves pending one that names anything else: an
+// address the node claims in its status, another node's (a control
+// plane's), the Service range's, loopback, a name of the apiserver's.
+func TestApproverApprovesOnlyANodesNameAndTheAddressItsRequestCameFrom(t *testing.T) {
 	ctx := context.Background()
+	// worker-1 lies in its status: it reports the control plane's address
+	// and the apiserver's Service address as its own.
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "worker-1"}, Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{
-		{Type: corev1.NodeInternalIP, Address: "172.29.0.3"}, {Type: corev1.NodeHostName, Address: "worker-1"}}}}
-	good := servingCSR(t, "csr-good", "system:node:worker-1", []string{"172.29.0.3"}, []string{"worker-1"})
-	otherIP := servingCSR(t, "csr-other-ip", "system:node:worker-1", []string{"172.29.0.2"}, nil)
-	otherUser := servingCSR(t, "csr-other-user", "system:node:worker-2", []string{"172.29.0.3"}, nil)
-	clientUsage := servingCSR(t, "csr-client", "system:node:worker-1", []string{"172.29.0.3"}, nil, certificatesv1.UsageClientAuth)
-	cs := fake.NewSimpleClientset(node, good, otherIP, otherUser, clientUsage)
-	var logs []string
-	approvePending(ctx, cs, func(s string) { logs = append(logs, s) })
-	for name, want := range map[string]bool{"csr-good": true, "csr-other-ip": false, "csr-other-user": false, "csr-client": false} {
-		got, _ := cs.CertificatesV1().CertificateSigningRequests().Get(ctx, name, metav1.GetOptions{})
-		if decided(got) != want {
-			t.Errorf("%s: approved=%v, want %v (log: %s)", name, decided(got), want, strings.Join(logs, "; "))
+		{Type: corev1.NodeInternalIP, Address: "172.29.0.3"}, {Type: corev1.NodeInternalIP, Address: "172.29.0.2"},
+		{Type: corev1.NodeInternalIP, Address: "10.96.0.1"}, {Type: corev1.NodeHostName, Address: "worker-1"}}}}
+	cp := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "cp"}, Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{
+		{Type: corev1.NodeInternalIP, Address: "172.29.0.2"}}}}
+	w1 := "system:node:worker-1"
+	csrs := map[string]struct {
+		csr    *certificatesv1.CertificateSigningRequest
+		from   []string
+		want   bool
+		saying string
+	}{
+		"csr-good":       {servingCSR(t, "csr-good", w1, []string{"172.29.0.3"}, []string{"worker-1"}), []string{"172.29.0.3"}, true, ""},
+		"csr-forwarded":  {servingCSR(t, "csr-forwarded", w1, []string{"172.29.0.3"}, nil), []string{"172.29.0.3", "172.29.0.9"}, false, "not the one the request was sent from (172.29.0.9)"},
+		"csr-cp":         {servingCSR(t, "csr-cp", w1, []string{"172.29.0.2"}, nil), []string{"172.29.0.3"}, false, "172.29.0.2 is node cp's"},
+		"csr-from-cp":    {servingCSR(t, "csr-from-cp", w1, []string{"172.29.0.2"}, nil), []string{"172.29.0.2"}, false, "172.29.0.2 is node cp's"},
+		"csr-service":    {servingCSR(t, "csr-service", w1, []string{"10.96.0.1"}, nil), []string{"172.29.0.3"}, false, "in the Service range"},
+		"csr-loopback":   {servingCSR(t, "csr-loopback", w1, []string{"127.0.0.1"}, nil), []string{"172.29.0.3"}, false, "127.0.0.1 is no node's"},
+		"csr-endpoint":   {servingCSR(t, "csr-endpoint", w1, []string{"172.29.0.100"}, nil), []string{"172.29.0.100"}, false, "control plane's endpoint"},
+		"csr-apiserver":  {servingCSR(t, "csr-apiserver", w1, []string{"172.29.0.3"}, []string{"kubernetes.default.svc"}), []string{"172.29.0.3"}, false, "not node worker-1's own name"},
+		"csr-wildcard":   {servingCSR(t, "csr-wildcard", w1, []string{"172.29.0.3"}, []string{"*.worker-1"}), []string{"172.29.0.3"}, false, "not node worker-1's own name"},
+		"csr-other-user": {servingCSR(t, "csr-other-user", "system:node:worker-2", []string{"172.29.0.3"}, nil), []string{"172.29.0.3"}, false, ""},
+		"csr-client":     {servingCSR(t, "csr-client", w1, []string{"172.29.0.3"}, nil, certificatesv1.UsageClientAuth), []string{"172.29.0.3"}, false, "usage"},
+		"csr-no-audit":   {servingCSR(t, "csr-no-audit", w1, []string{"172.29.0.3"}, nil), nil, false, ""},
+	}
+	// The control plane's node had its own request approved before.
+	record := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: nodeAddressesRecord, Namespace: "kube-system"},
+		Data: map[string]string{"172.29.0.2": "cp", "172.29.0.7": "a-node-since-deleted"}}
+	cs := fake.NewSimpleClientset(node, cp, record)
+	var events []string
+	for name, c := range csrs {
+		cs.CertificatesV1().CertificateSigningRequests().Create(ctx, c.csr, metav1.CreateOptions{})
+		if c.from != nil {
+			events = append(events, auditEvent(name, c.csr.Spec.Username, c.from...))
 		}
 	}
-	if !strings.Contains(strings.Join(logs, "\n"), "172.29.0.2 is not one node worker-1 reports") {
-		t.Errorf("a refusal should say why: %v", logs)
+	_, svc, _ := net.ParseCIDR("10.96.0.0/12")
+	var logs []string
+	a := newApprover(cs, ApproverConfig{ServiceNet: svc, Forbidden: []net.IP{net.ParseIP("172.29.0.100")}, Log: func(s string) { logs = append(logs, s) }})
+	// The apiserver posts its events to the approver's receiver.
+	rec := httptest.NewRecorder()
+	a.sources.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{"kind":"EventList","items":[`+strings.Join(events, ",")+`]}`)))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("the receiver answered %d: %s", rec.Code, rec.Body)
+	}
+	a.approvePending(ctx)
+	log := strings.Join(logs, "\n")
+	for name, c := range csrs {
+		got, _ := cs.CertificatesV1().CertificateSigningRequests().Get(ctx, name, metav1.GetOptions{})
+		if decided(got) != c.want {
+			t.Errorf("%s: approved=%v, want %v (log:\n%s)", name, decided(got), c.want, log)
+		}
+		if c.saying != "" && !strings.Contains(lineWith(log, name+":"), c.saying) {
+			t.Errorf("%s: the refusal should say %q:\n%s", name, c.saying, log)
+		}
+	}
+	got, _ := cs.CoreV1().ConfigMaps("kube-system").Get(ctx, nodeAddressesRecord, metav1.GetOptions{})
+	if want := map[string]string{"172.29.0.2": "cp", "172.29.0.3": "worker-1"}; !maps.Equal(got.Data, want) {
+		t.Errorf("the record of approved addresses is %v, want %v (a deleted node's forgotten)", got.Data, want)
+	}
+	// A refusal is logged once, not at every look.
+	a.approvePending(ctx)
+	if n := strings.Count(strings.Join(logs, "\n"), "csr-cp: left pending"); n != 1 {
+		t.Errorf("the refusal of csr-cp was logged %d times, want once", n)
+	}
+}
+
+// lineWith is the first line of s that holds sub.
+func lineWith(s, sub string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			return l
+		}
+	}
+	return ""
+}
+
+// Only the apiserver's audit identity may post events: another client
+// certificate of the cluster CA (a node's) is refused.
+func TestAuditReceiverTakesOnlyTheAPIServer(t *testing.T) {
+	cfg := AuditClientTLS(tls.Certificate{}, x509.NewCertPool())
+	if cfg.ClientAuth != tls.RequireAndVerifyClientCert {
+		t.Fatalf("the receiver must require a client certificate: %v", cfg.ClientAuth)
+	}
+	for cn, ok := range map[string]bool{auditClientName: true, "system:node:worker-1": false} {
+		chain := [][]*x509.Certificate{{{Subject: pkix.Name{CommonName: cn}}}}
+		if err := cfg.VerifyPeerCertificate(nil, chain); (err == nil) != ok {
+			t.Errorf("a client certificate for %s: %v", cn, err)
+		}
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
+	"path/filepath"
 	"slices"
 	"time"
 
+	"github.com/dk8s/dk8s/internal/atomicfile"
 	"github.com/dk8s/dk8s/pkg/pki"
 )
 
@@ -35,6 +37,9 @@ type PKIConfig struct {
 
 // clientAuth is the usage of a client certificate.
 var clientAuth = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+
+// serverAuth is the usage of a serving certificate.
+var serverAuth = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 
 // clusterCerts are the cluster's own: its CA, and the admin identities of
 // admin.conf (AdminGroup, bound to cluster-admin) and super-admin.conf
@@ -118,5 +123,33 @@ func RenewCerts(cfg Config, now time.Time) ([]string, error) {
 // writeKubeconfigs writes Kubeconfigs into cfg's directory, pointing at
 // cfg's apiserver.
 func writeKubeconfigs(p *pki.PKI, cfg Config) error {
-	return pki.WriteKubeconfigs(p, cfg.Dir, cfg.ClusterName, cfg.APIServerURL(), Kubeconfigs())
+	if err := pki.WriteKubeconfigs(p, cfg.Dir, cfg.ClusterName, cfg.APIServerURL(), Kubeconfigs()); err != nil {
+		return err
+	}
+	// The apiserver's, towards the csr-approver's audit receiver.
+	if err := pki.WriteKubeconfigs(p, cfg.Dir, cfg.ClusterName, "https://"+approverAudit,
+		[]pki.Kubeconfig{{File: "audit-webhook.conf", Cert: "apiserver-audit-client", CA: "ca"}}); err != nil {
+		return err
+	}
+	_, err := atomicfile.WriteIfChanged(filepath.Join(cfg.Dir, auditPolicyFile), []byte(auditPolicy), 0o600)
+	return err
 }
+
+// auditPolicyFile is the apiserver's audit policy, in the cluster
+// directory.
+const auditPolicyFile = "audit-policy.yaml"
+
+// auditPolicy has the apiserver tell the csr-approver of every certificate
+// request made, with the address it came from, and of nothing else.
+const auditPolicy = `# Written by dk8s: the csr-approver approves a kubelet's serving
+# certificate only for the address its request came from, which the
+# apiserver's audit webhook tells it.
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted]
+rules:
+- level: RequestResponse
+  verbs: [create]
+  resources: [{group: certificates.k8s.io, resources: [certificatesigningrequests]}]
+- level: None
+`

@@ -141,6 +141,10 @@ func TestWorkersJoin(t *testing.T) {
 		}
 	})
 
+	t.Run("a node that lies about its addresses gets no certificate for them", func(t *testing.T) {
+		assertLyingNodeRefused(t, cp, w1, w2)
+	})
+
 	t.Run("pods on every machine reach each other, a Service and DNS", func(t *testing.T) {
 		mustKubectl := mustKubectlT(t)
 		deployEcho(t, mustKubectl)

@@ -188,7 +188,7 @@ func TestSecurity(t *testing.T) {
 			t.Errorf("%s on port %s answers an anonymous GET / with %s", l.process, l.port, l.anonymous)
 		}
 	}
-	for _, port := range []string{"2379", "2380", "6443", "10250", "10257", "10259", "10270", "10271", "udp/8472"} {
+	for _, port := range []string{"2379", "2380", "6443", "10250", "10257", "10259", "10270", "10271", "10272", "udp/8472"} {
 		if !seen[port] {
 			t.Errorf("nothing listens on %s: the audit missed a component", port)
 		}
