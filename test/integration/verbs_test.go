@@ -48,7 +48,8 @@ func assertKubectlVerbs(t *testing.T, kubeconfig, node, image string, nodeFile f
 		out, err := exec.Command(kubectlPath, append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
 		return string(out), err
 	}
-	must := func(args ...string) string {
+	// must fails the test it is given: a subtest's own.
+	must := func(t *testing.T, args ...string) string {
 		t.Helper()
 		out, err := kubectl(args...)
 		if err != nil {
@@ -78,12 +79,19 @@ spec:
       postStart: {exec: {command: [sh, -c, 'echo poststart >/tmp/poststart']}}
       preStop: {exec: {command: [sh, -c, 'echo prestop-$HOSTNAME >/node/prestop']}}
 `, pod, node, image, hostDir)
-	f := filepath.Join(t.TempDir(), "verbs.yaml")
+	// Not t.TempDir(): kubectl -f splits its argument at commas, which a
+	// subtest's name has.
+	dir, err := os.MkdirTemp("", "dk8s-verbs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	f := filepath.Join(dir, "verbs.yaml")
 	if err := os.WriteFile(f, []byte(manifest), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	kubectl("delete", "pod", pod, "--ignore-not-found", "--wait")
-	must("apply", "-f", f)
+	must(t, "apply", "-f", f)
 	describe := func() string { out, _ := kubectl("describe", "pod", pod); return out }
 	if _, err := kubectl("wait", "--for=jsonpath={.status.phase}=Running", "pod/"+pod, "--timeout=3m"); err != nil {
 		t.Fatalf("the pod on %s did not run:\n%s", node, describe())
@@ -98,17 +106,17 @@ spec:
 		if got := ready(); got != "False" {
 			t.Fatalf("the pod is Ready=%q before its readiness file exists", got)
 		}
-		must("exec", pod, "-c", "main", "--", "touch", "/tmp/ready")
+		must(t, "exec", pod, "-c", "main", "--", "touch", "/tmp/ready")
 		if _, err := kubectl("wait", "--for=condition=Ready", "pod/"+pod, "--timeout=1m"); err != nil {
 			t.Fatalf("the pod did not become Ready once its exec probe could pass:\n%s", describe())
 		}
 	})
 
 	t.Run("kubectl exec, and the postStart exec hook ran", func(t *testing.T) {
-		if got := strings.TrimSpace(must("exec", pod, "--", "cat", "/tmp/poststart")); got != "poststart" {
+		if got := strings.TrimSpace(must(t, "exec", pod, "--", "cat", "/tmp/poststart")); got != "poststart" {
 			t.Errorf("the postStart hook's file reads %q, want poststart", got)
 		}
-		if got := strings.TrimSpace(must("exec", pod, "--", "sh", "-c", "echo $((6*7)) $(id -u)")); got != "42 0" {
+		if got := strings.TrimSpace(must(t, "exec", pod, "--", "sh", "-c", "echo $((6*7)) $(id -u)")); got != "42 0" {
 			t.Errorf("kubectl exec of a shell printed %q, want \"42 0\"", got)
 		}
 		out, err := kubectl("exec", pod, "--", "sh", "-c", "exit 3")
@@ -121,7 +129,7 @@ spec:
 	})
 
 	t.Run("kubectl logs", func(t *testing.T) {
-		if out := must("logs", pod, "-c", "main"); !strings.Contains(out, "started") {
+		if out := must(t, "logs", pod, "-c", "main"); !strings.Contains(out, "started") {
 			t.Errorf("kubectl logs printed %q, want the container's \"started\"", out)
 		}
 	})
@@ -134,19 +142,19 @@ spec:
 		defer os.RemoveAll(dir)
 		in := filepath.Join(dir, "in.txt")
 		os.WriteFile(in, []byte("copied into "+pod+"\n"), 0o644)
-		must("cp", in, pod+":/tmp/in.txt", "-c", "main")
-		if got := must("exec", pod, "--", "cat", "/tmp/in.txt"); got != "copied into "+pod+"\n" {
+		must(t, "cp", in, pod+":/tmp/in.txt", "-c", "main")
+		if got := must(t, "exec", pod, "--", "cat", "/tmp/in.txt"); got != "copied into "+pod+"\n" {
 			t.Errorf("the file copied in reads %q", got)
 		}
 		out := filepath.Join(dir, "out.txt")
-		must("cp", pod+":/tmp/poststart", out, "-c", "main")
+		must(t, "cp", pod+":/tmp/poststart", out, "-c", "main")
 		if got, _ := os.ReadFile(out); string(got) != "poststart\n" {
 			t.Errorf("the file copied out reads %q, want \"poststart\\n\"", got)
 		}
 	})
 
 	t.Run("kubectl port-forward", func(t *testing.T) {
-		cmd := exec.Command(kubectlPath, "--kubeconfig", kubeconfig, "port-forward", "pod/"+pod, "127.0.0.1:0:8080")
+		cmd := exec.Command(kubectlPath, "--kubeconfig", kubeconfig, "port-forward", "--address", "127.0.0.1", "pod/"+pod, ":8080")
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -187,7 +195,7 @@ spec:
 	})
 
 	t.Run("kubectl debug: an ephemeral container sharing the main one's processes", func(t *testing.T) {
-		must("debug", pod, "--image="+image, "-c", "debugger", "--target=main", "--", "sh", "-c", "echo debug-$(cat /proc/1/root/tmp/poststart)")
+		must(t, "debug", pod, "--image="+image, "-c", "debugger", "--target=main", "--", "sh", "-c", "echo debug-$(cat /proc/1/root/tmp/poststart)")
 		var out string
 		if !waitFor(2*time.Minute, func() bool {
 			out, _ = kubectl("logs", pod, "-c", "debugger")
@@ -198,7 +206,7 @@ spec:
 	})
 
 	t.Run("a failing exec liveness probe restarts the container", func(t *testing.T) {
-		must("exec", pod, "-c", "main", "--", "rm", "/tmp/alive")
+		must(t, "exec", pod, "-c", "main", "--", "rm", "/tmp/alive")
 		restarts := func() string {
 			out, _ := kubectl("get", "pod", pod, "-o", `jsonpath={.status.containerStatuses[?(@.name=="main")].restartCount}`)
 			return strings.TrimSpace(out)
@@ -209,7 +217,7 @@ spec:
 	})
 
 	t.Run("the preStop exec hook runs when the pod is deleted", func(t *testing.T) {
-		must("delete", "pod", pod, "--wait", "--timeout=1m")
+		must(t, "delete", "pod", pod, "--wait", "--timeout=1m")
 		if got := strings.TrimSpace(nodeFile(hostDir + "/prestop")); got != "prestop-"+pod {
 			t.Errorf("the preStop hook's file on the node reads %q, want prestop-%s", got, pod)
 		}
