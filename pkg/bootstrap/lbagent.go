@@ -2,13 +2,16 @@ package bootstrap
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/dk8s/dk8s/internal/atomicfile"
 	"github.com/dk8s/dk8s/internal/wait"
 	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/images"
@@ -51,16 +54,21 @@ func mergeList(old string, add ...string) string {
 }
 
 // lbSpec is the balancer's container, starting from servers and following
-// the cluster's apiservers with the node's kubeconfig.
-func lbSpec(cfg Config, rel *images.Release, servers []string, kubeconfig string) (containers.Spec, error) {
+// the cluster's apiservers with the node's identity. It sees only what it
+// reads: its own directory (the cluster CA's certificate, its kubeconfig)
+// and kubelet's certificates, which kubelet rotates there; not the cluster
+// directory, which holds the cluster's keys on a control plane.
+func lbSpec(cfg Config, rel *images.Release, servers []string) (containers.Spec, error) {
 	pause, ok := rel.Image("pause")
 	if !ok {
 		return containers.Spec{}, fmt.Errorf("the lock's release %s has no pause image", rel.Kubernetes)
 	}
-	args := []string{"--listen", LBAddress, "--ca", filepath.Join(cfg.PKIDir(), "ca.crt"), "--kubeconfig", kubeconfig}
+	dir := lbDir(cfg)
+	args := []string{"--listen", LBAddress, "--ca", filepath.Join(dir, "ca.crt"), "--kubeconfig", filepath.Join(dir, "kubeconfig")}
 	for _, s := range servers {
 		args = append(args, "--server", s)
 	}
+	kubeletPKI := filepath.Join(cfg.Dir, "kubelet", "pki")
 	return containers.Spec{
 		Name:       lbContainer,
 		Image:      pause.Name,
@@ -72,11 +80,12 @@ func lbSpec(cfg Config, rel *images.Release, servers []string, kubeconfig string
 			containers.LabelCluster:   cfg.ClusterName,
 			containers.LabelDir:       cfg.Dir,
 		},
-		// The node's kubeconfig names its certificates by their host paths
-		// (kubelet rotates them), so the directory is bound where it is.
+		// Directories, each where it is on the host: files rewritten in
+		// them (a renewed kubeconfig, a rotated certificate) show at once.
 		Mounts: []containers.Mount{
 			{Source: shimPath(cfg.Dir), Target: shimTarget, ReadOnly: true},
-			{Source: cfg.Dir, Target: cfg.Dir, ReadOnly: true},
+			{Source: dir, Target: dir, ReadOnly: true},
+			{Source: kubeletPKI, Target: kubeletPKI, ReadOnly: true},
 		},
 		// Root: the node's kubeconfig and keys are root's alone, and
 		// upstream's pause image declares another user.
@@ -86,9 +95,55 @@ func lbSpec(cfg Config, rel *images.Release, servers []string, kubeconfig string
 	}.WithHash(), nil
 }
 
+// lbDir holds what the balancer reads besides kubelet's certificates.
+func lbDir(cfg Config) string { return filepath.Join(cfg.Dir, "apiserver-lb") }
+
+// writeLBFiles writes the balancer's CA certificate and kubeconfig: a copy
+// of the node's kubelet.conf where there is one (a control plane's embeds
+// its identity; a worker's kubelet names its rotated certificate), else,
+// on a worker whose kubelet has not written it yet, one that names the
+// certificate kubelet will write.
+func writeLBFiles(cfg Config, kubeletConf string) error {
+	dir := lbDir(cfg)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	ca, err := os.ReadFile(filepath.Join(cfg.PKIDir(), "ca.crt"))
+	if err != nil {
+		return err
+	}
+	if _, err := atomicfile.WriteIfChanged(filepath.Join(dir, "ca.crt"), ca, 0o644); err != nil {
+		return err
+	}
+	kc, err := os.ReadFile(kubeletConf)
+	if errors.Is(err, os.ErrNotExist) {
+		cert := filepath.Join(cfg.Dir, "kubelet", "pki", "kubelet-client-current.pem")
+		kc = []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: %[1]s
+  cluster: {server: "https://%[2]s", certificate-authority: %[3]q}
+users:
+- name: node
+  user: {client-certificate: %[4]q, client-key: %[4]q}
+contexts:
+- name: node
+  context: {cluster: %[1]s, user: node}
+current-context: node
+`, cfg.ClusterName, LBAddress, filepath.Join(dir, "ca.crt"), cert))
+	} else if err != nil {
+		return err
+	}
+	_, err = atomicfile.WriteIfChanged(filepath.Join(dir, "kubeconfig"), kc, 0o600)
+	return err
+}
+
 // ensureLB runs the node's balancer and waits until it accepts.
-func ensureLB(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, servers []string, kubeconfig string, timeout time.Duration, emit func(Event)) error {
-	spec, err := lbSpec(cfg, rel, servers, kubeconfig)
+func ensureLB(ctx context.Context, engine containers.Engine, cfg Config, rel *images.Release, servers []string, kubeletConf string, timeout time.Duration, emit func(Event)) error {
+	if err := writeLBFiles(cfg, kubeletConf); err != nil {
+		return fmt.Errorf("the apiserver balancer's files: %w", err)
+	}
+	spec, err := lbSpec(cfg, rel, servers)
 	if err != nil {
 		return err
 	}
