@@ -167,3 +167,20 @@ func ownImage(ctx context.Context, engine containers.Engine) (string, error) {
 	}
 	return "", errors.New("this agent found no container of its own: run it as a container with --pid=host and Docker's socket (see 'dk8s token create --print-join-command')")
 }
+
+// AgentStartErrors are, by container, why the engine could not start the
+// node's agents' supervising containers: none under systemd, whose units
+// they are not.
+func AgentStartErrors(ctx context.Context, engine containers.Engine) map[string]string {
+	if host.SystemdIsInit() {
+		return nil
+	}
+	out := map[string]string{}
+	for _, c := range hostAgents() {
+		got, err := engine.InspectContainer(ctx, containerName(c.Name))
+		if err == nil && !got.Running && got.Error != "" {
+			out[got.Name] = got.Error
+		}
+	}
+	return out
+}

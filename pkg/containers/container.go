@@ -25,6 +25,8 @@ type Container struct {
 	RestartCount int
 	ExitCode     int
 	StartedAt    time.Time
+	// Error is why the engine last failed to start it ("" for none).
+	Error string
 }
 
 // LogsOptions tune ContainerLogs.
@@ -132,7 +134,7 @@ func (d *Docker) InspectContainer(ctx context.Context, name string) (Container, 
 		out.Image, out.Labels = c.Config.Image, c.Config.Labels
 	}
 	if st := c.State; st != nil {
-		out.State, out.Running, out.Pid, out.ExitCode = string(st.Status), st.Running, st.Pid, st.ExitCode
+		out.State, out.Running, out.Pid, out.ExitCode, out.Error = string(st.Status), st.Running, st.Pid, st.ExitCode, st.Error
 		out.StartedAt, _ = time.Parse(time.RFC3339Nano, st.StartedAt)
 	}
 	return out, nil

@@ -67,6 +67,7 @@ const (
 	CheckImagePulls   = "image pulls"
 	CheckCoreDNSLoops = "coredns loop"
 	CheckAPIServer    = "apiserver"
+	CheckAgents       = "node agents"
 )
 
 // Facts are what Gather read from the host and the cluster. A nil part
@@ -135,6 +136,9 @@ type NodeFacts struct {
 	// Mirrors are the registry hosts the runtime pulls pods' images
 	// through (its hosts.toml files), per registry.
 	Mirrors map[string][]string
+	// AgentErrors are why the engine could not start the node's agents'
+	// containers, by container.
+	AgentErrors map[string]string
 }
 
 // ClusterFacts are what the apiserver says, read as the cluster's admin.
@@ -164,6 +168,7 @@ func Diagnose(f Facts) Report {
 	run(CheckIPForward, checkIPForward(f.IPForward))
 	run(CheckBrNetfilter, checkBridge(f.BridgeNF))
 	if n := f.Node; n != nil {
+		run(CheckAgents, checkAgents(n.AgentErrors))
 		run(CheckSwap, checkSwap(f.Swaps, n.Kubelet))
 		run(CheckDNS, checkResolvers(n.ResolvConf, n.ResolvConfData))
 		if n.RuntimeConfigErr != nil {
@@ -178,7 +183,7 @@ func Diagnose(f Facts) Report {
 			run(CheckCgroup, checkCgroup(n.KubeletConfigPath, n.Kubelet, n.RuntimeConfigPath, n.Runtime))
 		}
 	} else {
-		skip("this host runs no node", CheckSwap, CheckDNS, CheckCRI, CheckSandbox, CheckCgroup)
+		skip("this host runs no node", CheckAgents, CheckSwap, CheckDNS, CheckCRI, CheckSandbox, CheckCgroup)
 	}
 	disk := checkFree(f.Free)
 	switch {

@@ -151,6 +151,9 @@ func TestEachFailureIsNamed(t *testing.T) {
 			f.Cluster.Pods = []corev1.Pod{p}
 			f.Cluster.CoreDNSLogs = map[string]string{"coredns-1": "[INFO] plugin/reload: Running configuration\n[FATAL] plugin/loop: Loop (127.0.0.1:55953 -> :53) detected for zone \".\", see https://coredns.io/plugins/loop#troubleshooting\n"}
 		}},
+		{"an agent's container made by an earlier dk8s, after a reboot", CheckAgents, "dk8s-kubelet cannot start: Error response from daemon: path / is mounted on / but it is not a shared mount", "run 'dk8s start' (or 'dk8s join' on a worker) once", Problem, func(f *Facts) {
+			f.Node.AgentErrors = map[string]string{"dk8s-kubelet": "Error response from daemon: path / is mounted on / but it is not a shared mount"}
+		}},
 		{"a start that stopped before binding the admin", CheckAPIServer, "the admin is not bound to cluster-admin yet", "run the same 'dk8s start' again", Problem, func(f *Facts) {
 			f.Cluster, f.ClusterErr = nil, apierrors.NewForbidden(schema.GroupResource{Resource: "nodes"}, "", errors.New(`User "kubernetes-admin" cannot list resource "nodes"`))
 		}},

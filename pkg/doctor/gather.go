@@ -49,6 +49,9 @@ type Options struct {
 	// KubeErr is why no client could be made on a control plane (its
 	// admin.conf gone or unreadable): a problem, not a reason to skip.
 	KubeErr error
+	// AgentErrors reads, by container, why the engine could not start the
+	// node's agents' supervising containers (nil under systemd).
+	AgentErrors func(ctx context.Context) map[string]string
 }
 
 // Gather reads the facts Diagnose judges. What cannot be read is left out
@@ -126,6 +129,9 @@ func gatherNode(ctx context.Context, o Options) *NodeFacts {
 		n.SandboxPresent = err == nil && strings.TrimSpace(string(out)) != ""
 	}
 	n.Mirrors = readMirrors(filepath.Join(o.Dir, "containerd", "certs.d"))
+	if o.AgentErrors != nil {
+		n.AgentErrors = o.AgentErrors(ctx)
+	}
 	return n
 }
 

@@ -2,6 +2,8 @@ package doctor
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/dk8s/dk8s/pkg/host"
@@ -94,4 +96,21 @@ func orUnreadable(v string) string {
 		return "unreadable"
 	}
 	return v
+}
+
+// checkAgents names a node agent's container the engine could not start.
+// One made by an earlier dk8s bound the host's root rshared, which a
+// host whose init is not systemd does not make shared at boot: after a
+// reboot it stays down until a start or join makes it again.
+func checkAgents(errs map[string]string) []Finding {
+	var out []Finding
+	for _, name := range slices.Sorted(maps.Keys(errs)) {
+		msg := errs[name]
+		fix := "'docker start " + name + "' once the cause is gone; 'dk8s start' (or 'dk8s join' on a worker) makes it again"
+		if strings.Contains(msg, "shared mount") {
+			fix = "it was made by an earlier dk8s and needs / to be a shared mount, which this host's boot does not make: run 'dk8s start' (or 'dk8s join' on a worker) once to make it again, with no such need"
+		}
+		out = append(out, Finding{CheckAgents, Problem, name + " cannot start: " + firstLine(msg), fix})
+	}
+	return out
 }

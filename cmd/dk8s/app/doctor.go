@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -75,6 +76,14 @@ func runDoctor(cmd *cobra.Command, g *globals, f *doctorFlags) error {
 		o.Ctr = p
 	}
 	o.Pause = g.pauseOf(cfg)
+	o.AgentErrors = func(ctx context.Context) map[string]string {
+		engine, err := g.engine(ctx)
+		if err != nil {
+			return nil // Docker's own state is not this check's to judge
+		}
+		defer engine.Close()
+		return bootstrap.AgentStartErrors(ctx, engine)
+	}
 	if cs, err := g.kube(cfg); err == nil {
 		o.Kube, o.Kubeconfig = cs, cfg.AdminKubeconfig()
 	} else if o.ControlPlane {
