@@ -168,13 +168,18 @@ func RemoveContents(dir string) error {
 	if err != nil {
 		return err
 	}
-	dev := st.Sys().(*syscall.Stat_t).Dev
+	return removeBelow(dir, st.Sys().(*syscall.Stat_t).Dev, dir)
+}
+
+// removeBelow deletes what is in dir, a directory on device dev, refusing
+// to go into a directory on another.
+func removeBelow(dir string, dev uint64, top string) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}
 	for _, e := range entries {
-		if err := removeOnDevice(filepath.Join(dir, e.Name()), dev, dir); err != nil {
+		if err := removeOnDevice(filepath.Join(dir, e.Name()), dev, top); err != nil {
 			return err
 		}
 	}
@@ -195,14 +200,8 @@ func removeOnDevice(path string, dev uint64, top string) error {
 	if d := st.Sys().(*syscall.Stat_t).Dev; d != dev {
 		return &MountedError{Dir: top, Mounts: []string{path}}
 	}
-	entries, err := os.ReadDir(path)
-	if err != nil {
+	if err := removeBelow(path, dev, top); err != nil {
 		return err
-	}
-	for _, e := range entries {
-		if err := removeOnDevice(filepath.Join(path, e.Name()), dev, top); err != nil {
-			return err
-		}
 	}
 	return os.Remove(path)
 }

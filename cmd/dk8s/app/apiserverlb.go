@@ -32,13 +32,9 @@ func newAPIServerLB(g *globals) *cobra.Command {
 			if len(servers) == 0 {
 				return errors.New("give at least one --server")
 			}
-			caPEM, err := os.ReadFile(caFile)
+			pool, err := readCAPool(caFile)
 			if err != nil {
 				return err
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(caPEM) {
-				return fmt.Errorf("%s holds no certificate", caFile)
 			}
 			check := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 			b := &lb.Balancer{Listen: listen, Check: lb.ReadyzCheck(check)}
@@ -100,4 +96,17 @@ func apiServers(kubeconfig, listen string, logf func(string, ...any)) func(ctx c
 		}
 		return out, nil
 	}
+}
+
+// readCAPool reads the CA certificates of file.
+func readCAPool(file string) (*x509.CertPool, error) {
+	caPEM, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("%s holds no certificate", file)
+	}
+	return pool, nil
 }

@@ -2,10 +2,8 @@ package app
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -38,13 +36,9 @@ func newCSRApprover(g *globals) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("the audit receiver's certificate: %w", err)
 			}
-			caPEM, err := os.ReadFile(caFile)
+			pool, err := readCAPool(caFile)
 			if err != nil {
 				return err
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(caPEM) {
-				return fmt.Errorf("%s holds no certificate", caFile)
 			}
 			ac.AuditTLS = bootstrap.AuditClientTLS(cert, pool)
 			if serviceCIDR != "" {
