@@ -1,5 +1,8 @@
 # dk8s: make build | test | demo | bench
 SHELL := /bin/bash
+# A recipe's pipe fails with its first command: a bench that fails behind
+# '| tee' fails 'make bench'.
+.SHELLFLAGS := -o pipefail -c
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/dk8s/dk8s/cmd/dk8s/app.Version=$(VERSION)
 HARNESS := test/harness/up.sh
