@@ -2,18 +2,34 @@ package host
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"maps"
 	"net"
+	"os/exec"
 	"slices"
 	"strings"
 )
 
-// removeChains deletes, with iptables through r, kube-proxy's KUBE-* chains,
-// flanneld's FLANNEL-* chains and the CNI chains of the dk8s network, the
-// rules elsewhere that jump to them, and the CNI firewall rules for
-// addresses of podCIDR; nothing else.
-// A host without iptables has none of them.
+// removeChains deletes, with iptables and ip6tables through r,
+// kube-proxy's and kubelet's KUBE-* chains, flanneld's FLANNEL-* chains and
+// the CNI chains of the dk8s network, the rules elsewhere that jump to
+// them, and the CNI firewall rules for addresses of podCIDR; nothing else.
+// A host without the tool, or a kernel without the table, has none of
+// them; a table that cannot be read otherwise (the xtables lock held, no
+// permission) is an error, naming it, not a table taken for clean.
 func removeChains(ctx context.Context, r Runner, podCIDR string) error {
+	var errs []error
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		errs = append(errs, removeChainsWith(ctx, r, tool, podCIDR)...)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w; what those tables hold was left: run the reset again once they can be read", errors.Join(errs...))
+	}
+	return nil
+}
+
+func removeChainsWith(ctx context.Context, r Runner, tool, podCIDR string) []error {
 	_, pods, _ := net.ParseCIDR(podCIDR)
 	inPods := func(args []string) bool {
 		for i := 0; i+1 < len(args); i++ {
@@ -29,10 +45,17 @@ func removeChains(ctx context.Context, r Runner, podCIDR string) error {
 		}
 		return false
 	}
-	iptables := func(args ...string) ([]byte, error) { return r.Run(ctx, nil, "iptables", args...) }
+	iptables := func(args ...string) ([]byte, error) { return r.Run(ctx, nil, tool, args...) }
+	var errs []error
 	for _, table := range []string{"nat", "filter", "mangle"} {
 		out, err := iptables("-t", table, "-S")
-		if err != nil {
+		switch {
+		case errors.Is(err, exec.ErrNotFound) || err != nil && strings.Contains(err.Error(), "executable file not found"):
+			return nil // no such tool here: nothing it made
+		case err != nil && strings.Contains(err.Error(), "Table does not exist"):
+			continue // not in this kernel: nothing in it
+		case err != nil:
+			errs = append(errs, fmt.Errorf("reading the %s table with %s: %w", table, tool, err))
 			continue
 		}
 		ours := map[string]bool{}
@@ -66,7 +89,7 @@ func removeChains(ctx context.Context, r Runner, podCIDR string) error {
 			iptables("-t", table, "-X", chain)
 		}
 	}
-	return nil
+	return errs
 }
 
 // target is the chain or verdict a rule jumps to.

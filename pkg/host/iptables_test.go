@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -62,13 +63,26 @@ var iptablesSave = map[string]string{
 `,
 }
 
+// ip6tablesSave is what `ip6tables -S` prints on an IPv4 node: kubelet's
+// and kube-proxy's chains, which they make in both families.
+var ip6tablesSave = map[string]string{
+	"filter": `-P INPUT ACCEPT
+-N KUBE-FIREWALL
+-N KUBE-KUBELET-CANARY
+-A INPUT -j KUBE-FIREWALL
+`,
+}
+
 func TestRemoveChains(t *testing.T) {
 	r := &hosttest.Runner{Answer: func(cmd string, _ int) ([]byte, error) {
-		if table, ok := strings.CutPrefix(cmd, "iptables -t "); ok && strings.HasSuffix(table, " -S") {
-			if out, ok := iptablesSave[strings.TrimSuffix(table, " -S")]; ok {
+		tool, rest, _ := strings.Cut(cmd, " ")
+		if table, ok := strings.CutPrefix(rest, "-t "); ok && strings.HasSuffix(table, " -S") {
+			saved := map[string]map[string]string{"iptables": iptablesSave, "ip6tables": ip6tablesSave}[tool]
+			if out, ok := saved[strings.TrimSuffix(table, " -S")]; ok {
 				return []byte(out), nil
 			}
-			return nil, errors.New("exit status 3: can't initialize iptables table") // no mangle module
+			// No module for it: iptables' own words.
+			return nil, errors.New("exit status 3: " + tool + " v1.8.9 (legacy): can't initialize " + tool + " table `" + strings.TrimSuffix(table, " -S") + "': Table does not exist (do you need to insmod?)")
 		}
 		return nil, nil
 	}}
@@ -89,13 +103,23 @@ func TestRemoveChains(t *testing.T) {
 		{"-t", "filter", "-F", "KUBE-FORWARD"},
 		{"-t", "filter", "-X", "KUBE-FORWARD"},
 		{"-t", "mangle", "-S"},
+		{"6", "-t", "nat", "-S"},
+		{"6", "-t", "filter", "-S"},
+		{"6", "-t", "filter", "-D", "INPUT", "-j", "KUBE-FIREWALL"},
+		{"6", "-t", "filter", "-F", "KUBE-FIREWALL"}, {"6", "-t", "filter", "-F", "KUBE-KUBELET-CANARY"},
+		{"6", "-t", "filter", "-X", "KUBE-FIREWALL"}, {"6", "-t", "filter", "-X", "KUBE-KUBELET-CANARY"},
+		{"6", "-t", "mangle", "-S"},
 	}
 	var got []string
 	for _, argv := range r.Argv {
-		if argv[0] != "iptables" {
-			t.Errorf("ran %q: only iptables", argv)
+		switch argv[0] {
+		case "iptables":
+			got = append(got, strings.Join(argv[1:], "|"))
+		case "ip6tables":
+			got = append(got, "6|"+strings.Join(argv[1:], "|"))
+		default:
+			t.Errorf("ran %q: only iptables and ip6tables", argv)
 		}
-		got = append(got, strings.Join(argv[1:], "|"))
 	}
 	var wantLines []string
 	for _, w := range want {
@@ -113,7 +137,25 @@ func TestRemoveChainsWithoutIptables(t *testing.T) {
 	if err := removeChains(context.Background(), r, "10.244.0.0/16"); err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Calls) != 3 {
-		t.Errorf("without iptables there is nothing to list or delete: %q", r.Calls)
+	if len(r.Calls) != 2 {
+		t.Errorf("without iptables there is nothing to list or delete, in either family: %q", r.Calls)
+	}
+}
+
+// A table that cannot be read is not taken for a clean one: the reset
+// says which, and goes on with the others.
+func TestRemoveChainsSaysWhichTableItCouldNotRead(t *testing.T) {
+	r := &hosttest.Runner{Answer: func(cmd string, _ int) ([]byte, error) {
+		if cmd == "ip6tables -t filter -S" {
+			return nil, errors.New("exit status 4: Another app is currently holding the xtables lock")
+		}
+		return nil, nil
+	}}
+	err := removeChains(context.Background(), r, "10.244.0.0/16")
+	if err == nil || !strings.Contains(err.Error(), "reading the filter table with ip6tables") || !strings.Contains(err.Error(), "xtables lock") || !strings.Contains(err.Error(), "run the reset again") {
+		t.Errorf("want an error naming ip6tables' filter table: %v", err)
+	}
+	if !slices.Contains(r.Calls, "ip6tables -t mangle -S") {
+		t.Errorf("the tables after the unreadable one should still be cleaned: %q", r.Calls)
 	}
 }
