@@ -2,8 +2,10 @@ package host
 
 import (
 	"context"
+	"debug/elf"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -39,8 +41,37 @@ func FindKubelet(ctx context.Context, r Runner, given, dir string, rel *images.R
 		}
 		src = got.Path
 	}
+	if err := checkLoader(src); err != nil {
+		return "", "", err
+	}
 	version, err := checkKubeletVersion(ctx, r, src, rel.Kubernetes)
 	return src, version, err
+}
+
+// checkLoader tells whether this host has the dynamic loader the binary
+// at path names: dl.k8s.io's kubelet is linked against glibc, and on a
+// host without glibc's loader (Alpine's musl) its exec fails with a bare
+// "no such file or directory".
+func checkLoader(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return nil // no ELF binary (a wrapper script): running it tells
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type != elf.PT_INTERP {
+			continue
+		}
+		b := make([]byte, p.Filesz)
+		if _, err := p.ReadAt(b, 0); err != nil {
+			return fmt.Errorf("reading %s's loader: %w", path, err)
+		}
+		loader := strings.TrimRight(string(b), "\x00")
+		if _, err := os.Stat(loader); err != nil {
+			return fmt.Errorf("%s is linked dynamically against glibc, and this host has not its loader %s (a musl host, such as Alpine): install it (Alpine: apk add gcompat), or pass --kubelet-binary with a kubelet built statically", path, loader)
+		}
+	}
+	return nil
 }
 
 var kubeletVersionRE = regexp.MustCompile(`Kubernetes v1\.(\d+)\.(\d+)`)

@@ -95,3 +95,35 @@ func TestFindKubeletFetchesWhenNoneIsOnTheHost(t *testing.T) {
 		t.Errorf("a pinned kubelet no mirror served should point at --binary-mirror, not at the lock: %v", err)
 	}
 }
+
+// A kubelet linked against glibc, on a host without glibc's loader (a
+// musl host), is refused before it is run, naming the loader: its exec
+// would fail with a bare "no such file or directory".
+func TestKubeletWhoseLoaderIsMissing(t *testing.T) {
+	dynamic, err := os.ReadFile("/bin/ls") // glibc's, as dl.k8s.io's kubelet is
+	if err != nil {
+		t.Fatal(err)
+	}
+	const loader = "/lib64/ld-linux-x86-64.so.2"
+	if !strings.Contains(string(dynamic), loader) {
+		t.Fatalf("/bin/ls names no %s: this test needs a glibc host's binary", loader)
+	}
+	// The same binary, naming a loader of the same length no host has.
+	musl := strings.Replace(string(dynamic), loader, "/lib64/ld-absent-x86-64.so.2"[:len(loader)], 1)
+	path := filepath.Join(t.TempDir(), "kubelet")
+	if err := os.WriteFile(path, []byte(musl), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := &hosttest.Runner{}
+	_, _, err = FindKubelet(context.Background(), r, path, t.TempDir(), &images.Release{Kubernetes: "v1.37.2"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "this host has not its loader /lib64/ld-absent-x86-64.s") || !strings.Contains(err.Error(), "--kubelet-binary") {
+		t.Errorf("want an error naming the missing loader: %v", err)
+	}
+	if len(r.Calls) > 0 {
+		t.Errorf("a kubelet that cannot run should not be run: %q", r.Calls)
+	}
+	// With its loader here, it is asked its version.
+	if err := checkLoader("/bin/ls"); err != nil {
+		t.Errorf("a binary whose loader is here: %v", err)
+	}
+}
