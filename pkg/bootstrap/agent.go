@@ -39,8 +39,9 @@ const AgentContainer = "dk8s-agent"
 
 // RunAgent keeps this machine a node until ctx ends: it runs `dk8s join`
 // on the host (in a one-shot container in the host's namespaces, entering
-// its mount namespace as the node's agents do, so the join sees the host's files and
-// tools while the agent itself needs no privilege but Docker's socket),
+// its mount namespace as the node's agents do, so the join sees the
+// host's files and tools while the agent itself needs no privilege but
+// Docker's socket),
 // then watches the node's runtime and kubelet containers and joins again
 // (which puts back what is missing and applies what changed) when one is
 // gone or stopped, and every ac.Converge anyway. A failed join is retried

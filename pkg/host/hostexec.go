@@ -15,8 +15,9 @@ import (
 
 // ExecOptions say what to prepare on the host before an agent starts.
 type ExecOptions struct {
-	// EnterHost says to enter the host's mount namespace first: set in the containers that supervise the node's agents, unset
-	// under systemd, whose units already run there.
+	// EnterHost says to enter the host's mount namespace first: set in
+	// the containers that supervise the node's agents, unset under
+	// systemd, whose units already run there.
 	EnterHost bool
 	// ServiceCIDR, when set, is routed to ServiceLink first.
 	ServiceCIDR string
@@ -25,10 +26,10 @@ type ExecOptions struct {
 }
 
 // ExecOnHost is what runs inside such a container (`dk8s host-exec`): it
-// enters the host's mount namespace (see hostMountNamespace), prepares what opts asks for there,
-// running commands through r, and replaces itself with argv. The agent
-// then runs with the host's root, files and mounts as if started by an
-// init system, while Docker supervises it.
+// enters the host's mount namespace (see hostMountNamespace), prepares
+// what opts asks for there, running commands through r, and replaces
+// itself with argv. The agent then runs with the host's root, files and
+// mounts as if started by an init system, while Docker supervises it.
 //
 // A chroot into a bind of the host's root is not enough for a runtime:
 // the mount namespace's root stays the container's, and every process
