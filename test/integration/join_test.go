@@ -368,19 +368,25 @@ spec:
   selector: {app: echo}
   ports: [{port: 80, targetPort: 8080}]
 `
-	// Not t.TempDir(): kubectl -f splits its argument at commas, which a
-	// subtest's name has.
-	dir, err := os.MkdirTemp("", "dk8s-echo")
+	kubectl("apply", "-f", manifestFile(t, "echo", manifest))
+	kubectl("rollout", "status", "deployment/echo", "--timeout", "4m")
+}
+
+// manifestFile writes manifest for 'kubectl apply -f', and removes it when
+// t ends. Not in t.TempDir(): kubectl -f splits its argument at commas,
+// which a subtest's name has.
+func manifestFile(t testing.TB, name, manifest string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "dk8s-"+name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
-	f := filepath.Join(dir, "echo.yaml")
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	f := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(f, []byte(manifest), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	kubectl("apply", "-f", f)
-	kubectl("rollout", "status", "deployment/echo", "--timeout", "4m")
+	return f
 }
 
 type pod struct{ name, ip string }

@@ -79,19 +79,8 @@ spec:
       postStart: {exec: {command: [sh, -c, 'echo poststart >/tmp/poststart']}}
       preStop: {exec: {command: [sh, -c, 'echo prestop-$HOSTNAME >/node/prestop']}}
 `, pod, node, image, hostDir)
-	// Not t.TempDir(): kubectl -f splits its argument at commas, which a
-	// subtest's name has.
-	dir, err := os.MkdirTemp("", "dk8s-verbs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	f := filepath.Join(dir, "verbs.yaml")
-	if err := os.WriteFile(f, []byte(manifest), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	kubectl("delete", "pod", pod, "--ignore-not-found", "--wait")
-	must(t, "apply", "-f", f)
+	must(t, "apply", "-f", manifestFile(t, "verbs", manifest))
 	describe := func() string { out, _ := kubectl("describe", "pod", pod); return out }
 	if _, err := kubectl("wait", "--for=jsonpath={.status.phase}=Running", "pod/"+pod, "--timeout=3m"); err != nil {
 		t.Fatalf("the pod on %s did not run:\n%s", node, describe())
