@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -76,7 +77,7 @@ func csrApprover() Component {
 				"client-ca-file": pkiPath("ca.crt"),
 				"service-cidr":   cfg.ServiceCIDR,
 			}
-			if ip := net.ParseIP(endpointHost(cfg.ControlPlaneEndpoint)); ip != nil {
+			if ip := net.ParseIP(cfg.endpointHost()); ip != nil {
 				f["forbid-address"] = ip.String()
 			}
 			return f
@@ -87,12 +88,6 @@ func csrApprover() Component {
 		Ready: ensureApproverRBAC,
 		User:  "0:0",
 	}
-}
-
-// endpointHost is the host of a control-plane endpoint HOST:PORT.
-func endpointHost(endpoint string) string {
-	h, _, _ := net.SplitHostPort(endpoint)
-	return h
 }
 
 // shimPath is where dk8s installs its own static binary on a host.
@@ -335,6 +330,7 @@ func (a *approver) approvePending(ctx context.Context) {
 	}
 	var nodes *corev1.NodeList
 	var record *corev1.ConfigMap
+	var owners map[string]string // the record's addresses of nodes that exist
 	for _, csr := range list.Items {
 		if csr.Spec.SignerName != certificatesv1.KubeletServingSignerName || decided(&csr) {
 			continue
@@ -348,6 +344,7 @@ func (a *approver) approvePending(ctx context.Context) {
 				ac.Log("reading the record of nodes' addresses: " + err.Error())
 				return
 			}
+			owners = liveOwners(record.Data, nodes.Items)
 		}
 		name := strings.TrimPrefix(csr.Spec.Username, "system:node:")
 		i := slices.IndexFunc(nodes.Items, func(n corev1.Node) bool { return n.Name == name })
@@ -362,9 +359,10 @@ func (a *approver) approvePending(ctx context.Context) {
 		if src.ip.IsLoopback() {
 			// Sent on this control plane's own host: the request names this
 			// host's addresses.
-			allowed = hostAddresses()
+			allowed = HostAddresses()
 		}
-		if err := checkServingCSR(&csr, &nodes.Items[i], allowed, otherOwners(record.Data, nodes.Items, name), ac); err != nil {
+		ips, err := checkServingCSR(&csr, &nodes.Items[i], allowed, owners, ac)
+		if err != nil {
 			if !a.logged[csr.Name] {
 				ac.Log(fmt.Sprintf("%s: left pending: %v; if you trust it, approve it by hand with 'kubectl certificate approve %s'", csr.Name, err, csr.Name))
 				a.logged[csr.Name] = true
@@ -373,7 +371,7 @@ func (a *approver) approvePending(ctx context.Context) {
 		}
 		// Recorded before it is approved: an address approved is one no
 		// other node gets.
-		if record, err = recordAddresses(ctx, cs, record, &csr, name, nodes.Items); err != nil {
+		if record, err = recordAddresses(ctx, cs, record, owners, ips, name); err != nil {
 			ac.Log(fmt.Sprintf("%s: recording its addresses: %v", csr.Name, err))
 			return
 		}
@@ -394,49 +392,27 @@ func (a *approver) approvePending(ctx context.Context) {
 	}
 }
 
-// hostAddresses are this host's addresses but loopback.
-func hostAddresses() []net.IP {
-	addrs, _ := net.InterfaceAddrs()
-	var ips []net.IP
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() {
-			ips = append(ips, n.IP)
-		}
-	}
-	return ips
-}
-
-// otherOwners are the addresses the record holds for nodes other than
-// name that still exist (address: node).
-func otherOwners(record map[string]string, nodes []corev1.Node, name string) map[string]string {
+// liveOwners are the record's addresses of nodes that still exist
+// (address: node).
+func liveOwners(record map[string]string, nodes []corev1.Node) map[string]string {
 	out := map[string]string{}
 	for ip, owner := range record {
-		if owner != name && slices.ContainsFunc(nodes, func(n corev1.Node) bool { return n.Name == owner }) {
+		if slices.ContainsFunc(nodes, func(n corev1.Node) bool { return n.Name == owner }) {
 			out[ip] = owner
 		}
 	}
 	return out
 }
 
-// recordAddresses writes the addresses of csr into the record for node,
-// forgetting those of nodes that are gone, and returns the record written.
-func recordAddresses(ctx context.Context, cs kubernetes.Interface, record *corev1.ConfigMap, csr *certificatesv1.CertificateSigningRequest, node string, nodes []corev1.Node) (*corev1.ConfigMap, error) {
-	block, _ := pem.Decode(csr.Spec.Request)
-	req, err := x509.ParseCertificateRequest(block.Bytes)
-	if err != nil {
-		return nil, err
+// recordAddresses writes the record anew: owners (the addresses of nodes
+// that exist) with ips added for node, which owners then holds too. It
+// returns the record written.
+func recordAddresses(ctx context.Context, cs kubernetes.Interface, record *corev1.ConfigMap, owners map[string]string, ips []net.IP, node string) (*corev1.ConfigMap, error) {
+	for _, ip := range ips {
+		owners[ip.String()] = node
 	}
 	r := record.DeepCopy()
-	data := map[string]string{}
-	for ip, owner := range r.Data {
-		if slices.ContainsFunc(nodes, func(n corev1.Node) bool { return n.Name == owner }) {
-			data[ip] = owner
-		}
-	}
-	for _, ip := range req.IPAddresses {
-		data[ip.String()] = node
-	}
-	r.Data = data
+	r.Data = maps.Clone(owners)
 	return cs.CoreV1().ConfigMaps(addonNS).Update(ctx, r, metav1.UpdateOptions{})
 }
 
@@ -454,61 +430,61 @@ func decided(csr *certificatesv1.CertificateSigningRequest) bool {
 // only node's name and addresses of allowed (where the request was sent
 // from), none of them an address no node may have: loopback, unspecified,
 // link-local or multicast, the Service range's, ac.Forbidden, or one
-// approved for another node before (others, address to node: a control
-// plane's node's among them).
-func checkServingCSR(csr *certificatesv1.CertificateSigningRequest, node *corev1.Node, allowed []net.IP, others map[string]string, ac ApproverConfig) error {
+// approved for another node before (owners, address to node: a control
+// plane's node's among them). It returns the request's addresses.
+func checkServingCSR(csr *certificatesv1.CertificateSigningRequest, node *corev1.Node, allowed []net.IP, owners map[string]string, ac ApproverConfig) ([]net.IP, error) {
 	user := "system:node:" + node.Name
 	if csr.Spec.Username != user || !slices.Contains(csr.Spec.Groups, "system:nodes") {
-		return fmt.Errorf("asked by %s, not by node %s", csr.Spec.Username, node.Name)
+		return nil, fmt.Errorf("asked by %s, not by node %s", csr.Spec.Username, node.Name)
 	}
 	block, _ := pem.Decode(csr.Spec.Request)
 	if block == nil {
-		return fmt.Errorf("no PEM request")
+		return nil, fmt.Errorf("no PEM request")
 	}
 	req, err := x509.ParseCertificateRequest(block.Bytes)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := req.CheckSignature(); err != nil {
-		return err
+		return nil, err
 	}
 	if req.Subject.CommonName != user || !slices.Equal(req.Subject.Organization, []string{"system:nodes"}) {
-		return fmt.Errorf("subject %s is not %s in system:nodes", req.Subject, user)
+		return nil, fmt.Errorf("subject %s is not %s in system:nodes", req.Subject, user)
 	}
 	for _, u := range csr.Spec.Usages {
 		if u != certificatesv1.UsageDigitalSignature && u != certificatesv1.UsageKeyEncipherment && u != certificatesv1.UsageServerAuth {
-			return fmt.Errorf("usage %q is not a serving certificate's", u)
+			return nil, fmt.Errorf("usage %q is not a serving certificate's", u)
 		}
 	}
 	if !slices.Contains(csr.Spec.Usages, certificatesv1.UsageServerAuth) {
-		return fmt.Errorf("no server auth usage")
+		return nil, fmt.Errorf("no server auth usage")
 	}
 	if len(req.EmailAddresses) > 0 || len(req.URIs) > 0 {
-		return fmt.Errorf("e-mail or URI names are not a node's")
+		return nil, fmt.Errorf("e-mail or URI names are not a node's")
 	}
 	if len(req.IPAddresses)+len(req.DNSNames) == 0 {
-		return fmt.Errorf("names no address")
+		return nil, fmt.Errorf("names no address")
 	}
 	for _, n := range req.DNSNames {
 		if n != node.Name || n == "localhost" || n == "kubernetes" || strings.HasPrefix(n, "kubernetes.") {
-			return fmt.Errorf("name %s is not node %s's own name", n, node.Name)
+			return nil, fmt.Errorf("name %s is not node %s's own name", n, node.Name)
 		}
 	}
 	for _, ip := range req.IPAddresses {
 		switch {
 		case ip.IsLoopback() || ip.IsUnspecified() || ip.IsLinkLocalUnicast() || ip.IsMulticast():
-			return fmt.Errorf("address %s is no node's", ip)
+			return nil, fmt.Errorf("address %s is no node's", ip)
 		case ac.ServiceNet != nil && ac.ServiceNet.Contains(ip):
-			return fmt.Errorf("address %s is in the Service range %s", ip, ac.ServiceNet)
+			return nil, fmt.Errorf("address %s is in the Service range %s", ip, ac.ServiceNet)
 		case slices.ContainsFunc(ac.Forbidden, ip.Equal):
-			return fmt.Errorf("address %s is the control plane's endpoint", ip)
-		case others[ip.String()] != "":
-			return fmt.Errorf("address %s is node %s's", ip, others[ip.String()])
+			return nil, fmt.Errorf("address %s is the control plane's endpoint", ip)
+		case owners[ip.String()] != "" && owners[ip.String()] != node.Name:
+			return nil, fmt.Errorf("address %s is node %s's", ip, owners[ip.String()])
 		case !slices.ContainsFunc(allowed, ip.Equal):
-			return fmt.Errorf("address %s is not the one the request was sent from (%s)", ip, joinIPs(allowed))
+			return nil, fmt.Errorf("address %s is not the one the request was sent from (%s)", ip, joinIPs(allowed))
 		}
 	}
-	return nil
+	return req.IPAddresses, nil
 }
 
 func joinIPs(ips []net.IP) string {

@@ -114,8 +114,14 @@ func (c Config) PKIConfig() (PKIConfig, error) {
 			others = append(others, a)
 		}
 	}
-	endpoint, _, _ := net.SplitHostPort(c.ControlPlaneEndpoint)
-	return PKIConfig{NodeName: c.NodeName, Addresses: []net.IP{c.AdvertiseAddress}, OtherAddresses: others, ServiceIP: svc, Endpoint: endpoint}, nil
+	return PKIConfig{NodeName: c.NodeName, Addresses: []net.IP{c.AdvertiseAddress}, OtherAddresses: others, ServiceIP: svc, Endpoint: c.endpointHost()}, nil
+}
+
+// endpointHost is the host of the control-plane endpoint (HOST:PORT), ""
+// for none.
+func (c Config) endpointHost() string {
+	h, _, _ := net.SplitHostPort(c.ControlPlaneEndpoint)
+	return h
 }
 
 // AdminKubeconfig is the path of the cluster admin's kubeconfig.
