@@ -224,16 +224,22 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, opts Reset
 	} else if left != "" {
 		removed = append(removed, left)
 	}
-	var leave *worker
+	leaving := "" // a joined worker's node, which stays for a control plane to delete
 	if kept, _ := ReadSettings(cfg.Dir); kept.IsWorker() {
-		if leave, err = workerOf(cfg, kept); err != nil {
-			return nil, err
+		// Without kubelet.conf it never finished joining: nothing in the
+		// cluster to take out.
+		if _, err := os.Stat(filepath.Join(cfg.Dir, "kubelet.conf")); err == nil {
+			leaving = kept.NodeName
 		}
-		if opts.Drain && leave != nil {
-			if err := leave.drain(ctx); err != nil {
+		if opts.Drain && leaving != "" {
+			w, err := workerOf(cfg, leaving)
+			if err != nil {
 				return nil, err
 			}
-			removed = append(removed, "the pods of node "+leave.node)
+			if err := w.drain(ctx); err != nil {
+				return nil, err
+			}
+			removed = append(removed, "the pods of node "+leaving)
 		}
 	}
 	if units := nodeUnits(); units.Installed("containerd") && host.SystemdIsInit() {
@@ -282,9 +288,9 @@ func Reset(ctx context.Context, engine containers.Engine, cfg Config, opts Reset
 		}
 		removed = append(removed, name)
 	}
-	if leave != nil && opts.Notes != nil {
+	if leaving != "" && opts.Notes != nil {
 		opts.Notes(fmt.Sprintf("node %s stays in the cluster, NotReady: a node may not delete Node objects (nor could a token holder posing as it). "+
-			"Remove it on a control plane: dk8s kubectl delete node %s", leave.node, leave.node))
+			"Remove it on a control plane: dk8s kubectl delete node %s", leaving, leaving))
 	}
 	if err := host.Cleanup(ctx, host.Exec{}, cfg.Dir, cfg.PodCIDR, purge); err != nil {
 		return removed, err
@@ -487,16 +493,12 @@ type worker struct {
 	cs   kubernetes.Interface
 }
 
-func workerOf(cfg Config, kept *Settings) (*worker, error) {
-	kubeconfig := filepath.Join(cfg.Dir, "kubelet.conf")
-	if _, err := os.Stat(kubeconfig); err != nil {
-		return nil, nil // never finished joining: nothing in the cluster to take out
-	}
-	cs, err := clientFor(kubeconfig)
+func workerOf(cfg Config, node string) (*worker, error) {
+	cs, err := clientFor(filepath.Join(cfg.Dir, "kubelet.conf"))
 	if err != nil {
 		return nil, err
 	}
-	return &worker{node: kept.NodeName, cs: cs}, nil
+	return &worker{node: node, cs: cs}, nil
 }
 
 func (w *worker) drain(ctx context.Context) error {
