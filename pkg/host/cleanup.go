@@ -144,11 +144,18 @@ func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 type MountedError struct {
 	Dir    string
 	Mounts []string
+	// Midway is a mount met while deleting, which mountinfo did not show
+	// (another device below the directory): what came before it is gone.
+	Midway bool
 }
 
 func (e *MountedError) Error() string {
-	return fmt.Sprintf("%s has %s mounted below it; dk8s never deletes through a mount: nothing was deleted. Unmount it (umount %q) and run this again",
-		e.Dir, strings.Join(e.Mounts, ", "), e.Mounts[0])
+	done := "nothing was deleted"
+	if e.Midway {
+		done = "the deletion stopped there, and nothing below it was touched"
+	}
+	return fmt.Sprintf("%s has %s mounted below it; dk8s never deletes through a mount: %s. Unmount it (umount %q) and run this again",
+		e.Dir, strings.Join(e.Mounts, ", "), done, e.Mounts[0])
 }
 
 // RemoveContents deletes everything below dir, as rm -r --one-file-system
@@ -198,7 +205,7 @@ func removeOnDevice(path string, dev uint64, top string) error {
 		return os.Remove(path)
 	}
 	if d := st.Sys().(*syscall.Stat_t).Dev; d != dev {
-		return &MountedError{Dir: top, Mounts: []string{path}}
+		return &MountedError{Dir: top, Mounts: []string{path}, Midway: true}
 	}
 	if err := removeBelow(path, dev, top); err != nil {
 		return err
