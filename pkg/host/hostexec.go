@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -126,15 +127,32 @@ func enterHostMounts() error {
 // CheckStatic tells whether the binary at path runs without a dynamic
 // loader: the supervising containers start it from an image that has none.
 func CheckStatic(path string) error {
-	f, err := elf.Open(path)
+	loader, err := elfLoader(path)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	if loader != "" {
+		return fmt.Errorf("%s is linked dynamically; the node's supervising containers need a static dk8s: build it with 'make build' (CGO_ENABLED=0)", path)
+	}
+	return nil
+}
+
+// elfLoader is the dynamic loader (ELF interpreter) the binary at path
+// names, "" for a static one.
+func elfLoader(path string) (string, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return "", err
 	}
 	defer f.Close()
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("%s is linked dynamically; the node's supervising containers need a static dk8s: build it with 'make build' (CGO_ENABLED=0)", path)
+			b := make([]byte, p.Filesz)
+			if _, err := p.ReadAt(b, 0); err != nil {
+				return "", err
+			}
+			return strings.TrimRight(string(b), "\x00"), nil
 		}
 	}
-	return nil
+	return "", nil
 }

@@ -2,7 +2,6 @@ package host
 
 import (
 	"context"
-	"debug/elf"
 	"errors"
 	"fmt"
 	"os"
@@ -53,23 +52,12 @@ func FindKubelet(ctx context.Context, r Runner, given, dir string, rel *images.R
 // host without glibc's loader (Alpine's musl) its exec fails with a bare
 // "no such file or directory".
 func checkLoader(path string) error {
-	f, err := elf.Open(path)
-	if err != nil {
-		return nil // no ELF binary (a wrapper script): running it tells
+	loader, err := elfLoader(path)
+	if err != nil || loader == "" {
+		return nil // static, or no ELF binary (a wrapper script): running it tells
 	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type != elf.PT_INTERP {
-			continue
-		}
-		b := make([]byte, p.Filesz)
-		if _, err := p.ReadAt(b, 0); err != nil {
-			return fmt.Errorf("reading %s's loader: %w", path, err)
-		}
-		loader := strings.TrimRight(string(b), "\x00")
-		if _, err := os.Stat(loader); err != nil {
-			return fmt.Errorf("%s is linked dynamically against glibc, and this host has not its loader %s (a musl host, such as Alpine): install it (Alpine: apk add gcompat), or pass --kubelet-binary with a kubelet built statically", path, loader)
-		}
+	if _, err := os.Stat(loader); err != nil {
+		return fmt.Errorf("%s is linked dynamically against glibc, and this host has not its loader %s (a musl host, such as Alpine): install it (Alpine: apk add gcompat), or pass --kubelet-binary with a kubelet built statically", path, loader)
 	}
 	return nil
 }
