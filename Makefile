@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/dk8s/dk8s/cmd/dk8s/app.Version=$(VERSION)
 HARNESS := test/harness/up.sh
 
-.PHONY: build test unit integration harness demo bench lint clean agent-image
+.PHONY: build test unit integration harness demo bench lint clean agent-image conformance
 
 build: ## bin/dk8s
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/dk8s ./cmd/dk8s
@@ -31,7 +31,10 @@ harness: ## Docker engine, registries and the image set built from source (cache
 	$(HARNESS) >/dev/null
 
 integration: ## a real Docker daemon and real registries (fails, never skips, without them)
-	@lock=$$($(HARNESS)) && DK8S_TEST_LOCK=$$lock go test -count=1 -p 1 -timeout 45m -v ./test/integration/
+	@lock=$$($(HARNESS)) && DK8S_TEST_LOCK=$$lock go test -count=1 -p 1 -timeout 60m -v ./test/integration/
+
+conformance: ## Kubernetes' conformance suite, built from source, on one dk8s node and on three machines; reports in conformance-results/
+	@lock=$$($(HARNESS)) && DK8S_TEST_LOCK=$$lock DK8S_CONFORMANCE=full go test -count=1 -p 1 -timeout 5h -v -run '^TestConformance$$' ./test/integration/
 
 test: lint unit integration ## everything
 

@@ -17,6 +17,11 @@ command -v iptables >/dev/null || need+=(iptables)
 command -v ip >/dev/null || need+=(iproute2)          # the node's service-range device
 command -v unshare >/dev/null || need+=(util-linux)   # a test's network namespace without a route
 [ -x /bin/busybox ] || need+=(busybox-static)          # the node agent's base image
+# The conformance tests' images: Debian roots, and BusyBox built from source.
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+command -v gcc >/dev/null || need+=(gcc libc6-dev)
+command -v make >/dev/null || need+=(make)
+command -v bzip2 >/dev/null || need+=(bzip2)
 if [ ${#need[@]} -gt 0 ]; then
   echo "harness: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

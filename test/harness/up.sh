@@ -22,6 +22,15 @@ mkdir -p "$cache"
 # the older release of the upgrade tests.
 version=${DK8S_HARNESS_VERSION:-v1.37.2}
 "$here/images.sh" "$cache" "$cache/dk8s" "$root/images.lock" "$version"
+# Kubernetes' conformance suite of that release and the images its tests
+# pull, built from source too (conformance_test.go runs it).
+e2e=$cache/e2e-$version
+if [ ! -x "$e2e/e2e.test" ] || [ ! -x "$e2e/sample-apiserver" ]; then
+  echo "harness: building Kubernetes $version's conformance suite from source (minutes when cold)" >&2
+  "$here/build-e2e.sh" "$version" "$e2e"
+fi
+echo "$e2e" >"$cache/e2e.dir"
+"$here/e2e-images.sh" "$cache" "$e2e"
 # An older release beside it, for the upgrade tests.
 "$here/older.sh" "$cache" "${DK8S_HARNESS_OLDER:-v1.36.3}" "$version"
 # The harness's images are built here, so their digests are not upstream's:
