@@ -27,8 +27,9 @@ import (
 // JUnit reports and summary.txt under DK8S_CONFORMANCE_DIR (default
 // conformance-results/ in the source tree), one directory per cluster.
 
-// conformanceCIFocus is the part of the suite CI runs on every submission:
-// the tests of what dk8s sets up itself, but those labelled Slow: pod networking, Services and DNS
+// conformanceCIFocus is the part of the suite CI runs on every submission,
+// less the tests labelled Slow: the tests of what dk8s sets up itself: pod
+// networking, Services and DNS
 // (flannel, kube-proxy, CoreDNS, the service range kept local), the API
 // server and its machinery, RBAC and service accounts (the PKI, the
 // issuer), webhooks and aggregation (the host-network API server reaching
@@ -66,7 +67,7 @@ var (
 
 // e2eSuite is the conformance suite the harness built.
 type e2eSuite struct {
-	dir, ginkgo, e2eTest, kubectl string
+	version, dir, ginkgo, e2eTest, kubectl string
 }
 
 func conformanceSuite(t *testing.T) e2eSuite {
@@ -80,7 +81,7 @@ func conformanceSuite(t *testing.T) e2eSuite {
 		t.Fatalf("the harness names no conformance suite (%v): bring it up with test/harness/up.sh, which builds it", err)
 	}
 	dir := strings.TrimSpace(string(b))
-	s := e2eSuite{dir: dir, ginkgo: filepath.Join(dir, "ginkgo"), e2eTest: filepath.Join(dir, "e2e.test"), kubectl: filepath.Join(cache, "kubectl")}
+	s := e2eSuite{version: strings.TrimPrefix(filepath.Base(dir), "e2e-"), dir: dir, ginkgo: filepath.Join(dir, "ginkgo"), e2eTest: filepath.Join(dir, "e2e.test"), kubectl: filepath.Join(cache, "kubectl")}
 	for _, f := range []string{s.ginkgo, s.e2eTest, s.kubectl} {
 		if _, err := os.Stat(f); err != nil {
 			t.Fatalf("the conformance suite: %v (test/harness/up.sh builds it)", err)
@@ -188,7 +189,8 @@ func (s e2eSuite) run(t *testing.T, kubeconfig string, nodes int, out, focus str
 
 	cases := append(readJUnit(t, filepath.Join(out, "parallel")), readJUnit(t, filepath.Join(out, "serial"))...)
 	sum := summarize(cases, skips, focus)
-	sum.durations = fmt.Sprintf("parallel part %s, serial part %s", parallel.Round(time.Second), serial.Round(time.Second))
+	sum.title = fmt.Sprintf("Kubernetes %s conformance on a dk8s cluster of %d node(s)", s.version, nodes)
+	sum.durations = fmt.Sprintf("parallel part %s (%d ginkgo processes), serial part %s", parallel.Round(time.Second), conformanceProcs, serial.Round(time.Second))
 	text := sum.String()
 	if err := os.WriteFile(filepath.Join(out, "summary.txt"), []byte(text), 0o644); err != nil {
 		t.Fatal(err)
@@ -263,6 +265,7 @@ type conformanceSummary struct {
 	skippedByTest []string // the test skipped itself, with its message
 	notApplicable map[string][]string
 	notSelected   int // outside the part this run was asked for
+	title         string
 	durations     string
 	slowest       []junitCase
 	focus         string
@@ -362,8 +365,8 @@ func (s conformanceSummary) String() string {
 	for _, names := range s.notApplicable {
 		na += len(names)
 	}
-	fmt.Fprintf(&b, "conformance tests: %d in the suite; %d passed, %d failed, %d skipped by the test itself, %d not applicable here",
-		s.total, s.passed, len(s.failed), len(s.skippedByTest), na)
+	fmt.Fprintf(&b, "%s\n%d conformance tests in the suite: %d passed, %d failed, %d skipped by the test itself, %d not applicable here",
+		s.title, s.total, s.passed, len(s.failed), len(s.skippedByTest), na)
 	if s.focus != "" {
 		fmt.Fprintf(&b, ", %d outside the part chosen for CI", s.notSelected)
 	}
