@@ -63,6 +63,7 @@ func (d *Docker) Version(ctx context.Context) (Version, error) {
 			}
 		}
 		sort.Strings(out.Insecure)
+		out.RegistryMirrors = append(out.RegistryMirrors, rc.Mirrors...)
 	}
 	return out, nil
 }

@@ -50,6 +50,10 @@ type Version struct {
 	// Insecure are the registries the daemon reaches over plain HTTP: the
 	// CIDRs and HOST:PORT names of its --insecure-registry.
 	Insecure []string
+	// RegistryMirrors are the daemon's mirrors of Docker Hub
+	// ("registry-mirrors" in daemon.json): it pulls a docker.io name
+	// through them before Docker Hub itself.
+	RegistryMirrors []string
 }
 
 // PullOptions tune PullImage.

@@ -67,6 +67,19 @@ var catalogue = []Mirror{
 	{Name: "upstream", Prefix: Upstream, Hub: DockerHub, Layout: PathPreserving, About: "each image's own registry"},
 }
 
+// DaemonName is the name of the mirror Daemon returns, as pull's output
+// shows it.
+const DaemonName = "registry-mirrors"
+
+// Daemon is the Docker daemon's own mirrors of Docker Hub (urls, its
+// "registry-mirrors"): a pull of a docker.io name through the daemon goes
+// to them first, which is how most hosts in China reach Docker Hub. It
+// serves docker.io's images only, under their canonical names.
+func Daemon(urls []string) Mirror {
+	return Mirror{Name: DaemonName, Hub: DockerHub, Layout: PathPreserving,
+		About: "the Docker daemon's registry-mirrors (" + strings.Join(urls, ", ") + "), for docker.io's images"}
+}
+
 // Catalogue returns the named mirrors dk8s knows.
 func Catalogue() []Mirror {
 	return append([]Mirror(nil), catalogue...)

@@ -29,7 +29,7 @@ has() { curl -fs -o /dev/null -H 'Accept: application/vnd.docker.distribution.ma
 
 # The harness's images change now and then (kube-proxy gained iptables, the
 # echo workload was added, then flannel, then etcdutl in etcd's, then pause's
-# user): a stamp says
+# user, then the Aliyun-like mirror without docker.io's images): a stamp says
 # which make of them the registries hold, and a different one pushes
 # everything again.
 make_id=9
@@ -39,6 +39,7 @@ missing=0
 for n in "${names[@]}"; do
   repo=$(repo_of "$n"); tag=${n##*:}; flat=${repo##*/}
   has 5001 "google_containers/$flat" "$tag" && has 5002 "$repo" "$tag" || missing=1
+  case $n in registry.k8s.io/*) has 5001 "aliyun/google_containers/$flat" "$tag" || missing=1 ;; esac
 done
 has 5003 google_containers/kube-apiserver "$kube" || missing=1
 [ $missing = 1 ] || { echo "harness: registries already hold the image set" >&2; exit 0; }
@@ -130,6 +131,9 @@ for n in "${names[@]}"; do
   repo=$(repo_of "$n"); tag=${n##*:}; flat=${repo##*/}
   src="dk8s-harness/$flat:$tag"
   push "$src" "127.0.0.1:5001/google_containers/$flat:$tag"   # flat, like Aliyun
+  # Flat and registry.k8s.io's alone, as Aliyun's google_containers really
+  # is: no flannel, no busybox.
+  case $n in registry.k8s.io/*) push "$src" "127.0.0.1:5001/aliyun/google_containers/$flat:$tag" ;; esac
   push "$src" "127.0.0.1:5002/$repo:$tag"                     # path-preserving, like DaoCloud
   case $flat in
     etcd) ;;                                                   # the bad mirror lacks etcd

@@ -3,6 +3,8 @@
 # docker-registry, distribution 2.8) on loopback, each with its own storage
 # under CACHE so that a warm machine keeps what was pushed:
 #   127.0.0.1:5001  flat, like Aliyun:        google_containers/coredns:v1.14.6
+#                   and, as Aliyun's really is, registry.k8s.io's alone:
+#                   aliyun/google_containers/coredns:v1.14.6 (no flannel)
 #   127.0.0.1:5002  path-preserving, DaoCloud: coredns/coredns:v1.14.6
 #   127.0.0.1:5003  a bad mirror (flat): etcd missing, kube-apiserver's tag
 #                   holding another image.

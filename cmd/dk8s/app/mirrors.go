@@ -87,6 +87,14 @@ func runMirrors(cmd *cobra.Command, g *globals, f *mirrorsFlags) error {
 	if err := printProbes(g, f.output, r.Probes); err != nil {
 		return err
 	}
+	// The daemon's own mirrors are not probed (only the daemon knows how
+	// it reaches them), but a pull uses them: say so.
+	if engine, err := g.engine(cmd.Context()); err == nil {
+		if v, err := engine.Version(cmd.Context()); err == nil && len(v.RegistryMirrors) > 0 {
+			fmt.Fprintf(g.streams.Err, "docker.io's images also come through the Docker daemon's registry-mirrors (%s), after these\n", strings.Join(v.RegistryMirrors, ", "))
+		}
+		engine.Close()
+	}
 	// A script asks "can I pull from here?": no mirror answering is a
 	// failure, as it is for 'dk8s pull --mirror auto'.
 	if !slices.ContainsFunc(r.Probes, func(p mirror.Probe) bool { return p.Reachable }) {

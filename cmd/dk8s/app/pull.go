@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,6 +56,9 @@ Mirrors, with where each serves registry.k8s.io's images and docker.io's
   HOST[:PORT][/PATH]/...  your own registry, keeping upstream paths
                           (registry.local/... -> registry.local/coredns/coredns,
                           registry.local/flannel/flannel)
+  (after the list)        the Docker daemon's own registry-mirrors
+                          (daemon.json), for docker.io's images: pulled by
+                          their canonical names through the daemon
 ` + autoHelp + `
 
 Private mirrors use the logins of 'docker login', from Docker's credential
@@ -105,7 +109,32 @@ func pullShown(ctx context.Context, g *globals, engine containers.Engine, rel *i
 	}
 	opts.Auth = creds.EngineAuth
 	opts.Events = view.event
+	opts.Mirrors = withDaemonMirrors(ctx, g, engine, rel, opts.Mirrors)
 	return images.Pull(ctx, engine, rel, opts)
+}
+
+// withDaemonMirrors adds, last, the Docker daemon's own mirrors of Docker
+// Hub ("registry-mirrors" in daemon.json, which most hosts in China have)
+// for the release's docker.io images (flannel, the agent's base), which
+// Aliyun's google_containers does not carry: a pull of their canonical
+// names through the daemon goes to those mirrors, and is verified as any
+// other. A daemon with none, or that cannot say, adds nothing.
+func withDaemonMirrors(ctx context.Context, g *globals, engine containers.Engine, rel *images.Release, mirrors []mirror.Mirror) []mirror.Mirror {
+	var hub []string
+	for _, img := range rel.Images {
+		if strings.HasPrefix(img.Name, mirror.DockerHub+"/") {
+			hub = append(hub, img.Component)
+		}
+	}
+	if len(hub) == 0 || slices.ContainsFunc(mirrors, func(m mirror.Mirror) bool { return m.Name == mirror.DaemonName }) {
+		return mirrors
+	}
+	v, err := engine.Version(ctx)
+	if err != nil || len(v.RegistryMirrors) == 0 {
+		return mirrors
+	}
+	fmt.Fprintf(g.streams.Err, "docker.io's images (%s) fall back to the Docker daemon's registry-mirrors: %s\n", strings.Join(hub, ", "), strings.Join(v.RegistryMirrors, ", "))
+	return append(slices.Clone(mirrors), mirror.Daemon(v.RegistryMirrors))
 }
 
 func mirrorHelp() string {
@@ -232,10 +261,13 @@ func printPullSummary(g *globals, output string, results []images.Result) error 
 func describeFailures(pe *images.PullError) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d of the images could not be brought in:\n", len(pe.Failed))
-	unverified := 0
+	unverified, hubless := 0, false
 	for _, r := range pe.Failed {
 		if errors.Is(r.Err, images.ErrUnverified) {
 			unverified++
+		}
+		if strings.HasPrefix(r.Image.Name, mirror.DockerHub+"/") && !slices.ContainsFunc(r.Tried, func(t mirror.Tried) bool { return t.Mirror.Name == mirror.DaemonName }) {
+			hubless = true
 		}
 		fmt.Fprintf(&b, "  %s\n", r.Image.Name)
 		var ex *mirror.ExhaustedError
@@ -246,6 +278,9 @@ func describeFailures(pe *images.PullError) string {
 		} else {
 			fmt.Fprintf(&b, "    %v\n", r.Err)
 		}
+	}
+	if hubless {
+		b.WriteString("docker.io's images need a mirror of Docker Hub: add one (--mirror aliyun,daocloud), or give the Docker daemon one, which dk8s pulls through: \"registry-mirrors\": [\"https://MIRROR\"] in /etc/docker/daemon.json, then restart dockerd.\n")
 	}
 	if unverified < len(pe.Failed) {
 		b.WriteString("Add a mirror that has them (--mirror a,b,...), or carry them in with 'dk8s save' and 'dk8s load'.")

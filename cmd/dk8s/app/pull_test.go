@@ -194,3 +194,58 @@ func TestPullNamesWhatEachMirrorSaid(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// Aliyun's google_containers carries no docker.io image: with --mirror
+// aliyun alone, flannel and the agent's base come through the Docker
+// daemon's own registry-mirrors, by their canonical names, verified as the
+// rest; without such mirrors, the error says the one line to add.
+func TestPullDockerHubThroughTheDaemonsMirrors(t *testing.T) {
+	lock, rel := noKubeletLock(t)
+	fake := &containerstest.Engine{Images: map[string]containers.Image{}}
+	var hub []images.Image
+	for _, img := range rel.Images {
+		if strings.HasPrefix(img.Name, "docker.io/") {
+			hub = append(hub, img)
+			continue
+		}
+		_, ref := servedBy(t, img.Name, "aliyun")
+		fake.Images[ref] = lockedImage(img)
+	}
+	if len(hub) == 0 {
+		t.Fatal("the built-in lock names no docker.io image")
+	}
+	// Without the daemon's mirrors: what to add.
+	_, stderr, err := runFake(t, fake, "pull", "--mirror", "aliyun", "--lock", lock, "--dir", t.TempDir())
+	var exit ExitError
+	if !errors.As(err, &exit) || !strings.Contains(stderr, `docker.io's images need a mirror of Docker Hub: add one (--mirror aliyun,daocloud), or give the Docker daemon one, which dk8s pulls through: "registry-mirrors": ["https://MIRROR"] in /etc/docker/daemon.json`) {
+		t.Fatalf("a pull with no mirror of docker.io: %v, want one saying what to add:\n%s", err, stderr)
+	}
+	// With them: the daemon pulls the canonical name through its mirrors
+	// (the fake holds it under that name, as the daemon would after).
+	fake.RegistryMirrors = []string{"https://hub-mirror.example/"}
+	fake.Registry = map[string]containers.Image{}
+	for _, img := range hub {
+		fake.Registry[img.Name] = lockedImage(img)
+	}
+	stdout, stderr, err := runFake(t, fake, "pull", "--mirror", "aliyun", "--lock", lock, "--dir", t.TempDir())
+	if err != nil {
+		t.Fatalf("pull: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "fall back to the Docker daemon's registry-mirrors: https://hub-mirror.example/") {
+		t.Errorf("pull should say docker.io's images come through the daemon's mirrors:\n%s", stderr)
+	}
+	for _, img := range hub {
+		if !slices.Contains(fake.Calls, "pull "+img.Name) {
+			t.Errorf("%s should be pulled by its canonical name through the daemon: %v", img.Name, fake.Calls)
+		}
+		if !slices.ContainsFunc(strings.Split(stdout, "\n"), func(l string) bool {
+			f := strings.Fields(l)
+			return len(f) == 5 && f[0] == img.Name && f[1] == mirror.DaemonName && f[2] == "pulled" && f[3] == verdict(img)
+		}) {
+			t.Errorf("%s should be pulled from %s, %s:\n%s", img.Name, mirror.DaemonName, verdict(img), stdout)
+		}
+	}
+	if slices.ContainsFunc(fake.Calls, func(c string) bool { return strings.HasPrefix(c, "pull "+mirror.Upstream+"/") }) {
+		t.Errorf("registry.k8s.io's images must never be pulled by their own names: %v", fake.Calls)
+	}
+}

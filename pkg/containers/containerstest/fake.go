@@ -27,8 +27,14 @@ type Engine struct {
 	Calls []string
 	// Err, when it returns non-nil for a call ("create NAME", ...), makes
 	// that call fail.
-	Err    func(call string) error
-	nextID int
+	Err func(call string) error
+	// Registry holds what a pull of a name not in Images brings in, as
+	// the daemon's registries would.
+	Registry map[string]containers.Image
+	// RegistryMirrors are the daemon's mirrors of Docker Hub, as Version
+	// reports them.
+	RegistryMirrors []string
+	nextID          int
 }
 
 func (e *Engine) record(call string) error {
@@ -45,7 +51,7 @@ func notFound(what string) error { return fmt.Errorf("%s: %w", what, containers.
 
 // Version implements containers.Engine.
 func (e *Engine) Version(context.Context) (containers.Version, error) {
-	return containers.Version{Server: "20.10.24", APIVersion: "1.41", OS: "linux", Arch: "amd64", Store: "classic"}, nil
+	return containers.Version{Server: "20.10.24", APIVersion: "1.41", OS: "linux", Arch: "amd64", Store: "classic", RegistryMirrors: e.RegistryMirrors}, nil
 }
 
 // PullImage implements containers.Engine: it fails unless the image was put
@@ -56,10 +62,14 @@ func (e *Engine) PullImage(_ context.Context, ref string, _ containers.PullOptio
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if _, ok := e.Images[ref]; !ok {
-		return notFound(ref)
+	if _, ok := e.Images[ref]; ok {
+		return nil
 	}
-	return nil
+	if img, ok := e.Registry[ref]; ok {
+		e.Images[ref] = img
+		return nil
+	}
+	return notFound(ref)
 }
 
 // InspectImage implements containers.Engine.
