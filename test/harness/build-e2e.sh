@@ -7,22 +7,16 @@
 # build cache shares the packages the control plane already compiled.
 set -euo pipefail
 version=$1 out=$2
-minor=$(echo "$version" | cut -d. -f2)
-staging="v0.${version#v1.}"
+. "$(cd "$(dirname "$0")" && pwd)/k8smod.sh"
 work="$out/.mod"
 mkdir -p "$work"
 cd "$work"
-gomod=$(go mod download -json "k8s.io/kubernetes@$version" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-src=$(go mod download -json "k8s.io/kubernetes@$version" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-ginkgo=$(grep -oE 'github.com/onsi/ginkgo/v2 v[0-9.]+' "$gomod" | awk '{print $2}')
-{
-  echo "module dk8s.test/e2ebuild"
-  echo "go 1.26"
-  echo "require k8s.io/kubernetes $version"
-  echo "require github.com/onsi/ginkgo/v2 $ginkgo"
-  echo "require k8s.io/sample-apiserver $staging"
-  grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging' "$gomod" | awk -v v="$staging" '{print "replace " $1 " => " $1 " " v}'
-} >go.mod
+k8s_module "$version" dk8s.test/e2ebuild
+src=$k8s_src
+# ginkgo's CLI at the version the release's tests require.
+ginkgo=$(grep -oE 'github.com/onsi/ginkgo/v2 v[0-9.]+' "$k8s_gomod" | awk '{print $2}')
+echo "require github.com/onsi/ginkgo/v2 $ginkgo" >>go.mod
+echo "require k8s.io/sample-apiserver v0.${version#v1.}" >>go.mod
 # Every package e2e_test.go imports, so that tidy records what they need.
 {
   echo "//go:build tools"
@@ -37,10 +31,7 @@ ginkgo=$(grep -oE 'github.com/onsi/ginkgo/v2 v[0-9.]+' "$gomod" | awk '{print $2
   echo ")"
 } >tools.go
 go mod tidy >/dev/null 2>&1 || go mod tidy
-ldflags="-s -w"
-for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  ldflags="$ldflags -X $p.gitVersion=$version -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=2000-01-01T00:00:00Z"
-done
+ldflags=$(k8s_ldflags "$version")
 export CGO_ENABLED=0
 go test -c -trimpath -vet=off -ldflags "$ldflags" -o "$out/e2e.test" k8s.io/kubernetes/test/e2e
 go build -trimpath -ldflags "-s -w" -o "$out/ginkgo" github.com/onsi/ginkgo/v2/ginkgo
