@@ -8,10 +8,7 @@
 set -euo pipefail
 version=$1 out=$2
 . "$(cd "$(dirname "$0")" && pwd)/k8smod.sh"
-work="$out/.mod"
-mkdir -p "$work"
-cd "$work"
-k8s_module "$version" dk8s.test/e2ebuild
+k8s_module "$version" "$out" dk8s.test/e2ebuild
 src=$k8s_src
 # ginkgo's CLI at the version the release's tests require.
 ginkgo=$(grep -oE 'github.com/onsi/ginkgo/v2 v[0-9.]+' "$k8s_gomod" | awk '{print $2}')

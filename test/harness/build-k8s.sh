@@ -8,10 +8,7 @@
 set -euo pipefail
 version=$1 out=$2
 . "$(cd "$(dirname "$0")" && pwd)/k8smod.sh"
-work="$out/.mod"
-mkdir -p "$work"
-cd "$work"
-k8s_module "$version" dk8s.test/k8sbuild
+k8s_module "$version" "$out" dk8s.test/k8sbuild
 cmds="kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubectl"
 {
   echo "//go:build tools"
