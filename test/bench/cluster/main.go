@@ -87,27 +87,26 @@ func measure(runs int) results {
 		// The three ways to a ready apiserver, in an order that turns each
 		// round, so that none always runs first (on the coldest caches) or
 		// last.
-		ways := []func(){
-			func() {
-				fresh()
+		ways := []struct {
+			name    string
+			measure func()
+		}{
+			{"dk8s", func() {
 				ready, returned := startToReadyz()
 				r.cpReady, r.cpReturn = append(r.cpReady, ready), append(r.cpReturn, returned)
-			},
-			func() {
-				fresh()
-				r.floorReady = append(r.floorReady, dockerRunFloor())
-			},
-			func() {
-				fresh()
+			}},
+			{"the floor", func() { r.floorReady = append(r.floorReady, dockerRunFloor()) }},
+			{"static pods", func() {
 				d, mem := staticPodsStart(i == runs-1)
 				r.staticReady = append(r.staticReady, d)
 				if mem != nil {
 					r.static = mem
 				}
-			},
+			}},
 		}
 		for k := range ways {
-			ways[(i+k)%len(ways)]()
+			fresh()
+			ways[(i+k)%len(ways)].measure()
 		}
 
 		// From nothing: a reset that keeps the directory keeps the node's
@@ -115,9 +114,8 @@ func measure(runs int) results {
 		// says Ready before the pod network has come up again.
 		run(dk8s, "reset", "--purge", "--yes", "--dir", dir)
 		r.nodeReady = append(r.nodeReady, startToNodeReady())
-		first := []string{"dk8s", "the floor", "static pods"}[i%3]
 		fmt.Fprintf(os.Stderr, "bench: start round %d of %d (%s first): dk8s /readyz %.2fs (start returned %.2fs), floor %.2fs, static pods %.2fs; node Ready %.2fs\n",
-			i+1, runs, first, r.cpReady[i], r.cpReturn[i], r.floorReady[i], r.staticReady[i], r.nodeReady[i])
+			i+1, runs, ways[i%len(ways)].name, r.cpReady[i], r.cpReturn[i], r.floorReady[i], r.staticReady[i], r.nodeReady[i])
 	}
 	fresh()
 	run(dk8s, "start", "--lock", lock, "--dir", dir, "--kubelet-binary", kubeletBin)
