@@ -54,17 +54,13 @@ const conformanceProcs = 8
 // cannot give, so that a reviewer can check it.
 type notApplicable struct{ pattern, reason string }
 
-var (
-	// Not run on one node.
-	oneNodeNotApplicable = []notApplicable{
-		{`should have at least two untainted nodes`,
-			"it fails by design with fewer than two schedulable nodes (test/e2e/architecture/conformance.go: 'Conformance requires at least two nodes'); it runs on three machines"},
-		{`Daemon set should rollback without unnecessary restarts`,
-			"it needs two schedulable nodes, to roll a DaemonSet back on one and not the other (test/e2e/apps/daemon_set.go asserts 'Conformance test suite needs a cluster with at least 2 nodes'); it runs on three machines"},
-	}
-	// Not run anywhere here.
-	everywhereNotApplicable = []notApplicable{}
-)
+// oneNodeNotApplicable are not run on one node.
+var oneNodeNotApplicable = []notApplicable{
+	{`should have at least two untainted nodes`,
+		"it fails by design with fewer than two schedulable nodes (test/e2e/architecture/conformance.go: 'Conformance requires at least two nodes'); it runs on three machines"},
+	{`Daemon set should rollback without unnecessary restarts`,
+		"it needs two schedulable nodes, to roll a DaemonSet back on one and not the other (test/e2e/apps/daemon_set.go asserts 'Conformance test suite needs a cluster with at least 2 nodes'); it runs on three machines"},
+}
 
 // runtimeNotApplicable lists the tests the nodes' container runtime cannot
 // run, by the versions kubectl shows (containerd://1.6.20~ds1, ...): image
@@ -144,7 +140,7 @@ func TestConformance(t *testing.T) {
 		}
 		kubeconfig := machineKubeconfig(t, cp)
 		suite.run(t, kubeconfig, 1, filepath.Join(out, "one-node"), focus,
-			slices.Concat(oneNodeNotApplicable, everywhereNotApplicable, runtimeNotApplicable(t, suite.kubectl, kubeconfig)))
+			slices.Concat(oneNodeNotApplicable, runtimeNotApplicable(t, suite.kubectl, kubeconfig)))
 	})
 	if !full {
 		return
@@ -163,8 +159,7 @@ func TestConformance(t *testing.T) {
 			w.must(t, append(join, "--kubelet-binary", machineKubelet, "--mirror", machinePathMirror)...)
 		}
 		kubeconfig := machineKubeconfig(t, cp)
-		suite.run(t, kubeconfig, 3, filepath.Join(out, "three-machines"), "",
-			slices.Concat(everywhereNotApplicable, runtimeNotApplicable(t, suite.kubectl, kubeconfig)))
+		suite.run(t, kubeconfig, 3, filepath.Join(out, "three-machines"), "", runtimeNotApplicable(t, suite.kubectl, kubeconfig))
 	})
 }
 
@@ -192,17 +187,16 @@ func (s e2eSuite) run(t *testing.T, kubeconfig string, nodes int, out, focus str
 	// The suite's labels select: Conformance, and Serial for those that
 	// must run alone.
 	selection := func(prefix, labels string) []string {
+		skips := skip
+		var a []string
 		if focus != "" {
-			labels += " && !Slow" // CI's part: the [Slow] ones take minutes each
-		}
-		a := []string{prefix + "label-filter=" + labels}
-		if focus != "" {
+			// CI's part: the [Slow] ones and those it leaves out take
+			// minutes each.
+			labels += " && !Slow"
+			skips = strings.TrimPrefix(skip+"|"+conformanceCILeftOut, "|")
 			a = append(a, prefix+"focus="+focus)
 		}
-		skips := skip
-		if focus != "" {
-			skips = strings.TrimPrefix(skip+"|"+conformanceCILeftOut, "|")
-		}
+		a = append(a, prefix+"label-filter="+labels)
 		if skips != "" {
 			a = append(a, prefix+"skip="+skips)
 		}
@@ -315,6 +309,10 @@ func summarize(cases []junitCase, skips []notApplicable, focus string) conforman
 			return focusRE.MatchString(name) && !leftOut.MatchString(name) && !strings.Contains(name, "[Slow]")
 		}
 	}
+	excluders := make([]*regexp.Regexp, len(skips))
+	for i, s := range skips {
+		excluders[i] = regexp.MustCompile(s.pattern)
+	}
 	seen := map[string]bool{}
 	var ran []junitCase
 	for _, c := range cases {
@@ -332,9 +330,9 @@ func summarize(cases []junitCase, skips []notApplicable, focus string) conforman
 			continue // the [Serial] report lists the parallel part's specs as skipped, and the other way round
 		}
 		excluded := ""
-		for _, s := range skips {
-			if regexp.MustCompile(s.pattern).MatchString(name) {
-				excluded = s.reason
+		for i, re := range excluders {
+			if re.MatchString(name) {
+				excluded = skips[i].reason
 			}
 		}
 		switch {
