@@ -61,16 +61,17 @@ busyroot() {
   printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n' >"$1/etc/passwd"
   printf 'root:x:0:\nnobody:x:65534:\n' >"$1/etc/group"
 }
-# build IMAGE DIR|TAR CHANGE...: docker import of a root with Dockerfile
-# changes, pushed to the mirror.
+# build "IMAGE..." DIR|TAR CHANGE...: docker import of a root with Dockerfile
+# changes, made once and pushed to the mirror under each IMAGE.
 build() {
-  local image=$1 src=$2; shift 2
+  local images=$1 src=$2; shift 2
   local changes=(--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin')
   for c in "$@"; do changes+=(--change "$c"); done
-  if [ -d "$src" ]; then tar -C "$src" -c . ; else cat "$src"; fi |
-    docker import "${changes[@]}" - "$reg/e2e-test-images/$image" >/dev/null
-  docker push -q "$reg/e2e-test-images/$image" >/dev/null
-  docker rmi "$reg/e2e-test-images/$image" >/dev/null
+  local id image
+  id=$(if [ -d "$src" ]; then tar -C "$src" -c . ; else cat "$src"; fi | docker import "${changes[@]}" -)
+  for image in $images; do docker tag "$id" "$reg/e2e-test-images/$image"; done
+  for image in $images; do docker push -q "$reg/e2e-test-images/$image" >/dev/null; done
+  for image in $images; do docker rmi "$reg/e2e-test-images/$image" >/dev/null; done
 }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -84,8 +85,7 @@ mkdir -p "$work/agnhost/uploads"
 echo 'user-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh' >>"$work/agnhost/etc/passwd"
 printf 'user-defined-in-image:x:1000:\ngroup-defined-in-image:x:50000:user-defined-in-image\n' >>"$work/agnhost/etc/group"
 agnchanges=('WORKDIR /' 'ENTRYPOINT ["/agnhost"]' 'CMD ["pause"]')
-build agnhost:2.66.1 "$work/agnhost" "${agnchanges[@]}"
-build agnhost:2.55 "$work/agnhost" "${agnchanges[@]}"
+build "agnhost:2.66.1 agnhost:2.55" "$work/agnhost" "${agnchanges[@]}"
 cp "$e2e/files/html/nautilus.jpg" "$e2e/files/html/data.json" "$work/agnhost/"
 build nautilus:1.8 "$work/agnhost" 'WORKDIR /' 'ENTRYPOINT ["/agnhost"]' 'CMD ["test-webserver"]'
 rm "$work/agnhost/nautilus.jpg" "$work/agnhost/data.json"
@@ -122,7 +122,6 @@ server {
 NGX
 ln -sf /dev/stdout "$work/nginx/var/log/nginx/access.log"
 ln -sf /dev/stderr "$work/nginx/var/log/nginx/error.log"
-build nginx:1.27.0-2 "$work/nginx" 'EXPOSE 80' 'CMD ["nginx", "-g", "daemon off;"]'
-build nginx:1.28.0-2 "$work/nginx" 'EXPOSE 80' 'CMD ["nginx", "-g", "daemon off;"]'
+build "nginx:1.27.0-2 nginx:1.28.0-2" "$work/nginx" 'EXPOSE 80' 'CMD ["nginx", "-g", "daemon off;"]'
 echo "$make_id" >"$stamp"
 echo "harness: the conformance tests' images pushed" >&2
