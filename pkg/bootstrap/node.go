@@ -20,6 +20,7 @@ import (
 
 	"github.com/dk8s/dk8s/internal/atomicfile"
 	"github.com/dk8s/dk8s/internal/wait"
+	"github.com/dk8s/dk8s/pkg/addons"
 	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/host"
 	"github.com/dk8s/dk8s/pkg/images"
@@ -265,7 +266,7 @@ func startNode(ctx context.Context, engine containers.Engine, cfg Config, rel *i
 		return agentError(engine, kubeletAgent(), err, "; 'kubectl describe node "+cfg.NodeName+"'")
 	}
 	emit(Event{Step: "healthy", Component: "kubelet", Message: "node " + cfg.NodeName + " is Ready", Done: true})
-	if err := waitAddons(ctx, cs, timeout); err != nil {
+	if err := addons.Wait(ctx, cs, pollInterval, timeout); err != nil {
 		return err
 	}
 	emit(Event{Step: "healthy", Component: "add-ons", Message: "flannel, kube-proxy and CoreDNS are running", Done: true})

@@ -8,12 +8,12 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/dk8s/dk8s"
+	"github.com/dk8s/dk8s/pkg/addons"
 	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/host"
 	"github.com/dk8s/dk8s/pkg/images"
@@ -113,7 +113,7 @@ func TestEnsureAddonsKeepsAUsersImageOutsideAnUpgrade(t *testing.T) {
 	}
 	// The pod network reaches the apiserver at its address (the service
 	// IP is kube-proxy's to make routable) and spans the pod range.
-	net, err := cs.AppsV1().DaemonSets(addonNS).Get(ctx, flannelDaemonSet, metav1.GetOptions{})
+	net, err := cs.AppsV1().DaemonSets(addonNS).Get(ctx, addons.FlannelDaemonSet, metav1.GetOptions{})
 	if err != nil || !slices.Contains(net.Spec.Template.Spec.Containers[0].Env, corev1.EnvVar{Name: "KUBERNETES_SERVICE_HOST", Value: "192.0.2.10"}) {
 		t.Fatalf("flannel: %+v, %v", net, err)
 	}
@@ -140,65 +140,6 @@ func TestEnsureAddonsKeepsAUsersImageOutsideAnUpgrade(t *testing.T) {
 	ds, _ = cs.AppsV1().DaemonSets(addonNS).Get(ctx, "kube-proxy", metav1.GetOptions{})
 	if got := ds.Spec.Template.Spec.Containers[0].Image; got != proxy.Name {
 		t.Errorf("an upgrade should roll kube-proxy to %s, runs %s", proxy.Name, got)
-	}
-}
-
-func TestWaitAddonsWaitsForTheRollout(t *testing.T) {
-	ctx := context.Background()
-	replicas := int32(1)
-	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "kube-proxy", Namespace: addonNS, Generation: 2},
-		Status: appsv1.DaemonSetStatus{ObservedGeneration: 2, DesiredNumberScheduled: 1, UpdatedNumberScheduled: 0, NumberReady: 1}}
-	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "coredns", Namespace: addonNS, Generation: 1}, Spec: appsv1.DeploymentSpec{Replicas: &replicas},
-		Status: appsv1.DeploymentStatus{ObservedGeneration: 1, UpdatedReplicas: 1, ReadyReplicas: 1, Replicas: 1}}
-	flannel := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: flannelDaemonSet, Namespace: addonNS, Generation: 1},
-		Status: appsv1.DaemonSetStatus{ObservedGeneration: 1, DesiredNumberScheduled: 2, UpdatedNumberScheduled: 2, NumberReady: 2}}
-	cs := fake.NewSimpleClientset(ds, dep, flannel)
-	err := waitAddons(ctx, cs, 1500*time.Millisecond)
-	if err == nil || !strings.Contains(err.Error(), "kube-proxy: 0 of 1 updated") {
-		t.Fatalf("an old kube-proxy pod, ready, is not a rolled-out add-on: %v", err)
-	}
-	ds.Status.UpdatedNumberScheduled = 1
-	cs.AppsV1().DaemonSets(addonNS).UpdateStatus(ctx, ds, metav1.UpdateOptions{})
-	if err := waitAddons(ctx, cs, 3*time.Second); err != nil {
-		t.Errorf("rolled out: %v", err)
-	}
-}
-
-// A pod that cannot start is named with its reason, as 'kubectl describe'
-// would show it, so that the error says what to fix.
-func TestWaitAddonsNamesAStuckPod(t *testing.T) {
-	ctx := context.Background()
-	replicas := int32(1)
-	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"k8s-app": "kube-proxy"}}
-	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "kube-proxy", Namespace: addonNS, Generation: 1}, Spec: appsv1.DaemonSetSpec{Selector: sel},
-		Status: appsv1.DaemonSetStatus{ObservedGeneration: 1, DesiredNumberScheduled: 1, UpdatedNumberScheduled: 1}}
-	flannel := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: flannelDaemonSet, Namespace: addonNS, Generation: 1},
-		Status: appsv1.DaemonSetStatus{ObservedGeneration: 1, DesiredNumberScheduled: 1, UpdatedNumberScheduled: 1, NumberReady: 1}}
-	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "coredns", Namespace: addonNS, Generation: 1}, Spec: appsv1.DeploymentSpec{Replicas: &replicas},
-		Status: appsv1.DeploymentStatus{ObservedGeneration: 1, UpdatedReplicas: 1, ReadyReplicas: 1, Replicas: 1}}
-	pod := func(name string, st corev1.ContainerStatus) *corev1.Pod {
-		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: addonNS, Labels: sel.MatchLabels},
-			Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{st}}}
-	}
-	for _, tc := range []struct {
-		pod  *corev1.Pod
-		want string
-	}{
-		{pod("kube-proxy-a", corev1.ContainerStatus{State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CreateContainerError", Message: "failed to mkdir \"/lib/modules\": read-only file system"}}}),
-			`kube-proxy: 1 of 1 updated, 0 ready; pod kube-proxy-a: CreateContainerError: failed to mkdir "/lib/modules": read-only file system`},
-		{pod("kube-proxy-b", corev1.ContainerStatus{State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off 10s"}},
-			LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Reason: "Error", Message: "iptables: not found\n"}}}),
-			`pod kube-proxy-b: CrashLoopBackOff: exited 1 (Error) iptables: not found`},
-	} {
-		cs := fake.NewSimpleClientset(ds, flannel, dep, tc.pod)
-		if err := waitAddons(ctx, cs, 600*time.Millisecond); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("want %q in: %v", tc.want, err)
-		}
-	}
-	// A pod still being made is no trouble to report.
-	cs := fake.NewSimpleClientset(ds, flannel, dep, pod("kube-proxy-c", corev1.ContainerStatus{State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}}))
-	if err := waitAddons(ctx, cs, 600*time.Millisecond); err == nil || strings.Contains(err.Error(), "; pod") {
-		t.Errorf("a pod being made was reported as trouble: %v", err)
 	}
 }
 

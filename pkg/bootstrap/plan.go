@@ -78,6 +78,10 @@ type Config struct {
 	// Profile is what the node trades between memory and CPU; "" keeps
 	// the cluster's (its marker), else ProfileDefault.
 	Profile Profile
+	// ProxyMode is kube-proxy's mode across the cluster (one of
+	// addons.ProxyModes); "" is iptables for a new cluster and, for one
+	// that exists, the mode it has.
+	ProxyMode string
 }
 
 // confMount is where a component finds the files of the cluster directory

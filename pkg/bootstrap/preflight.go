@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/dk8s/dk8s/pkg/addons"
 	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/host"
 )
@@ -150,8 +151,8 @@ func nodePorts(ctx context.Context, engine containers.Engine, cfg Config, holder
 	if nodeUnits().Installed("kubelet") && host.SystemdIsInit() {
 		return nil // its unit runs it; start restarts it if its unit changed
 	}
-	ports := map[string][]int{"kube-proxy": kubeProxyPorts}
-	names := []string{"kube-proxy"}
+	ports := map[string][]int{"kube-proxy": addons.KubeProxyPorts, "flannel": {addons.FlannelHealthPort}}
+	names := []string{"kube-proxy", "flannel"}
 	for _, c := range hostAgents() {
 		ports[c.Name], names = c.Ports, append([]string{c.Name}, names...)
 	}

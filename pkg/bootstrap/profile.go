@@ -2,7 +2,6 @@ package bootstrap
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -68,29 +67,25 @@ func (p Profile) podEnv() []corev1.EnvVar {
 	return out
 }
 
-// podEnvPatch is the strategic-merge patch of an add-on container's env
-// that makes it p's on a cluster whose profile changed: each variable a
-// profile sets is set to p's value, or deleted when p sets none.
-func (p Profile) podEnvPatch() []map[string]string {
-	set := map[string]string{}
-	for _, kv := range p.env() {
-		k, v, _ := strings.Cut(kv, "=")
-		set[k] = v
-	}
-	names := map[string]bool{}
+// profileEnvNames are the names of every variable a profile sets.
+func profileEnvNames() []string {
+	var names []string
 	for _, q := range Profiles {
 		for _, kv := range q.env() {
 			k, _, _ := strings.Cut(kv, "=")
-			names[k] = true
+			if !slices.Contains(names, k) {
+				names = append(names, k)
+			}
 		}
 	}
-	var out []map[string]string
-	for _, name := range slices.Sorted(maps.Keys(names)) {
-		if v, ok := set[name]; ok {
-			out = append(out, map[string]string{"name": name, "value": v})
-		} else {
-			out = append(out, map[string]string{"name": name, "$patch": "delete"})
-		}
+	return names
+}
+
+// coreDNSReplicas is how many CoreDNS a new cluster of p runs: kubeadm's
+// 2 (0), or for the small profile one, some 20 MiB less.
+func (p Profile) coreDNSReplicas() int32 {
+	if p == ProfileSmall {
+		return 1
 	}
-	return out
+	return 0
 }

@@ -1,15 +1,19 @@
 package bootstrap
 
 import (
+	"context"
 	"net"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/dk8s/dk8s"
+	"github.com/dk8s/dk8s/pkg/addons"
 	"github.com/dk8s/dk8s/pkg/host"
 	"github.com/dk8s/dk8s/pkg/images"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 )
 
 func planProfile(t *testing.T, p Profile) *Config {
@@ -52,10 +56,19 @@ func TestProfileReachesEveryGoProgram(t *testing.T) {
 		if got := strings.Contains(unit, "Environment=GOGC="+smallGOGC+"\n"); got != (tc.profile == ProfileSmall) {
 			t.Errorf("%s: kubelet's unit:\n%s", tc.profile, unit)
 		}
-		proxy := kubeProxy(*cfg, "kube-proxy", "").Spec.Template.Spec.Containers[0].Env
-		_, _, _, _, flannel := flannelObjects(*cfg, "flannel", "")
-		dns := coreDNS(*cfg, "coredns", "").Spec.Template.Spec.Containers[0].Env
-		for name, env := range map[string][]string{"kube-proxy": envNames(proxy), "flannel": envNames(flannel.Spec.Template.Spec.Containers[0].Env), "coredns": envNames(dns)} {
+		ac, err := addonConfig(*cfg, rel, "10.96.0.10", nil, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs := fake.NewSimpleClientset()
+		if err := addons.Ensure(context.Background(), cs, ac); err != nil {
+			t.Fatal(err)
+		}
+		proxy, _ := cs.AppsV1().DaemonSets(addonNS).Get(context.Background(), addons.KubeProxyDaemonSet, metav1.GetOptions{})
+		flannel, _ := cs.AppsV1().DaemonSets(addonNS).Get(context.Background(), addons.FlannelDaemonSet, metav1.GetOptions{})
+		dns, _ := cs.AppsV1().Deployments(addonNS).Get(context.Background(), addons.CoreDNSDeployment, metav1.GetOptions{})
+		for name, env := range map[string][]string{"kube-proxy": envNames(proxy.Spec.Template.Spec.Containers[0].Env),
+			"flannel": envNames(flannel.Spec.Template.Spec.Containers[0].Env), "coredns": envNames(dns.Spec.Template.Spec.Containers[0].Env)} {
 			if got := slices.Contains(env, "GOGC="+smallGOGC); got != (tc.profile == ProfileSmall) {
 				t.Errorf("%s: %s's env %v", tc.profile, name, env)
 			}

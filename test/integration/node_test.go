@@ -89,6 +89,30 @@ func TestNode(t *testing.T) {
 	serves("after start")
 	c.writeMarker("before-node-faults")
 
+	t.Run("the add-ons are kubeadm's", func(t *testing.T) {
+		// CoreDNS: two replicas, both ready, its metrics behind the
+		// kube-dns Service's metrics port.
+		c.mustKubectl("-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=2m")
+		if got := strings.TrimSpace(c.mustKubectl("-n", "kube-system", "get", "deployment", "coredns", "-o", "jsonpath={.status.readyReplicas}")); got != "2" {
+			t.Errorf("CoreDNS has %q replicas ready, want kubeadm's 2", got)
+		}
+		if m := c.mustKubectl("get", "--raw", "/api/v1/namespaces/kube-system/services/kube-dns:metrics/proxy/metrics"); !strings.Contains(m, "coredns_build_info") {
+			t.Errorf("kube-dns's metrics port should serve CoreDNS's metrics:\n%.500s", m)
+		}
+		// kube-proxy runs the mode its configuration file names: no
+		// warning that it defaulted.
+		if ev := c.mustKubectl("get", "events", "-A", "--field-selector", "reason=KubeProxyDefaultMode", "-o", "name"); strings.TrimSpace(ev) != "" {
+			t.Errorf("kube-proxy warned that no mode was set: %s", ev)
+		}
+		if logs := c.mustKubectl("-n", "kube-system", "logs", "ds/kube-proxy"); !strings.Contains(logs, "Using iptables Proxier") {
+			t.Errorf("kube-proxy should run the iptables mode:\n%s", logs)
+		}
+		// flanneld's health, which kubelet probes, on loopback.
+		if body, err := get("http://127.0.0.1:10261/healthz", 30*time.Second); err != nil {
+			t.Errorf("flanneld's health on 127.0.0.1:10261: %q %v", body, err)
+		}
+	})
+
 	t.Run("kubectl exec, cp, logs, port-forward, debug, exec probes and hooks", func(t *testing.T) {
 		t.Cleanup(func() { os.RemoveAll("/tmp/dk8s-verbs-" + node) })
 		assertKubectlVerbs(t, filepath.Join(c.dir, "admin.conf"), node, verbsImage(t), func(path string) string {

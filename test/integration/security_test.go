@@ -160,8 +160,9 @@ func TestSecurity(t *testing.T) {
 
 	public := map[string]bool{"6443": true, "10250": true} // the apiserver, and kubelet's API on the node address
 	// Plain-HTTP health and metrics ports on loopback, as kubeadm leaves
-	// them, and the health of dk8s's csr-approver and etcd-snapshotter.
-	plainLocal := map[string]bool{"2381": true, "10248": true, "10249": true, "10256": true, "10270": true, "10271": true}
+	// them, flanneld's health, and the health of dk8s's csr-approver and
+	// etcd-snapshotter.
+	plainLocal := map[string]bool{"2381": true, "10248": true, "10249": true, "10256": true, "10261": true, "10270": true, "10271": true}
 	seen := map[string]bool{}
 	for _, l := range ls {
 		loopback := l.addr == "127.0.0.1" || l.addr == "::1" || strings.HasPrefix(l.addr, "127.")
@@ -188,7 +189,7 @@ func TestSecurity(t *testing.T) {
 			t.Errorf("%s on port %s answers an anonymous GET / with %s", l.process, l.port, l.anonymous)
 		}
 	}
-	for _, port := range []string{"2379", "2380", "6443", "10250", "10257", "10259", "10270", "10271", "10272", "udp/8472"} {
+	for _, port := range []string{"2379", "2380", "6443", "10250", "10257", "10259", "10261", "10270", "10271", "10272", "udp/8472"} {
 		if !seen[port] {
 			t.Errorf("nothing listens on %s: the audit missed a component", port)
 		}

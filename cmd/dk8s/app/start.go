@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/dk8s/dk8s/pkg/addons"
 	"github.com/dk8s/dk8s/pkg/bootstrap"
 	"github.com/dk8s/dk8s/pkg/images"
 	"github.com/dk8s/dk8s/pkg/mirror"
@@ -30,6 +32,7 @@ type startFlags struct {
 	snapshotInterval                          time.Duration
 	snapshotRetention                         int
 	profile                                   string
+	proxyMode                                 string
 }
 
 func newStart(g *globals) *cobra.Command {
@@ -61,6 +64,7 @@ into DIR/bin through the binary mirrors, checked against its sha256.
 		Example: `  dk8s start
   dk8s start --pull --mirror aliyun,daocloud
   dk8s start --profile small        # a 1 to 2 GB machine: less memory, more CPU
+  dk8s start --proxy-mode nftables  # kube-proxy on nftables (v1.40's default) rather than iptables
   dk8s start --extra-args kube-apiserver:v=4 --extra-args etcd:quota-backend-bytes=4294967296
   kubectl --kubeconfig /var/lib/dk8s/admin.conf get namespaces`,
 		Args: cobra.NoArgs,
@@ -86,6 +90,7 @@ into DIR/bin through the binary mirrors, checked against its sha256.
 	fl.IntVar(&f.snapshotRetention, "etcd-snapshot-retention", bootstrap.DefaultSnapshotRetention, "how many scheduled snapshots to keep (those saved by hand are never deleted); kept for later starts")
 	fl.DurationVar(&f.wait, "wait", 0, "how long to wait for another start on the same --dir to finish (default: refuse at once)")
 	addProfileFlag(fl, &f.profile)
+	fl.StringVar(&f.proxyMode, "proxy-mode", "", "kube-proxy's mode for the whole cluster: "+strings.Join(addons.ProxyModes, " or ")+" (default: iptables, as kubeadm; a cluster keeps its mode until a start names another)")
 	return cmd
 }
 
@@ -191,6 +196,10 @@ func (f *startFlags) startConfig(cmd *cobra.Command) (bootstrap.Config, mirror.C
 	if cfg.Profile, err = profileOf(cmd, f.profile); err != nil {
 		return cfg, none, err
 	}
+	if f.proxyMode != "" && !slices.Contains(addons.ProxyModes, f.proxyMode) {
+		return cfg, none, fmt.Errorf("--proxy-mode %q: use one of %s", f.proxyMode, strings.Join(addons.ProxyModes, ", "))
+	}
+	cfg.ProxyMode = f.proxyMode
 	if f.endpoint != "" {
 		ep, err := parseEndpoint(f.endpoint)
 		if err != nil {
