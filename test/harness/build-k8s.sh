@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # build-k8s.sh VERSION OUTDIR: builds kube-apiserver, kube-controller-manager,
 # kube-scheduler, kube-proxy, kubelet and kubectl at VERSION (v1.37.2) from the Go
-# module proxy into OUTDIR, as static binaries stamped with their version.
+# module proxy into OUTDIR, stamped with their version, linked as dl.k8s.io's
+# are: every one static but kubelet, which Kubernetes' build links against
+# glibc (cgo), so that a host without glibc cannot run it.
 # A scratch module requires k8s.io/kubernetes and points every staging module
 # (k8s.io/api, ...) at its published v0.Y.Z twin, as the monorepo's own
 # go.mod points them at ./staging. Go's build cache makes a rerun quick.
@@ -20,5 +22,7 @@ cmds="kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet k
 go mod tidy >/dev/null 2>&1 || go mod tidy
 ldflags=$(k8s_ldflags "$version")
 for c in $cmds; do
-  CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out/$c" "k8s.io/kubernetes/cmd/$c"
+  cgo=0
+  [ "$c" = kubelet ] && cgo=1
+  CGO_ENABLED=$cgo go build -trimpath -ldflags "$ldflags" -o "$out/$c" "k8s.io/kubernetes/cmd/$c"
 done

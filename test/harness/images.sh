@@ -18,21 +18,26 @@ repo_of() { local path=${1#registry.k8s.io/}; path=${path#docker.io/}; echo "${p
 
 bins=$cache/bin-$kube extra=$cache/bin-extra-$etcd-$coredns flannelbin=$cache/bin-flannel-$flannel
 # kubectl is what the tests talk to the cluster with, as a user would.
-if [ ! -x "$bins/kubectl" ]; then
+# kubelet is linked against glibc, as dl.k8s.io's is (build-k8s.sh): a
+# static one an older harness built is built again.
+if [ ! -x "$bins/kubectl" ] || ! readelf -l "$bins/kubelet" 2>/dev/null | grep -q 'program interpreter'; then
   echo "harness: building Kubernetes $kube from source (a few minutes when cold)" >&2
   "$here/build-k8s.sh" "$kube" "$bins"
 fi
 cp "$bins/kubectl" "$cache/kubectl"
 cp "$bins/kubelet" "$cache/kubelet"   # the node's kubelet, given to dk8s start --kubelet-binary
 
-has() { curl -fs -o /dev/null -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' "http://127.0.0.1:$1/v2/$2/manifests/$3"; }
+# has PORT REPO TAG: the registry holds the tag as upstream's images are
+# held, a multi-platform index (mkindex).
+has() { curl -fs -o /dev/null -H 'Accept: application/vnd.oci.image.index.v1+json' "http://127.0.0.1:$1/v2/$2/manifests/$3"; }
 
 # The harness's images change now and then (kube-proxy gained iptables, the
 # echo workload was added, then flannel, then etcdutl in etcd's, then pause's
-# user, then the Aliyun-like mirror without docker.io's images): a stamp says
-# which make of them the registries hold, and a different one pushes
-# everything again.
-make_id=9
+# user, then the Aliyun-like mirror without docker.io's images, then
+# upstream's shapes: CoreDNS as user 65532 with a file capability, every
+# image a multi-platform index): a stamp says which make of them the
+# registries hold, and a different one pushes everything again.
+make_id=10
 # Everything present on every registry? Then there is nothing to do.
 missing=0
 [ "$(cat "$cache/images.stamp" 2>/dev/null)" = "$make_id" ] || missing=1
@@ -53,9 +58,10 @@ if [ ! -x "$flannelbin/flanneld" ]; then
   echo "harness: building flannel $flannel from source" >&2
   "$here/build-flannel.sh" "$flannel" "$flannelbin"
 fi
-for tool in pause echo; do
+for tool in pause echo mkindex; do
   (cd "$here/../.." && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$extra/$tool" "./test/harness/$tool")
 done
+cp "$extra/mkindex" "$cache/mkindex"   # older.sh indexes its images too
 
 # add_iptables ROOT: the host's iptables (nft backend) and the libraries it
 # loads, as upstream's kube-proxy image carries them.
@@ -89,7 +95,12 @@ image() {
   mkdir -p "$root/usr/local/bin" "$root/tmp" "$root/var/lib"
   for f in "$@"; do cp "$f" "$root/usr/local/bin/"; done
   [ "$name" = pause ] && cp "$extra/pause" "$root/pause"
-  [ "$name" = coredns ] && cp "$extra/coredns" "$root/coredns"
+  if [ "$name" = coredns ]; then
+    # Upstream's: /coredns may bind :53 as a user other than root, by the
+    # file capability its Dockerfile sets (setcap cap_net_bind_service=+ep).
+    cp "$extra/coredns" "$root/coredns"
+    setcap cap_net_bind_service=+ep "$root/coredns"
+  fi
   [ "$name" = kube-proxy ] && add_iptables "$root"
   if [ "$name" = flannel ]; then
     # Upstream's layout: the daemon and the CNI config installer in
@@ -105,11 +116,13 @@ image() {
     cp /bin/busybox "$root/bin/busybox"
     for applet in $(/bin/busybox --list); do [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"; done
   fi
-  # Upstream's pause runs as nobody: so does the harness's, so that what
-  # dk8s runs from it as root says so (containers.Spec.User).
+  # Upstream's pause runs as nobody and CoreDNS as distroless's nonroot:
+  # so do the harness's, so that what dk8s runs from pause as root says so
+  # (containers.Spec.User) and CoreDNS's pod binds :53 as upstream's does.
   local user=0:0
   [ "$name" = pause ] && user=65535:65535
-  tar -C "$root" -c . | docker import \
+  [ "$name" = coredns ] && user=65532:65532
+  tar --xattrs --xattrs-include=security.capability -C "$root" -c . | docker import \
     --change 'ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/bin' \
     --change "USER $user" \
     --change "ENTRYPOINT $entry" - "dk8s-harness/$name:$tag" >/dev/null
@@ -126,7 +139,13 @@ image flannel "$flannel" '["/opt/bin/flanneld"]'
 image busybox "$(tag_of busybox)" '["/bin/sh"]'
 image echo 1.0 '["/usr/local/bin/echo"]' "$extra/echo"
 
-push() { docker tag "$1" "$2" && docker push -q "$2" >/dev/null && docker rmi "$2" >/dev/null; }
+# push IMAGE REGISTRY/REPO:TAG: the image pushed, then made the amd64 entry
+# of a multi-platform index under its tag, as upstream's are (mkindex).
+push() {
+  docker tag "$1" "$2" && docker push -q "$2" >/dev/null && docker rmi "$2" >/dev/null
+  local reg=${2%%/*} path=${2#*/}
+  "$cache/mkindex" "$reg" "${path%:*}" "${path##*:}"
+}
 for n in "${names[@]}"; do
   repo=$(repo_of "$n"); tag=${n##*:}; flat=${repo##*/}
   src="dk8s-harness/$flat:$tag"

@@ -37,5 +37,5 @@ echo "$e2e" >"$cache/e2e.dir"
 # tests verify against a lock made from what the flat mirror serves, whose
 # default is the harness's release.
 "$cache/dk8s" images lock --lock "$root/images.lock" --kubernetes-version "$version" --make-default \
-  --from 127.0.0.1:5001/google_containers --platform linux/amd64 --file "$cache/test.lock" 2>/dev/null
+  --from 127.0.0.1:5001/google_containers --platform linux/amd64,linux/arm64 --file "$cache/test.lock" 2>/dev/null
 echo "$cache/test.lock"
