@@ -310,10 +310,34 @@ func TestNode(t *testing.T) {
 	})
 
 	t.Run("a rerun changes nothing", func(t *testing.T) {
+		before := snapshot()
 		r := c.start()
 		if n := strings.Count(r.stderr, " unchanged"); n != len(controlPlane)+2 {
 			t.Errorf("all %d containers (the control plane's, the runtime's and kubelet's) should be unchanged, %d were:\n%s", len(controlPlane)+2, n, r)
 		}
+		// Nor does it roll an add-on: the pods, the add-ons' among them,
+		// are the same.
+		samePods("a rerun", before)
+	})
+
+	t.Run("a rerun upgrades kube-proxy as an older dk8s made it", func(t *testing.T) {
+		// Revision 1's kube-proxy: its settings as flags, no mode, no
+		// revision recorded.
+		c.mustKubectl("-n", "kube-system", "annotate", "daemonset", "kube-proxy", "io.dk8s/addon-revision-")
+		c.mustKubectl("-n", "kube-system", "patch", "daemonset", "kube-proxy", "--type=json", "-p", `[{"op":"replace","path":"/spec/template/spec/containers/0/command","value":
+			["kube-proxy","--kubeconfig=/var/lib/kube-proxy/kubeconfig.conf","--cluster-cidr=10.244.0.0/16","--hostname-override=$(NODE_NAME)",
+			 "--metrics-bind-address=127.0.0.1:10249","--healthz-bind-address=127.0.0.1:10256","--conntrack-max-per-core=0"]}]`)
+		c.mustKubectl("-n", "kube-system", "rollout", "status", "daemonset/kube-proxy", "--timeout=2m")
+		if r := c.start(); r.code != 0 {
+			t.Fatalf("the rerun: %s", r)
+		}
+		cmd := c.mustKubectl("-n", "kube-system", "get", "daemonset", "kube-proxy", "-o", "jsonpath={.spec.template.spec.containers[0].command}")
+		rev := c.mustKubectl("-n", "kube-system", "get", "daemonset", "kube-proxy", "-o", `jsonpath={.metadata.annotations.io\.dk8s/addon-revision}`)
+		if !strings.Contains(cmd, "--config=/var/lib/kube-proxy/config.conf") || strings.TrimSpace(rev) == "" {
+			t.Errorf("after the rerun kube-proxy runs %s (revision %q), want its configuration file", cmd, rev)
+		}
+		c.mustKubectl("-n", "kube-system", "rollout", "status", "daemonset/kube-proxy", "--timeout=2m")
+		serves("after kube-proxy's upgrade")
 	})
 
 	t.Run("stop keeps the pods running, and start adopts them", func(t *testing.T) {
