@@ -74,6 +74,7 @@ func TestStartRefusesBadInputBeforeConnecting(t *testing.T) {
 		{[]string{"--etcd-snapshot-interval", "-1h"}, "--etcd-snapshot-interval -1h0m0s is negative"},
 		{[]string{"--etcd-snapshot-retention", "0"}, "--etcd-snapshot-retention 0: keep at least 1"},
 		{[]string{"--profile", "tiny"}, `--profile "tiny": use one of default, small`},
+		{[]string{"--proxy-mode", "ipvs"}, `--proxy-mode "ipvs": use one of iptables, nftables`},
 	} {
 		args := append([]string{"start", "--dir", dir}, c.args...)
 		connected := false
