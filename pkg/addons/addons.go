@@ -28,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/dk8s/dk8s/internal/kubeobj"
 	"github.com/dk8s/dk8s/internal/wait"
 )
 
@@ -50,8 +51,6 @@ const (
 	// add-on is made with it, so that its first start is not a rollout too.
 	ImageIDAnnotation = "io.dk8s/image-id"
 )
-
-var managed = map[string]string{"app.kubernetes.io/managed-by": "dk8s"}
 
 // Image is an image the node's runtime holds.
 type Image struct {
@@ -125,15 +124,6 @@ func Ensure(ctx context.Context, cs kubernetes.Interface, c Config) error {
 	return nil
 }
 
-// create makes obj unless it exists: the add-ons' parts are dk8s's
-// defaults, and an owner who changed one keeps the change.
-func create[T any](ctx context.Context, what string, fn func(context.Context, T, metav1.CreateOptions) (T, error), obj T) error {
-	if _, err := fn(ctx, obj, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating %s: %w", what, err)
-	}
-	return nil
-}
-
 // createAll runs steps in order, stopping at the first that fails.
 func createAll(steps ...func() error) error {
 	for _, step := range steps {
@@ -146,11 +136,7 @@ func createAll(steps ...func() error) error {
 
 // meta is the metadata of an add-on's part named name, with labels.
 func meta(name string, labels map[string]string) metav1.ObjectMeta {
-	l := map[string]string{"app.kubernetes.io/managed-by": "dk8s"}
-	for k, v := range labels {
-		l[k] = v
-	}
-	return metav1.ObjectMeta{Name: name, Namespace: Namespace, Labels: l}
+	return metav1.ObjectMeta{Name: name, Namespace: Namespace, Labels: kubeobj.Managed(labels)}
 }
 
 // revisionOf is the Revision that wrote an add-on's spec.
@@ -166,7 +152,7 @@ func revisionOf(m metav1.ObjectMeta) int {
 // older Revision of dk8s (and is dk8s's: one its owner replaced by their
 // own is left alone).
 func outdated(existing metav1.ObjectMeta) bool {
-	return existing.Labels["app.kubernetes.io/managed-by"] == "dk8s" && revisionOf(existing) < Revision
+	return kubeobj.IsManaged(existing.Labels) && revisionOf(existing) < Revision
 }
 
 // stamp marks m as written by this Revision.
@@ -256,7 +242,7 @@ func ensureDaemonSet(ctx context.Context, cs kubernetes.Interface, c Config, wha
 	have, err := api.Get(ctx, want.Name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		return create(ctx, "the "+what+" daemon set", api.Create, want)
+		return kubeobj.Create(ctx, "the "+what+" daemon set", api.Create, want)
 	case err != nil:
 		return fmt.Errorf("reading %s: %w", what, err)
 	case outdated(have.ObjectMeta):

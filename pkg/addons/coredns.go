@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/dk8s/dk8s/internal/kubeobj"
 )
 
 const (
@@ -181,11 +183,11 @@ func ensureCoreDNS(ctx context.Context, cs kubernetes.Interface, c Config) error
 	core, rbac := cs.CoreV1(), cs.RbacV1()
 	err := createAll(
 		func() error {
-			return create(ctx, "the coredns service account", core.ServiceAccounts(Namespace).Create, &corev1.ServiceAccount{ObjectMeta: meta("coredns", nil)})
+			return kubeobj.Create(ctx, "the coredns service account", core.ServiceAccounts(Namespace).Create, &corev1.ServiceAccount{ObjectMeta: meta("coredns", nil)})
 		},
 		func() error {
-			return create(ctx, "CoreDNS's role", rbac.ClusterRoles().Create, &rbacv1.ClusterRole{
-				ObjectMeta: metav1.ObjectMeta{Name: "system:coredns", Labels: managed},
+			return kubeobj.Create(ctx, "CoreDNS's role", rbac.ClusterRoles().Create, &rbacv1.ClusterRole{
+				ObjectMeta: metav1.ObjectMeta{Name: "system:coredns", Labels: kubeobj.Managed(nil)},
 				Rules: []rbacv1.PolicyRule{
 					{APIGroups: []string{""}, Resources: []string{"endpoints", "services", "pods", "namespaces"}, Verbs: []string{"list", "watch"}},
 					{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"list", "watch"}},
@@ -193,8 +195,8 @@ func ensureCoreDNS(ctx context.Context, cs kubernetes.Interface, c Config) error
 			})
 		},
 		func() error {
-			return create(ctx, "CoreDNS's role binding", rbac.ClusterRoleBindings().Create, &rbacv1.ClusterRoleBinding{
-				ObjectMeta: metav1.ObjectMeta{Name: "system:coredns", Labels: managed},
+			return kubeobj.Create(ctx, "CoreDNS's role binding", rbac.ClusterRoleBindings().Create, &rbacv1.ClusterRoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: "system:coredns", Labels: kubeobj.Managed(nil)},
 				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:coredns"},
 				Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "coredns", Namespace: Namespace}},
 			})
@@ -210,7 +212,7 @@ func ensureCoreDNS(ctx context.Context, cs kubernetes.Interface, c Config) error
 	have, err := api.Get(ctx, CoreDNSDeployment, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		return create(ctx, "the CoreDNS deployment", api.Create, want)
+		return kubeobj.Create(ctx, "the CoreDNS deployment", api.Create, want)
 	case err != nil:
 		return fmt.Errorf("reading CoreDNS: %w", err)
 	case outdated(have.ObjectMeta):
@@ -238,7 +240,7 @@ func ensureCorefile(ctx context.Context, cs kubernetes.Interface) error {
 	api := cs.CoreV1().ConfigMaps(Namespace)
 	cm, err := api.Get(ctx, "coredns", metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return create(ctx, "CoreDNS's config", api.Create, &corev1.ConfigMap{ObjectMeta: meta("coredns", nil), Data: map[string]string{"Corefile": corefile}})
+		return kubeobj.Create(ctx, "CoreDNS's config", api.Create, &corev1.ConfigMap{ObjectMeta: meta("coredns", nil), Data: map[string]string{"Corefile": corefile}})
 	}
 	if err != nil {
 		return fmt.Errorf("reading CoreDNS's config: %w", err)
@@ -260,12 +262,12 @@ func ensureDNSService(ctx context.Context, cs kubernetes.Interface, c Config) er
 	api := cs.CoreV1().Services(Namespace)
 	svc, err := api.Get(ctx, DNSService, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return create(ctx, "the kube-dns service", api.Create, dnsService(c))
+		return kubeobj.Create(ctx, "the kube-dns service", api.Create, dnsService(c))
 	}
 	if err != nil {
 		return fmt.Errorf("reading the kube-dns service: %w", err)
 	}
-	if svc.Labels["app.kubernetes.io/managed-by"] != "dk8s" || slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == "metrics" }) {
+	if !kubeobj.IsManaged(svc.Labels) || slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == "metrics" }) {
 		return nil
 	}
 	want := dnsService(c)

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/dk8s/dk8s/internal/kubeobj"
 	"github.com/dk8s/dk8s/pkg/host"
 )
 
@@ -42,7 +43,7 @@ func flannelObjects(c Config) (*corev1.ServiceAccount, *rbacv1.ClusterRole, *rba
 	app := map[string]string{"app": "flannel"}
 	sa := &corev1.ServiceAccount{ObjectMeta: meta("flannel", app)}
 	role := &rbacv1.ClusterRole{
-		ObjectMeta: metav1.ObjectMeta{Name: "dk8s:flannel", Labels: managed},
+		ObjectMeta: metav1.ObjectMeta{Name: "dk8s:flannel", Labels: kubeobj.Managed(nil)},
 		Rules: []rbacv1.PolicyRule{
 			{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get"}},
 			{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}},
@@ -50,7 +51,7 @@ func flannelObjects(c Config) (*corev1.ServiceAccount, *rbacv1.ClusterRole, *rba
 		},
 	}
 	binding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "dk8s:flannel", Labels: managed},
+		ObjectMeta: metav1.ObjectMeta{Name: "dk8s:flannel", Labels: kubeobj.Managed(nil)},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "dk8s:flannel"},
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "flannel", Namespace: Namespace}},
 	}
@@ -98,13 +99,15 @@ func ensureFlannel(ctx context.Context, cs kubernetes.Interface, c Config) error
 	sa, role, binding, conf, ds := flannelObjects(c)
 	err := createAll(
 		func() error {
-			return create(ctx, "flannel's service account", cs.CoreV1().ServiceAccounts(Namespace).Create, sa)
+			return kubeobj.Create(ctx, "flannel's service account", cs.CoreV1().ServiceAccounts(Namespace).Create, sa)
 		},
-		func() error { return create(ctx, "flannel's role", cs.RbacV1().ClusterRoles().Create, role) },
+		func() error { return kubeobj.Create(ctx, "flannel's role", cs.RbacV1().ClusterRoles().Create, role) },
 		func() error {
-			return create(ctx, "flannel's role binding", cs.RbacV1().ClusterRoleBindings().Create, binding)
+			return kubeobj.Create(ctx, "flannel's role binding", cs.RbacV1().ClusterRoleBindings().Create, binding)
 		},
-		func() error { return create(ctx, "flannel's config", cs.CoreV1().ConfigMaps(Namespace).Create, conf) },
+		func() error {
+			return kubeobj.Create(ctx, "flannel's config", cs.CoreV1().ConfigMaps(Namespace).Create, conf)
+		},
 	)
 	if err != nil {
 		return err

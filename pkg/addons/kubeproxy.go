@@ -11,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
+
+	"github.com/dk8s/dk8s/internal/kubeobj"
 )
 
 const (
@@ -108,7 +110,7 @@ func ensureKubeProxyConfig(ctx context.Context, cs kubernetes.Interface, c Confi
 		cm = &corev1.ConfigMap{ObjectMeta: meta(kubeProxyConfigMap, map[string]string{"app": "kube-proxy"}), Data: map[string]string{
 			"kubeconfig.conf": kubeProxyKubeconfig(c), kubeProxyConfigKey: kubeProxyFile(c, mode),
 		}}
-		return mode, create(ctx, "kube-proxy's config", api.Create, cm)
+		return mode, kubeobj.Create(ctx, "kube-proxy's config", api.Create, cm)
 	}
 	if err != nil {
 		return "", fmt.Errorf("reading kube-proxy's config: %w", err)
@@ -171,12 +173,12 @@ func kubeProxyDaemonSet(c Config, mode string) *appsv1.DaemonSet {
 func ensureKubeProxy(ctx context.Context, cs kubernetes.Interface, c Config) error {
 	err := createAll(
 		func() error {
-			return create(ctx, "the kube-proxy service account", cs.CoreV1().ServiceAccounts(Namespace).Create,
+			return kubeobj.Create(ctx, "the kube-proxy service account", cs.CoreV1().ServiceAccounts(Namespace).Create,
 				&corev1.ServiceAccount{ObjectMeta: meta("kube-proxy", nil)})
 		},
 		func() error {
-			return create(ctx, "kube-proxy's role binding", cs.RbacV1().ClusterRoleBindings().Create, &rbacv1.ClusterRoleBinding{
-				ObjectMeta: metav1.ObjectMeta{Name: "dk8s:node-proxier", Labels: managed},
+			return kubeobj.Create(ctx, "kube-proxy's role binding", cs.RbacV1().ClusterRoleBindings().Create, &rbacv1.ClusterRoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: "dk8s:node-proxier", Labels: kubeobj.Managed(nil)},
 				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:node-proxier"},
 				Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "kube-proxy", Namespace: Namespace}},
 			})

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -30,17 +28,6 @@ func clientFor(kubeconfig string) (kubeClient, error) {
 }
 
 const addonNS = addons.Namespace
-
-var managed = map[string]string{"app.kubernetes.io/managed-by": "dk8s"}
-
-// create makes obj unless it exists: what dk8s makes in the cluster is its
-// default, and a user who changed one keeps the change.
-func create[T any](ctx context.Context, what string, fn func(context.Context, T, metav1.CreateOptions) (T, error), obj T) error {
-	if _, err := fn(ctx, obj, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating %s: %w", what, err)
-	}
-	return nil
-}
 
 // addonConfig is what this node's start makes the add-ons from (package
 // addons): the lock's images, already in the runtime under their canonical

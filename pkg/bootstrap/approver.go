@@ -23,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/dk8s/dk8s/internal/kubeobj"
 	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/pki"
 )
@@ -106,7 +107,7 @@ func ensureApproverRBAC(ctx context.Context, cfg Config, opts StartOptions) erro
 	}
 	name := "dk8s:csr-approver"
 	role := &rbacv1.ClusterRole{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: managed},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: kubeobj.Managed(nil)},
 		Rules: []rbacv1.PolicyRule{
 			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"certificatesigningrequests"}, Verbs: []string{"get", "list", "watch"}},
 			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"certificatesigningrequests/approval"}, Verbs: []string{"update"}},
@@ -116,24 +117,24 @@ func ensureApproverRBAC(ctx context.Context, cfg Config, opts StartOptions) erro
 	}
 	subject := []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: approverIdentity}}
 	for _, err := range []error{
-		create(ctx, "the approver's role", cs.RbacV1().ClusterRoles().Create, role),
-		create(ctx, "the approver's role binding", cs.RbacV1().ClusterRoleBindings().Create, &rbacv1.ClusterRoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: managed},
+		kubeobj.Create(ctx, "the approver's role", cs.RbacV1().ClusterRoles().Create, role),
+		kubeobj.Create(ctx, "the approver's role binding", cs.RbacV1().ClusterRoleBindings().Create, &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: kubeobj.Managed(nil)},
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
 			Subjects:   subject,
 		}),
 		// The addresses it approved, by node: written by it alone (nodes
 		// write no ConfigMap in kube-system), made here since a create
 		// cannot be limited to one name.
-		create(ctx, "the approver's record of addresses", cs.CoreV1().ConfigMaps(addonNS).Create, &corev1.ConfigMap{
-			ObjectMeta: metav1.ObjectMeta{Name: nodeAddressesRecord, Namespace: addonNS, Labels: managed},
+		kubeobj.Create(ctx, "the approver's record of addresses", cs.CoreV1().ConfigMaps(addonNS).Create, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: nodeAddressesRecord, Namespace: addonNS, Labels: kubeobj.Managed(nil)},
 		}),
-		create(ctx, "the approver's record role", cs.RbacV1().Roles(addonNS).Create, &rbacv1.Role{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: addonNS, Labels: managed},
+		kubeobj.Create(ctx, "the approver's record role", cs.RbacV1().Roles(addonNS).Create, &rbacv1.Role{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: addonNS, Labels: kubeobj.Managed(nil)},
 			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{nodeAddressesRecord}, Verbs: []string{"get", "update"}}},
 		}),
-		create(ctx, "the approver's record role binding", cs.RbacV1().RoleBindings(addonNS).Create, &rbacv1.RoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: addonNS, Labels: managed},
+		kubeobj.Create(ctx, "the approver's record role binding", cs.RbacV1().RoleBindings(addonNS).Create, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: addonNS, Labels: kubeobj.Managed(nil)},
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
 			Subjects:   subject,
 		}),

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/dk8s/dk8s/internal/atomicfile"
+	"github.com/dk8s/dk8s/internal/kubeobj"
 	"github.com/dk8s/dk8s/pkg/token"
 )
 
@@ -94,7 +95,7 @@ func UploadCerts(ctx context.Context, cs kubernetes.Interface, pkiDir, key strin
 	}
 	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: certsSecret, Namespace: metav1.NamespaceSystem, Labels: managed,
+			Name: certsSecret, Namespace: metav1.NamespaceSystem, Labels: kubeobj.Managed(nil),
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Secret", Name: ownerSecret.Name, UID: ownerSecret.UID}},
 		},
 		Type: corev1.SecretTypeOpaque,

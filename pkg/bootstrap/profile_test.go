@@ -7,13 +7,14 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
 	"github.com/dk8s/dk8s"
 	"github.com/dk8s/dk8s/pkg/addons"
 	"github.com/dk8s/dk8s/pkg/host"
 	"github.com/dk8s/dk8s/pkg/images"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes/fake"
 )
 
 func planProfile(t *testing.T, p Profile) *Config {

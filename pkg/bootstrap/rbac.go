@@ -6,11 +6,13 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/dk8s/dk8s/pkg/token"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/dk8s/dk8s/internal/kubeobj"
+	"github.com/dk8s/dk8s/pkg/token"
 )
 
 // AdminGroup is the group of admin.conf's certificate. It is bound to
@@ -28,7 +30,7 @@ func ensureAdminBinding(ctx context.Context, cfg Config, opts StartOptions) erro
 		return err
 	}
 	crb := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: AdminGroup, Labels: map[string]string{"app.kubernetes.io/managed-by": "dk8s"}},
+		ObjectMeta: metav1.ObjectMeta{Name: AdminGroup, Labels: kubeobj.Managed(nil)},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
 		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: AdminGroup}},
 	}
@@ -64,7 +66,7 @@ func ensureJoinable(ctx context.Context, cfg Config, opts StartOptions) error {
 	for k, v := range haSettings(cfg, old) {
 		data[k] = v
 	}
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: clusterSettingsName, Namespace: addonNS, Labels: managed}, Data: data}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: clusterSettingsName, Namespace: addonNS, Labels: kubeobj.Managed(nil)}, Data: data}
 	if _, err := cs.CoreV1().ConfigMaps(addonNS).Update(ctx, cm, metav1.UpdateOptions{}); apierrors.IsNotFound(err) {
 		_, err = cs.CoreV1().ConfigMaps(addonNS).Create(ctx, cm, metav1.CreateOptions{})
 		if err != nil {
@@ -82,12 +84,12 @@ func ensureJoinable(ctx context.Context, cfg Config, opts StartOptions) error {
 		return err
 	}
 	for _, err := range []error{
-		create(ctx, "the cluster settings' role", cs.RbacV1().Roles(addonNS).Create, &rbacv1.Role{
-			ObjectMeta: metav1.ObjectMeta{Name: reader, Namespace: addonNS, Labels: managed},
+		kubeobj.Create(ctx, "the cluster settings' role", cs.RbacV1().Roles(addonNS).Create, &rbacv1.Role{
+			ObjectMeta: metav1.ObjectMeta{Name: reader, Namespace: addonNS, Labels: kubeobj.Managed(nil)},
 			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{clusterSettingsName}, Verbs: []string{"get"}}},
 		}),
-		create(ctx, "the cluster settings' role binding", cs.RbacV1().RoleBindings(addonNS).Create, &rbacv1.RoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: reader, Namespace: addonNS, Labels: managed},
+		kubeobj.Create(ctx, "the cluster settings' role binding", cs.RbacV1().RoleBindings(addonNS).Create, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: reader, Namespace: addonNS, Labels: kubeobj.Managed(nil)},
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: reader},
 			Subjects: []rbacv1.Subject{
 				{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: token.Group},
@@ -96,23 +98,23 @@ func ensureJoinable(ctx context.Context, cfg Config, opts StartOptions) error {
 		}),
 		// A node's apiserver balancer follows the control planes in the
 		// kubernetes Service's EndpointSlices, with the node's identity.
-		create(ctx, "the balancer's role", cs.RbacV1().Roles(metav1.NamespaceDefault).Create, &rbacv1.Role{
-			ObjectMeta: metav1.ObjectMeta{Name: lbRole, Namespace: metav1.NamespaceDefault, Labels: managed},
+		kubeobj.Create(ctx, "the balancer's role", cs.RbacV1().Roles(metav1.NamespaceDefault).Create, &rbacv1.Role{
+			ObjectMeta: metav1.ObjectMeta{Name: lbRole, Namespace: metav1.NamespaceDefault, Labels: kubeobj.Managed(nil)},
 			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"list"}}},
 		}),
-		create(ctx, "the balancer's role binding", cs.RbacV1().RoleBindings(metav1.NamespaceDefault).Create, &rbacv1.RoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: lbRole, Namespace: metav1.NamespaceDefault, Labels: managed},
+		kubeobj.Create(ctx, "the balancer's role binding", cs.RbacV1().RoleBindings(metav1.NamespaceDefault).Create, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: lbRole, Namespace: metav1.NamespaceDefault, Labels: kubeobj.Managed(nil)},
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: lbRole},
 			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: "system:nodes"}},
 		}),
 		// A machine joining as a control plane reads the sealed
 		// certificates with its token; only the certificate key opens them.
-		create(ctx, "the control-plane certificates' role", cs.RbacV1().Roles(addonNS).Create, &rbacv1.Role{
-			ObjectMeta: metav1.ObjectMeta{Name: certs, Namespace: addonNS, Labels: managed},
+		kubeobj.Create(ctx, "the control-plane certificates' role", cs.RbacV1().Roles(addonNS).Create, &rbacv1.Role{
+			ObjectMeta: metav1.ObjectMeta{Name: certs, Namespace: addonNS, Labels: kubeobj.Managed(nil)},
 			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{certsSecret}, Verbs: []string{"get"}}},
 		}),
-		create(ctx, "the control-plane certificates' role binding", cs.RbacV1().RoleBindings(addonNS).Create, &rbacv1.RoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: certs, Namespace: addonNS, Labels: managed},
+		kubeobj.Create(ctx, "the control-plane certificates' role binding", cs.RbacV1().RoleBindings(addonNS).Create, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: certs, Namespace: addonNS, Labels: kubeobj.Managed(nil)},
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: certs},
 			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: token.Group}},
 		}),
