@@ -96,10 +96,19 @@ type Config struct {
 	CoreDNSReplicas int32
 }
 
+// CheckProxyMode refuses a mode that is not one of ProxyModes ("" is
+// allowed: the cluster's own).
+func CheckProxyMode(mode string) error {
+	if mode != "" && !slices.Contains(ProxyModes, mode) {
+		return fmt.Errorf("--proxy-mode %q: use one of %s", mode, strings.Join(ProxyModes, ", "))
+	}
+	return nil
+}
+
 // Check says what is wrong with c, if anything.
 func (c Config) Check() error {
-	if c.ProxyMode != "" && !slices.Contains(ProxyModes, c.ProxyMode) {
-		return fmt.Errorf("--proxy-mode %q: use one of %s", c.ProxyMode, strings.Join(ProxyModes, ", "))
+	if err := CheckProxyMode(c.ProxyMode); err != nil {
+		return err
 	}
 	for what, img := range map[string]Image{"flannel": c.Flannel, "kube-proxy": c.KubeProxy, "CoreDNS": c.CoreDNS} {
 		if img.Name == "" {

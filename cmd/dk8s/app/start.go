@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -196,8 +195,8 @@ func (f *startFlags) startConfig(cmd *cobra.Command) (bootstrap.Config, mirror.C
 	if cfg.Profile, err = profileOf(cmd, f.profile); err != nil {
 		return cfg, none, err
 	}
-	if f.proxyMode != "" && !slices.Contains(addons.ProxyModes, f.proxyMode) {
-		return cfg, none, fmt.Errorf("--proxy-mode %q: use one of %s", f.proxyMode, strings.Join(addons.ProxyModes, ", "))
+	if err := addons.CheckProxyMode(f.proxyMode); err != nil {
+		return cfg, none, err
 	}
 	cfg.ProxyMode = f.proxyMode
 	if f.endpoint != "" {
