@@ -27,9 +27,8 @@ fi
 cp "$bins/kubectl" "$cache/kubectl"
 cp "$bins/kubelet" "$cache/kubelet"   # the node's kubelet, given to dk8s start --kubelet-binary
 
-# has PORT REPO TAG: the registry holds the tag as upstream's images are
-# held, a multi-platform index (mkindex).
-has() { curl -fs -o /dev/null -H 'Accept: application/vnd.oci.image.index.v1+json' "http://127.0.0.1:$1/v2/$2/manifests/$3"; }
+. "$here/indexed.sh"
+has() { has_index "$@"; }
 
 # The harness's images change now and then (kube-proxy gained iptables, the
 # echo workload was added, then flannel, then etcdutl in etcd's, then pause's
@@ -139,13 +138,7 @@ image flannel "$flannel" '["/opt/bin/flanneld"]'
 image busybox "$(tag_of busybox)" '["/bin/sh"]'
 image echo 1.0 '["/usr/local/bin/echo"]' "$extra/echo"
 
-# push IMAGE REGISTRY/REPO:TAG: the image pushed, then made the amd64 entry
-# of a multi-platform index under its tag, as upstream's are (mkindex).
-push() {
-  docker tag "$1" "$2" && docker push -q "$2" >/dev/null && docker rmi "$2" >/dev/null
-  local reg=${2%%/*} path=${2#*/}
-  "$cache/mkindex" "$reg" "${path%:*}" "${path##*:}"
-}
+push() { push_indexed "$@"; }
 for n in "${names[@]}"; do
   repo=$(repo_of "$n"); tag=${n##*:}; flat=${repo##*/}
   src="dk8s-harness/$flat:$tag"

@@ -10,7 +10,8 @@ set -euo pipefail
 cache=$1 version=$2 default=$3
 here=$(cd "$(dirname "$0")" && pwd)
 bins=$cache/bin-$version
-has() { curl -fs -o /dev/null -H 'Accept: application/vnd.oci.image.index.v1+json' "http://127.0.0.1:$1/v2/$2/manifests/$3"; }
+. "$here/indexed.sh"
+has() { has_index "$@"; }
 comps="kube-apiserver kube-controller-manager kube-scheduler kube-proxy"
 missing=0
 for c in $comps; do
@@ -43,10 +44,7 @@ for c in $comps; do
     --change "ENTRYPOINT [\"/usr/local/bin/$c\"]" - "dk8s-harness/$c:$version" >/dev/null
   rm -rf "$root"
   for dst in "127.0.0.1:5001/google_containers/$c:$version" "127.0.0.1:5002/$c:$version"; do
-    docker tag "dk8s-harness/$c:$version" "$dst" && docker push -q "$dst" >/dev/null && docker rmi "$dst" >/dev/null
-    # A multi-platform index, as upstream's (images.sh).
-    path=${dst#*/}
-    "$cache/mkindex" "${dst%%/*}" "${path%:*}" "${path##*:}"
+    push_indexed "dk8s-harness/$c:$version" "$dst"
   done
   docker rmi "dk8s-harness/$c:$version" >/dev/null
 done
