@@ -16,8 +16,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/util/retry"
-
-	"github.com/dk8s/dk8s/internal/kubeobj"
 )
 
 // The cluster-info ConfigMap of k8s.io/cluster-bootstrap/token/api: a
@@ -77,7 +75,7 @@ func ensureClusterInfoMap(ctx context.Context, cs kubernetes.Interface, kc, serv
 		cm, err := cms.Get(ctx, clusterInfoName, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			_, err = cms.Create(ctx, &corev1.ConfigMap{
-				ObjectMeta: metav1.ObjectMeta{Name: clusterInfoName, Namespace: clusterInfoNamespace, Labels: kubeobj.Managed(nil)},
+				ObjectMeta: metav1.ObjectMeta{Name: clusterInfoName, Namespace: clusterInfoNamespace, Labels: managed},
 				Data:       map[string]string{kubeconfigKey: kc},
 			}, metav1.CreateOptions{})
 			return err
@@ -122,21 +120,21 @@ func ensureJoinRBAC(ctx context.Context, cs kubernetes.Interface) error {
 	rbac := cs.RbacV1()
 	group := rbacv1.Subject{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: Group}
 	bind := func(name, role string, subject rbacv1.Subject) error {
-		return kubeobj.Create(ctx, "the "+name+" cluster role binding", rbac.ClusterRoleBindings().Create, &rbacv1.ClusterRoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: kubeobj.Managed(nil)},
+		return create(ctx, "the "+name+" cluster role binding", rbac.ClusterRoleBindings().Create, &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: managed},
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
 			Subjects:   []rbacv1.Subject{subject},
 		})
 	}
 	steps := []error{
-		kubeobj.Create(ctx, "cluster-info's role", rbac.Roles(clusterInfoNamespace).Create, &rbacv1.Role{
-			ObjectMeta: metav1.ObjectMeta{Name: clusterInfoRole, Namespace: clusterInfoNamespace, Labels: kubeobj.Managed(nil)},
+		create(ctx, "cluster-info's role", rbac.Roles(clusterInfoNamespace).Create, &rbacv1.Role{
+			ObjectMeta: metav1.ObjectMeta{Name: clusterInfoRole, Namespace: clusterInfoNamespace, Labels: managed},
 			Rules: []rbacv1.PolicyRule{{
 				APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{clusterInfoName}, Verbs: []string{"get"},
 			}},
 		}),
-		kubeobj.Create(ctx, "cluster-info's role binding", rbac.RoleBindings(clusterInfoNamespace).Create, &rbacv1.RoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: clusterInfoRole, Namespace: clusterInfoNamespace, Labels: kubeobj.Managed(nil)},
+		create(ctx, "cluster-info's role binding", rbac.RoleBindings(clusterInfoNamespace).Create, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: clusterInfoRole, Namespace: clusterInfoNamespace, Labels: managed},
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: clusterInfoRole},
 			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "system:anonymous"}},
 		}),
@@ -147,13 +145,21 @@ func ensureJoinRBAC(ctx context.Context, cs kubernetes.Interface) error {
 		// ...as it approves a node's renewal of its own certificate.
 		bind("dk8s:node-autoapprove-certificate-rotation", "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
 			rbacv1.Subject{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: "system:nodes"}),
-		kubeobj.Create(ctx, "the dk8s:get-nodes cluster role", rbac.ClusterRoles().Create, &rbacv1.ClusterRole{
-			ObjectMeta: metav1.ObjectMeta{Name: "dk8s:get-nodes", Labels: kubeobj.Managed(nil)},
+		create(ctx, "the dk8s:get-nodes cluster role", rbac.ClusterRoles().Create, &rbacv1.ClusterRole{
+			ObjectMeta: metav1.ObjectMeta{Name: "dk8s:get-nodes", Labels: managed},
 			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get"}}},
 		}),
 		bind("dk8s:get-nodes", "dk8s:get-nodes", group),
 	}
 	return errors.Join(steps...)
+}
+
+// create makes obj unless it exists.
+func create[T any](ctx context.Context, what string, fn func(context.Context, T, metav1.CreateOptions) (T, error), obj T) error {
+	if _, err := fn(ctx, obj, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating %s: %w", what, err)
+	}
+	return nil
 }
 
 // parseCertsPEM reads every certificate of a PEM bundle, and needs one.

@@ -13,8 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
-
-	"github.com/dk8s/dk8s/internal/kubeobj"
 )
 
 // The Secret format of k8s.io/cluster-bootstrap/token/api, which the
@@ -35,6 +33,8 @@ const (
 // usages are what a node token is for: authenticating the join's requests,
 // and signing cluster-info so the joining host can trust the CA.
 var usages = []string{"authentication", "signing"}
+
+var managed = map[string]string{"app.kubernetes.io/managed-by": "dk8s"}
 
 // Create makes a new node token in the cluster cs talks to, valid for ttl
 // (0: it never expires) and in Group. It is a Secret in kube-system; the
@@ -100,7 +100,7 @@ func secretOf(t Token) *corev1.Secret {
 		data[usagePrefix+u] = []byte("true")
 	}
 	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: secretPrefix + t.ID, Namespace: secretNamespace, Labels: kubeobj.Managed(nil)},
+		ObjectMeta: metav1.ObjectMeta{Name: secretPrefix + t.ID, Namespace: secretNamespace, Labels: managed},
 		Type:       secretType,
 		Data:       data,
 	}
