@@ -100,9 +100,12 @@ type containerCreator interface {
 //
 // A daemon refuses a CapDrop entry naming a capability it does not know, one
 // name per answer: Docker 20.10 knows none after AUDIT_READ and says
-// `invalid CapDrop: unknown capability: "CAP_BPF"`. Such a capability is
-// never granted by that daemon's "ALL" either, so there is nothing to drop:
-// the refused name is taken out and the daemon asked again. A capability the
+// `invalid CapDrop: unknown capability: "CAP_BPF"`. Docker 29 knows them
+// all, but refuses one its own environment lacks (`invalid CapDrop:
+// capability not supported by your kernel or not available in the current
+// environment: "CAP_BPF"`). Either way such a capability is never granted by
+// that daemon's "ALL", so there is nothing to drop: the refused name is
+// taken out and the daemon asked again. A capability the
 // daemon knows but root lacks stays in CapDrop, as it must, or runc fails
 // with "unable to apply caps". Asking the daemon, rather than a table of
 // Docker versions, keeps this right for daemons newer and older than those
@@ -125,10 +128,10 @@ func createDroppingKnownCaps(ctx context.Context, c containerCreator, opts clien
 	}
 }
 
-var unknownCapabilityErr = regexp.MustCompile(`invalid CapDrop: unknown capability: "([^"]+)"`)
+var unknownCapabilityErr = regexp.MustCompile(`invalid CapDrop: (?:unknown capability|capability not supported by your kernel or not available in the current environment): "([^"]+)"`)
 
 // unknownCapability returns the name of the CapDrop entry err says the
-// daemon does not know.
+// daemon does not know, or knows its environment lacks.
 func unknownCapability(err error) (string, bool) {
 	if err == nil {
 		return "", false

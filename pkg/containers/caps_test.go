@@ -20,10 +20,13 @@ const fullSet = 1<<41 - 1
 
 // fakeDaemon plays a Docker daemon that knows the capabilities up to
 // lastKnown, as Docker 20.10 knows those up to AUDIT_READ, on a machine whose
-// root has the bounding set bounding.
+// root has the bounding set bounding. An envAware daemon (Docker 29) also
+// knows which of them its own bounding set lacks: it refuses those by name
+// in CapAdd and CapDrop, and its "ALL" leaves them out.
 type fakeDaemon struct {
 	lastKnown string
 	bounding  uint64
+	envAware  bool
 	calls     int
 	created   *container.HostConfig
 }
@@ -42,7 +45,13 @@ func (f *fakeDaemon) ContainerCreate(_ context.Context, opts client.ContainerCre
 			if c != "ALL" && !slices.Contains(known, c) {
 				return client.ContainerCreateResult{}, fmt.Errorf(`Error response from daemon: invalid %s: unknown capability: "CAP_%s"`, field.name, c)
 			}
+			if c != "ALL" && f.envAware && f.bounding&capBit(c) == 0 {
+				return client.ContainerCreateResult{}, fmt.Errorf(`Error response from daemon: invalid %s: capability not supported by your kernel or not available in the current environment: "CAP_%s"`, field.name, c)
+			}
 		}
+	}
+	if f.envAware {
+		known = slices.DeleteFunc(slices.Clone(known), func(c string) bool { return f.bounding&capBit(c) == 0 })
 	}
 	// What runc will be asked to grant: "ALL" is every capability the
 	// daemon knows; one that root lacks makes the container fail.
@@ -98,6 +107,25 @@ func TestPrivilegedWithoutNewerCapsOnNewDocker(t *testing.T) {
 	}
 	if d.calls != 1 {
 		t.Errorf("%d calls, want 1", d.calls)
+	}
+}
+
+// Docker 29 in such a machine knows every capability, and which of them
+// its environment lacks: it refuses to be told to drop those (seen: `invalid
+// CapDrop: capability not supported by your kernel or not available in the
+// current environment: "CAP_BPF"`), and its "ALL" grants none of them, so
+// there is nothing to drop.
+func TestPrivilegedOnDaemonThatKnowsItsEnvironment(t *testing.T) {
+	bounding := uint64(fullSet) &^ (capBit("SYS_RESOURCE") | capBit("PERFMON") | capBit("BPF") | capBit("CHECKPOINT_RESTORE"))
+	d := &fakeDaemon{lastKnown: "CHECKPOINT_RESTORE", bounding: bounding, envAware: true}
+	if _, err := createContainer(context.Background(), d, Spec{Name: "x", Privileged: true}, missingCapabilities(bounding, 40)); err != nil {
+		t.Fatalf("the container should be created: %v", err)
+	}
+	if got := d.created.CapDrop; len(got) != 0 {
+		t.Errorf("CapDrop is %v, want none: the daemon grants none of them", got)
+	}
+	if d.calls > 5 {
+		t.Errorf("%d calls to create one container: one retry per refused name at most", d.calls)
 	}
 }
 
