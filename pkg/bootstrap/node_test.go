@@ -52,7 +52,7 @@ func TestPlanNodeFeedsContainerAndUnitFromOneCommand(t *testing.T) {
 		t.Errorf("kubelet's unit should run the planned command %v:\n%s", np.kubelet, unit)
 	}
 	entry := strings.Join(np.runtime.Entrypoint, " ")
-	if !strings.Contains(entry, "host-exec --service-cidr 10.96.0.0/12 --cgroup dk8s/containerd --") {
+	if !strings.Contains(entry, "host-exec --service-cidr 10.96.0.0/12 --cgroup dk8s/containerd --path-first /usr/bin --") {
 		t.Errorf("the runtime's container should prepare the host first: %s", entry)
 	}
 	// The agents' supervisors bind the shim alone, privately: a bind that
@@ -63,8 +63,8 @@ func TestPlanNodeFeedsContainerAndUnitFromOneCommand(t *testing.T) {
 			t.Errorf("%s binds %+v, want the shim alone", spec.Name, spec.Mounts)
 		}
 	}
-	if !strings.Contains(np.units[0].Text, "--service-cidr 10.96.0.0/12") {
-		t.Errorf("the runtime's unit should keep the service range local too:\n%s", np.units[0].Text)
+	if !strings.Contains(np.units[0].Text, "--service-cidr 10.96.0.0/12 --path-first /usr/bin --") {
+		t.Errorf("the runtime's unit should keep the service range local too, and find its shim beside it:\n%s", np.units[0].Text)
 	}
 	if np.dns != "10.96.0.10" {
 		t.Errorf("kube-dns at %s, want the range's .10", np.dns)

@@ -24,6 +24,15 @@ type ExecOptions struct {
 	ServiceCIDR string
 	// Cgroup, when set, is the cgroup the agent moves into first.
 	Cgroup string
+	// PathFirst, when set, goes first on the agent's PATH: the runtime's
+	// own directory, so that containerd runs the shim and runc installed
+	// beside it (as Docker's static binaries or containerd.io install
+	// them), not another install's found earlier on the PATH. containerd
+	// looks for its shim on the PATH before its own directory, and the
+	// shim for runc on the PATH alone; a shim of another containerd
+	// release fails every pod ("start failed: io.containerd.runc.v2: type
+	// with url ...: not found").
+	PathFirst string
 }
 
 // ExecOnHost is what runs inside such a container (`dk8s host-exec`): it
@@ -62,6 +71,11 @@ func ExecOnHost(ctx context.Context, r Runner, opts ExecOptions, argv []string) 
 	}
 	if opts.Cgroup != "" {
 		if err := MoveToCgroup(opts.Cgroup); err != nil {
+			return err
+		}
+	}
+	if opts.PathFirst != "" {
+		if err := os.Setenv("PATH", opts.PathFirst+string(os.PathListSeparator)+os.Getenv("PATH")); err != nil {
 			return err
 		}
 	}

@@ -10,7 +10,7 @@ func newHostExec() *cobra.Command {
 	opts := host.ExecOptions{}
 	var root string
 	cmd := &cobra.Command{
-		Use:    "host-exec [--service-cidr RANGE] [--cgroup NAME] -- COMMAND [ARG...]",
+		Use:    "host-exec [--service-cidr RANGE] [--cgroup NAME] [--path-first DIR] -- COMMAND [ARG...]",
 		Short:  "Enter the host's mount namespace and run COMMAND there (run by dk8s's node containers)",
 		Hidden: true,
 		Args:   cobra.MinimumNArgs(1),
@@ -23,5 +23,6 @@ func newHostExec() *cobra.Command {
 	cmd.Flags().StringVar(&root, "root", "", "/ when already in the host's mount namespace (a systemd unit)")
 	cmd.Flags().StringVar(&opts.ServiceCIDR, "service-cidr", "", "route this range to the host's service device first")
 	cmd.Flags().StringVar(&opts.Cgroup, "cgroup", "", "move into this cgroup first")
+	cmd.Flags().StringVar(&opts.PathFirst, "path-first", "", "put this directory first on COMMAND's PATH")
 	return cmd
 }
