@@ -22,6 +22,8 @@ command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v gcc >/dev/null || need+=(gcc libc6-dev)
 command -v make >/dev/null || need+=(make)
 command -v bzip2 >/dev/null || need+=(bzip2)
+# runc of the Docker 29 machine, built with its seccomp support.
+[ -f /usr/include/seccomp.h ] || need+=(libseccomp-dev)
 if [ ${#need[@]} -gt 0 ]; then
   echo "harness: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

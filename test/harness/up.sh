@@ -31,6 +31,17 @@ if [ ! -x "$e2e/e2e.test" ] || [ ! -x "$e2e/sample-apiserver" ]; then
 fi
 echo "$e2e" >"$cache/e2e.dir"
 "$here/e2e-images.sh" "$cache" "$e2e"
+# Docker Engine 29 with its containerd and runc, built from their modules,
+# for the machines of a fresh docker-ce 29 install (docker29_test.go). The
+# directory is named by what build-docker29.sh builds, so a change of
+# version builds it again.
+d29=$cache/docker29-$(sha256sum "$here/build-docker29.sh" | cut -c1-12)
+if [ ! -x "$d29/bin/runc" ]; then
+  echo "harness: building Docker Engine 29, containerd and runc from source (minutes when cold)" >&2
+  "$here/build-docker29.sh" "$d29" >&2
+  for old in "$cache"/docker29-*; do [ "$old" = "$d29" ] || rm -rf "$old"; done
+fi
+echo "$d29/bin" >"$cache/docker29.dir"
 # An older release beside it, for the upgrade tests.
 "$here/older.sh" "$cache" "${DK8S_HARNESS_OLDER:-v1.36.3}" "$version"
 # The harness's images are built here, so their digests are not upstream's:

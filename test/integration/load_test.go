@@ -147,7 +147,8 @@ func lockWithout(t *testing.T, component string) (string, images.Image) {
 
 // tamper copies the 'dk8s save' archive src to dst as an attacker would
 // alter it: the carried lock gives victim the digests of donor, and
-// manifest.json gives donor's content victim's names.
+// manifest.json (and index.json, in an OCI layout) gives donor's content
+// victim's names.
 func tamper(t *testing.T, src, dst, victim, donor string) {
 	t.Helper()
 	in, err := os.Open(src)
@@ -211,6 +212,46 @@ func tamper(t *testing.T, src, dst, victim, donor string) {
 				e["RepoTags"] = tags
 			}
 			if data, err = json.Marshal(entries); err != nil {
+				t.Fatal(err)
+			}
+		case "index.json":
+			// An OCI layout (Docker's containerd store writes one) names
+			// each image in its descriptor's annotations: the victim's
+			// names are pointed at the donor's content.
+			var index struct {
+				SchemaVersion int              `json:"schemaVersion"`
+				MediaType     string           `json:"mediaType,omitempty"`
+				Manifests     []map[string]any `json:"manifests"`
+			}
+			if err := json.Unmarshal(data, &index); err != nil {
+				t.Fatal(err)
+			}
+			name := func(d map[string]any) string {
+				ann, _ := d["annotations"].(map[string]any)
+				n, _ := ann["io.containerd.image.name"].(string)
+				return n
+			}
+			var donorDesc map[string]any
+			for _, d := range index.Manifests {
+				if name(d) == donorName {
+					donorDesc = d
+				}
+			}
+			if donorDesc == nil {
+				t.Fatalf("index.json names no %s", donorName)
+			}
+			for _, d := range index.Manifests {
+				if slices.Contains(victimNames, name(d)) {
+					for _, k := range []string{"mediaType", "digest", "size", "platform"} {
+						if v, ok := donorDesc[k]; ok {
+							d[k] = v
+						} else {
+							delete(d, k)
+						}
+					}
+				}
+			}
+			if data, err = json.Marshal(index); err != nil {
 				t.Fatal(err)
 			}
 		}
