@@ -13,12 +13,8 @@ build: ## bin/dk8s
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/dk8s ./cmd/dk8s
 
 AGENT_IMAGE ?= dk8s/dk8s:$(VERSION)
-agent-image: build ## the node agent's image: bin/dk8s on the lock's agent-base (have it first: dk8s pull)
-	@base=$$(bin/dk8s images -o name | grep '/busybox:') && \
-	docker image inspect $$base >/dev/null 2>&1 || { echo "$$base is not here: 'bin/dk8s pull --mirror MIRROR' brings it (verified)"; exit 1; }; \
-	cid=$$(docker create $$base) && docker cp bin/dk8s $$cid:/bin/dk8s && \
-	docker commit --change 'ENTRYPOINT ["/bin/dk8s"]' --change 'CMD ["agent", "--help"]' $$cid $(AGENT_IMAGE) >/dev/null && \
-	docker rm $$cid >/dev/null && echo "$(AGENT_IMAGE): bin/dk8s on $$base"
+agent-image: build ## the node agent's image: bin/dk8s alone, made in the local Docker (dk8s agent image)
+	bin/dk8s agent image $(AGENT_IMAGE)
 
 lint:
 	@test -z "$$(gofmt -l . )" || { gofmt -l . ; echo "gofmt: files above need formatting"; exit 1; }

@@ -155,6 +155,24 @@ func (d *Docker) LoadImages(ctx context.Context, archive io.Reader) error {
 	return nil
 }
 
+// ImportImage implements Engine.
+func (d *Docker) ImportImage(ctx context.Context, rootfs io.Reader, ref string, changes []string) error {
+	res, err := d.c.ImageImport(ctx, client.ImageImportSource{Source: rootfs, SourceName: "-"}, ref, client.ImageImportOptions{Changes: changes})
+	if err != nil {
+		return wrapErr(err)
+	}
+	defer res.Close()
+	// As with a load, a refused import is told in the response stream.
+	out, err := io.ReadAll(res)
+	if err != nil {
+		return wrapErr(err)
+	}
+	if strings.Contains(string(out), `"errorDetail"`) {
+		return fmt.Errorf("importing %s: %s", ref, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
 // ParsePlatform parses "os/arch[/variant]".
 func ParsePlatform(s string) (ocispec.Platform, error) {
 	parts := strings.Split(s, "/")

@@ -25,6 +25,10 @@ type Engine interface {
 	SaveImages(ctx context.Context, refs []string) (io.ReadCloser, error)
 	// LoadImages loads a `docker save` archive.
 	LoadImages(ctx context.Context, archive io.Reader) error
+	// ImportImage makes the image ref of one layer, the tar stream
+	// rootfs, with the Dockerfile instructions changes (ENTRYPOINT, CMD,
+	// LABEL...) applied: `docker import`.
+	ImportImage(ctx context.Context, rootfs io.Reader, ref string, changes []string) error
 
 	// CreateContainer makes the container s describes, without starting it.
 	CreateContainer(ctx context.Context, s Spec) (string, error)

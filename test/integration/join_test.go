@@ -2,7 +2,6 @@ package integration
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,24 +92,17 @@ func TestWorkersJoin(t *testing.T) {
 		}
 	})
 
-	t.Run("a worker joins by the agent container", func(t *testing.T) {
+	t.Run("a worker joins by the agent container, as printed, with Docker and dk8s alone", func(t *testing.T) {
 		mustKubectl := mustKubectlT(t)
-		// The agent's image: dk8s on the lock's agent-base, which comes
-		// through the mirror and is verified like every other image.
-		must(w2, "pull", "--mirror", machineFlatMirror)
-		base := ""
-		for _, n := range strings.Fields(must(w2, "images", "-o", "name").stdout) {
-			if strings.Contains(n, "/busybox:") {
-				base = n
-			}
+		// The machine has pulled nothing and reaches no registry holding
+		// the agent's image: the printed line makes it from the machine's
+		// dk8s, then runs it.
+		if r := w2.exec(t, "sh", "-c", agentLine(agentCmd, "--kubelet-binary", machineKubelet, "--mirror", machinePathMirror, "--lock", machineLock)); r.code != 0 {
+			t.Fatalf("the printed agent line:\n%s", r)
 		}
-		build := fmt.Sprintf("cid=$(docker create %s) && docker cp %s $cid:/bin/dk8s && docker commit --change 'ENTRYPOINT [\"/bin/dk8s\"]' $cid dk8s/dk8s:test && docker rm $cid", base, machineDK8s)
-		if r := w2.exec(t, "sh", "-c", build); r.code != 0 || base == "" {
-			t.Fatalf("building the agent image from %q:\n%s", base, r)
-		}
-		args := append(slices.Clone(agentCmd[1:]), "--kubelet-binary", machineKubelet, "--mirror", machinePathMirror, "--lock", machineLock)
-		if r := w2.exec(t, append([]string{"docker"}, args...)...); r.code != 0 {
-			t.Fatalf("the agent's docker run:\n%s", r)
+		// dk8s alone, on no base image.
+		if r := w2.exec(t, "docker", "image", "inspect", "-f", "{{len .RootFS.Layers}} {{json .Config.Entrypoint}}", "dk8s/dk8s:test"); strings.TrimSpace(r.stdout) != `1 ["/bin/dk8s"]` {
+			t.Errorf("the agent's image should be one layer, dk8s its entrypoint:\n%s", r)
 		}
 		if !waitFor(4*time.Minute, func() bool { return nodeReady(kubectl, "dk8s-it-w2") }) {
 			t.Fatalf("the agent's node is not Ready:\n%s\n%s", w2.exec(t, "docker", "logs", "dk8s-agent"), mustKubectl("get", "nodes", "-o", "wide"))
@@ -209,12 +201,11 @@ func TestWorkersJoin(t *testing.T) {
 		mustKubectl := mustKubectlT(t)
 		// The agent started again with another setting, as a user changes
 		// one: its first join applies it.
-		args := append(slices.Clone(agentCmd[1:]), "--kubelet-binary", machineKubelet, "--mirror", machinePathMirror, "--lock", machineLock, "--max-pods", "42")
 		if r := w2.exec(t, "docker", "rm", "-f", "dk8s-agent"); r.code != 0 {
 			t.Fatalf("%s", r)
 		}
-		if r := w2.exec(t, append([]string{"docker"}, args...)...); r.code != 0 {
-			t.Fatalf("the agent's docker run:\n%s", r)
+		if r := w2.exec(t, "sh", "-c", agentLine(agentCmd, "--kubelet-binary", machineKubelet, "--mirror", machinePathMirror, "--lock", machineLock, "--max-pods", "42")); r.code != 0 {
+			t.Fatalf("the agent's line:\n%s", r)
 		}
 		if !waitFor(3*time.Minute, func() bool {
 			out, _ := kubectl("get", "node", "dk8s-it-w2", "-o", "jsonpath={.status.capacity.pods}")
@@ -302,17 +293,24 @@ func machineKubeconfig(t testing.TB, cp *machine) string {
 
 // joinCommands are the two forms 'token create --print-join-command'
 // printed: dk8s join's arguments (from "join"), and the agent's whole
-// docker run command line.
+// line (dk8s agent image, then docker run), split at spaces.
 func joinCommands(out string) (join, agent []string) {
 	for _, line := range strings.Split(out, "\n") {
 		switch f := strings.Fields(line); {
 		case len(f) > 2 && f[0] == "dk8s" && f[1] == "join":
 			join = f[1:]
-		case len(f) > 2 && f[0] == "docker" && f[1] == "run":
+		case len(f) > 2 && f[0] == "dk8s" && f[1] == "agent":
 			agent = f
 		}
 	}
 	return join, agent
+}
+
+// agentLine is the shell command that runs the printed agent line on a
+// machine as a user pastes it, with extra arguments for the agent after
+// it, and the machine's dk8s on the PATH as an installed one would be.
+func agentLine(agent []string, extra ...string) string {
+	return "PATH=" + filepath.Dir(machineDK8s) + ":$PATH && " + strings.Join(append(slices.Clone(agent), extra...), " ")
 }
 
 // flagValue is the value after flag in args.

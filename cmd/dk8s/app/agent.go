@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,7 +23,8 @@ func newAgent(g *globals) *cobra.Command {
     -v /var/run/docker.sock:/var/run/docker.sock -v /var/lib/dk8s:/var/lib/dk8s \
     -e DK8S_TOKEN=TOKEN IMAGE agent --server https://HOST:6443 --ca-cert-hash sha256:HASH
 
-('dk8s token create --print-join-command' on a control plane prints it). The
+('dk8s token create --print-join-command' on a control plane prints it,
+after 'dk8s agent image', which makes IMAGE from the dk8s binary). The
 token goes in the environment, readable by root alone, not on the agent's
 command line, which every user of the host can read (it runs in the host's
 PID namespace). It
@@ -80,5 +82,44 @@ before 'dk8s reset'.`,
 	fl.StringVar(&server, "server", "", "the control plane's apiserver, `https://HOST:6443`")
 	fl.DurationVar(&check, "check", 5*time.Second, "how often the node's agents are looked at")
 	fl.DurationVar(&converge, "converge", 5*time.Minute, "how often a whole join runs anyway")
+	cmd.AddCommand(newAgentImage(g))
 	return cmd
+}
+
+func newAgentImage(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "image [IMAGE]",
+		Short: "Make the node agent's image from this dk8s binary, in the local Docker",
+		Long: `Make the node agent's image (default ` + defaultAgentImage(g) + `) in this
+machine's Docker from the dk8s binary that runs the command: the binary
+alone, at ` + bootstrap.AgentBinary + `, with nothing beneath it (dk8s is
+static), so nothing is pulled and no registry is needed. The join command
+'dk8s token create --print-join-command' prints runs it before the agent's
+docker run. Making it again replaces the name; the image of a running agent
+stays until the agent is removed.`,
+		Example: `  dk8s agent image
+  dk8s agent image registry.example.com/ops/dk8s:v1 && docker push registry.example.com/ops/dk8s:v1`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ref := defaultAgentImage(g)
+			if len(args) == 1 {
+				ref = args[0]
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("finding this dk8s binary: %w", err)
+			}
+			engine, err := g.engine(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer engine.Close()
+			if err := bootstrap.AgentImage(cmd.Context(), engine, self, ref); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.streams.Err, "made %s from %s\n", ref, self)
+			fmt.Fprintln(g.streams.Out, ref)
+			return nil
+		},
+	}
 }

@@ -69,8 +69,9 @@ cluster-info without trusting the server, checks the signature with its
 token and the CA against --ca-cert-hash, and only then trusts the CA.
 
 --print-join-command prints the command to run on the worker instead, in
-both forms: 'dk8s join' for a host with the dk8s binary, and 'docker run'
-of the dk8s agent image for a host with Docker alone.
+both forms: 'dk8s join', and the Rancher-style agent, which keeps the
+machine joined: 'dk8s agent image' makes the agent's image from the dk8s
+binary there, with no registry, then 'docker run' starts it.
 
 Anyone who holds the token can join a node until it expires: keep --ttl
 short, and delete a token once it has served ('dk8s token delete').
@@ -144,7 +145,7 @@ func runTokenCreate(cmd *cobra.Command, g *globals, f *tokenCreateFlags) error {
 		fmt.Fprintln(g.streams.Out, jt.String())
 		return nil
 	}
-	fmt.Fprintln(g.streams.Err, "Run one of these on the worker: the first where dk8s is installed, the second where Docker alone is.")
+	fmt.Fprintln(g.streams.Err, "Run one of these on the worker, which needs Docker and the dk8s binary: the first joins it, the second joins it and keeps it joined from a container (the agent).")
 	for _, line := range joinCommands(jt, f.agentImage) {
 		fmt.Fprintln(g.streams.Out, line)
 	}
@@ -152,17 +153,18 @@ func runTokenCreate(cmd *cobra.Command, g *globals, f *tokenCreateFlags) error {
 }
 
 // joinCommands are the two ways to join a worker with jt: dk8s's own
-// command, and the agent's container for a host with Docker alone, which
-// reaches the host's Docker and PID namespace and keeps its state in
-// /var/lib/dk8s as dk8s start does.
+// command, and the agent's container, which reaches the host's Docker and
+// PID namespace and keeps its state in /var/lib/dk8s as dk8s start does.
+// The agent's line makes its image first, from the worker's dk8s binary,
+// so it works as printed where no registry holds the image.
 func joinCommands(jt bootstrap.JoinToken, image string) []string {
 	return []string{
 		fmt.Sprintf("dk8s join %s --token %s --ca-cert-hash %s", jt.Server, jt.String(), jt.CAHash),
 		// The token in the agent's environment (root's alone to read), not
 		// on its command line: it runs in the host's PID namespace, where
 		// every user reads every process's.
-		fmt.Sprintf("docker run -d --name %s --restart=always --net=host --pid=host -v /var/run/docker.sock:/var/run/docker.sock -v /var/lib/dk8s:/var/lib/dk8s -e DK8S_TOKEN=%s %s agent --server %s --ca-cert-hash %s",
-			bootstrap.AgentContainer, jt.String(), image, jt.Server, jt.CAHash),
+		fmt.Sprintf("dk8s agent image %s >/dev/null && docker run -d --name %s --restart=always --net=host --pid=host -v /var/run/docker.sock:/var/run/docker.sock -v /var/lib/dk8s:/var/lib/dk8s -e DK8S_TOKEN=%s %s agent --server %s --ca-cert-hash %s",
+			image, bootstrap.AgentContainer, jt.String(), image, jt.Server, jt.CAHash),
 	}
 }
 

@@ -91,7 +91,7 @@ func TestTokenCreatePrintsBothJoinCommands(t *testing.T) {
 	}
 	tok := toks[0].String()
 	want := "dk8s join https://192.0.2.10:6443 --token " + tok + " --ca-cert-hash " + caHash + "\n" +
-		"docker run -d --name dk8s-agent --restart=always --net=host --pid=host -v /var/run/docker.sock:/var/run/docker.sock -v /var/lib/dk8s:/var/lib/dk8s " +
+		"dk8s agent image registry.example/dk8s:v9 >/dev/null && docker run -d --name dk8s-agent --restart=always --net=host --pid=host -v /var/run/docker.sock:/var/run/docker.sock -v /var/lib/dk8s:/var/lib/dk8s " +
 		"-e DK8S_TOKEN=" + tok + " registry.example/dk8s:v9 agent --server https://192.0.2.10:6443 --ca-cert-hash " + caHash + "\n"
 	if stdout != want {
 		t.Errorf("token create --print-join-command printed\n%s\nwant\n%s", stdout, want)
