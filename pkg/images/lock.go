@@ -313,11 +313,11 @@ func (r *Release) Only(components ...string) *Release {
 }
 
 // AddOns are the components a dk8s cluster runs beside Kubernetes's own
-// release: flannel (the pod network) and the agent image's base. They are
-// the same for every release and no digest is published for them where this
-// lock's pins come from, so they are reported on their own and do not decide
-// whether a release is verified.
-var AddOns = []string{"flannel", "agent-base"}
+// release: flannel (the pod network). It is the same for every release and
+// no digest is published for it where this lock's pins come from, so it is
+// reported on its own and does not decide whether a release is verified.
+// (The node agent's image needs no base: it is the dk8s binary alone.)
+var AddOns = []string{"flannel"}
 
 // PinnedPlatforms are the platforms a release must pin its host binaries
 // for to count as verified: the two dk8s is built for.

@@ -12,6 +12,9 @@ mapfile -t names < <("$dk8s" images --lock "$lock" --kubernetes-version "$versio
 tag_of() { for n in "${names[@]}"; do case "$n" in */"$1":*) echo "${n##*:}"; return;; esac; done; }
 kube=$(tag_of kube-apiserver) etcd=$(tag_of etcd) coredns=$(tag_of coredns) pause=$(tag_of pause)
 flannel=$(tag_of flannel)
+# A workload beside the lock's set, pulled by pods through the mirrors
+# under Docker Hub's name (docker.io/library/busybox), as echo is.
+busybox=1.37.0
 # repo_of NAME: the image's path below its registry (registry.k8s.io or
 # docker.io), which a path-preserving mirror keeps.
 repo_of() { local path=${1#registry.k8s.io/}; path=${path#docker.io/}; echo "${path%:*}"; }
@@ -46,6 +49,7 @@ for n in "${names[@]}"; do
   case $n in registry.k8s.io/*) has 5001 "aliyun/google_containers/$flat" "$tag" || missing=1 ;; esac
 done
 has 5003 google_containers/kube-apiserver "$kube" || missing=1
+has 5001 google_containers/busybox "$busybox" && has 5002 library/busybox "$busybox" || missing=1
 [ $missing = 1 ] || { echo "harness: registries already hold the image set" >&2; exit 0; }
 
 if [ ! -x "$extra/coredns" ] || [ ! -x "$extra/etcdutl" ]; then
@@ -109,8 +113,8 @@ image() {
     add_iptables "$root"
   fi
   if [ "$name" = busybox ]; then
-    # Debian's static busybox, under the lock's tag, as pause is the
-    # harness's own: the node agent's base.
+    # Debian's static busybox: the kubectl verbs' workload (a shell, tar
+    # and httpd, as users' images commonly have).
     mkdir -p "$root/bin"
     cp /bin/busybox "$root/bin/busybox"
     for applet in $(/bin/busybox --list); do [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"; done
@@ -135,7 +139,7 @@ image etcd "$etcd" '["/usr/local/bin/etcd"]' "$extra/etcd" "$extra/etcdctl" "$ex
 image pause "$pause" '["/pause"]'
 image coredns "$coredns" '["/coredns"]'
 image flannel "$flannel" '["/opt/bin/flanneld"]'
-image busybox "$(tag_of busybox)" '["/bin/sh"]'
+image busybox "$busybox" '["/bin/sh"]'
 image echo 1.0 '["/usr/local/bin/echo"]' "$extra/echo"
 
 push() { push_indexed "$@"; }
@@ -144,7 +148,7 @@ for n in "${names[@]}"; do
   src="dk8s-harness/$flat:$tag"
   push "$src" "127.0.0.1:5001/google_containers/$flat:$tag"   # flat, like Aliyun
   # Flat and registry.k8s.io's alone, as Aliyun's google_containers really
-  # is: no flannel, no busybox.
+  # is: no flannel.
   case $n in registry.k8s.io/*) push "$src" "127.0.0.1:5001/aliyun/google_containers/$flat:$tag" ;; esac
   push "$src" "127.0.0.1:5002/$repo:$tag"                     # path-preserving, like DaoCloud
   case $flat in
@@ -157,7 +161,9 @@ done
 # reach through the mirror.
 push dk8s-harness/echo:1.0 127.0.0.1:5001/google_containers/dk8s-echo:1.0
 push dk8s-harness/echo:1.0 127.0.0.1:5002/e2e-test-images/dk8s-echo:1.0
-docker rmi dk8s-harness/echo:1.0 >/dev/null
+push dk8s-harness/busybox:$busybox 127.0.0.1:5001/google_containers/busybox:$busybox
+push dk8s-harness/busybox:$busybox 127.0.0.1:5002/library/busybox:$busybox
+docker rmi dk8s-harness/echo:1.0 dk8s-harness/busybox:$busybox >/dev/null
 echo "$make_id" >"$cache/images.stamp"
 # The store starts empty of them: pulls in tests and benchmarks download.
 for n in "${names[@]}"; do repo=$(repo_of "$n"); docker rmi "dk8s-harness/${repo##*/}:${n##*:}" >/dev/null; done

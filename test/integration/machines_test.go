@@ -29,7 +29,7 @@ const (
 	machineFlatMirror = "172.29.0.1:5001/google_containers"
 	machinePathMirror = "172.29.0.1:5002/..."
 	// machineAliyunMirror is flat and holds registry.k8s.io's images
-	// alone, as Aliyun's google_containers does: no flannel, no busybox.
+	// alone, as Aliyun's google_containers does: no flannel.
 	machineAliyunMirror = "172.29.0.1:5001/aliyun/google_containers"
 )
 
