@@ -42,8 +42,8 @@ lock=$(test/bench/layers.sh "$cache" "$dk8s" "$harness_lock" "$version")
 mirror=127.0.0.1:5001/bench_layers
 mapfile -t names < <($dk8s images --lock "$lock" -o name)
 # The mirror's name of an image and, for registry.k8s.io's, the legacy
-# alias (k8s.gcr.io) the loop tags too: flannel and busybox (docker.io)
-# have none.
+# alias (k8s.gcr.io) the loop tags too: flannel (docker.io)
+# has none.
 flat_of() { local path=${1%:*}; echo "$mirror/${path##*/}:${1##*:}"; }
 alias_of() { case $1 in registry.k8s.io/*) echo "k8s.gcr.io/${1#registry.k8s.io/}" ;; esac; }
 

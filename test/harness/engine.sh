@@ -16,7 +16,7 @@ command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v iptables >/dev/null || need+=(iptables)
 command -v ip >/dev/null || need+=(iproute2)          # the node's service-range device
 command -v unshare >/dev/null || need+=(util-linux)   # a test's network namespace without a route
-[ -x /bin/busybox ] || need+=(busybox-static)          # the node agent's base image
+[ -x /bin/busybox ] || need+=(busybox-static)          # the kubectl verbs' workload image
 # The conformance tests' images: Debian roots, and BusyBox built from source.
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v gcc >/dev/null || need+=(gcc libc6-dev)
