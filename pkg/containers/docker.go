@@ -142,15 +142,20 @@ func (d *Docker) LoadImages(ctx context.Context, archive io.Reader) error {
 	if err != nil {
 		return wrapErr(err)
 	}
+	return streamError(res, "loading images")
+}
+
+// streamError reads the daemon's response stream to its end and returns
+// the error it reports there: a bad archive or layer is told in the
+// stream, not by the status code.
+func streamError(res io.ReadCloser, what string) error {
 	defer res.Close()
-	// The daemon reports a bad archive in the response stream, not the
-	// status code.
 	out, err := io.ReadAll(res)
 	if err != nil {
 		return wrapErr(err)
 	}
-	if i := strings.Index(string(out), `"errorDetail"`); i >= 0 {
-		return fmt.Errorf("loading images: %s", strings.TrimSpace(string(out)))
+	if strings.Contains(string(out), `"errorDetail"`) {
+		return fmt.Errorf("%s: %s", what, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
@@ -161,16 +166,7 @@ func (d *Docker) ImportImage(ctx context.Context, rootfs io.Reader, ref string, 
 	if err != nil {
 		return wrapErr(err)
 	}
-	defer res.Close()
-	// As with a load, a refused import is told in the response stream.
-	out, err := io.ReadAll(res)
-	if err != nil {
-		return wrapErr(err)
-	}
-	if strings.Contains(string(out), `"errorDetail"`) {
-		return fmt.Errorf("importing %s: %s", ref, strings.TrimSpace(string(out)))
-	}
-	return nil
+	return streamError(res, "importing "+ref)
 }
 
 // ParsePlatform parses "os/arch[/variant]".

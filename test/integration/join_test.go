@@ -32,17 +32,7 @@ func TestWorkersJoin(t *testing.T) {
 	must(cp, "start", "--kubelet-binary", machineKubelet, "--mirror", machinePathMirror)
 
 	kubectl := adminKubectl(t, cp)
-	// mustKubectl fails the test it is given (a subtest's own t).
-	mustKubectlT := func(t *testing.T) func(args ...string) string {
-		return func(args ...string) string {
-			t.Helper()
-			out, err := kubectl(args...)
-			if err != nil {
-				t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
-			}
-			return out
-		}
-	}
+	mustKubectlT := failing(kubectl)
 
 	// What a user copies from the control plane: both forms of the join.
 	r := must(cp, "token", "create", "--print-join-command", "--agent-image", "dk8s/dk8s:test")
@@ -144,25 +134,7 @@ func TestWorkersJoin(t *testing.T) {
 		if len(pods) != 3 {
 			t.Fatalf("want a pod on each of the three machines, got %v\n%s", pods, mustKubectl("get", "pods", "-o", "wide"))
 		}
-		svcIP := strings.TrimSpace(mustKubectl("get", "service", "echo", "-o", "jsonpath={.spec.clusterIP}"))
-		for node, a := range pods {
-			for other, b := range pods {
-				if other == node {
-					continue
-				}
-				// From the control plane's host to a pod on node, which asks
-				// a pod on another machine.
-				if got := fetchFrom(t, cp, "http://"+a.ip+":8080/fetch?url=http://"+b.ip+":8080/"); got != b.name {
-					t.Errorf("pod on %s asking the pod on %s: got %q, want %q", node, other, got, b.name)
-				}
-			}
-			if got := fetchFrom(t, cp, "http://"+a.ip+":8080/fetch?url=http://"+svcIP+"/"); !strings.HasPrefix(got, "echo-") {
-				t.Errorf("pod on %s asking the Service %s: got %q", node, svcIP, got)
-			}
-			if got := fetchFrom(t, cp, "http://"+a.ip+":8080/lookup?name=echo.default.svc.cluster.local"); got != svcIP {
-				t.Errorf("DNS from the pod on %s: echo.default.svc.cluster.local is %q, want %s", node, got, svcIP)
-			}
-		}
+		assertPodsReach(t, cp, pods, strings.TrimSpace(mustKubectl("get", "service", "echo", "-o", "jsonpath={.spec.clusterIP}")))
 		// kubectl logs goes through the apiserver to the worker's kubelet,
 		// whose serving certificate the apiserver verifies.
 		if out, err := kubectl("logs", pods["dk8s-it-w1"].name); err != nil {
@@ -267,6 +239,46 @@ func TestWorkersJoin(t *testing.T) {
 		mustKubectl("rollout", "status", "deployment/echo", "--timeout", "2m")
 		assertNothingLeft(t, w1, "reset --purge", append(slices.Clone(dirAndContainers), sh("network devices", "ip -o link show | none grep -E 'flannel.1|dk8s0'")))
 	})
+}
+
+// failing turns kubectl into a maker of its failing form: given a test (a
+// subtest's own t), the kubectl it returns fails that test on an error.
+func failing(kubectl func(args ...string) (string, error)) func(t *testing.T) func(args ...string) string {
+	return func(t *testing.T) func(args ...string) string {
+		return func(args ...string) string {
+			t.Helper()
+			out, err := kubectl(args...)
+			if err != nil {
+				t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+			return out
+		}
+	}
+}
+
+// assertPodsReach checks, from machine from's host, that each echo pod of
+// pods (one per node) reaches the pods on the other nodes, the echo Service
+// at svcIP, and the Service's name through the cluster's DNS.
+func assertPodsReach(t *testing.T, from *machine, pods map[string]pod, svcIP string) {
+	t.Helper()
+	for node, a := range pods {
+		for other, b := range pods {
+			if other == node {
+				continue
+			}
+			// From the host to a pod on node, which asks a pod on another
+			// machine.
+			if got := fetchFrom(t, from, "http://"+a.ip+":8080/fetch?url=http://"+b.ip+":8080/"); got != b.name {
+				t.Errorf("pod on %s asking the pod on %s: got %q, want %q", node, other, got, b.name)
+			}
+		}
+		if got := fetchFrom(t, from, "http://"+a.ip+":8080/fetch?url=http://"+svcIP+"/"); !strings.HasPrefix(got, "echo-") {
+			t.Errorf("pod on %s asking the Service %s: got %q", node, svcIP, got)
+		}
+		if got := fetchFrom(t, from, "http://"+a.ip+":8080/lookup?name=echo.default.svc.cluster.local"); got != svcIP {
+			t.Errorf("DNS from the pod on %s: echo.default.svc.cluster.local is %q, want %s", node, got, svcIP)
+		}
+	}
 }
 
 // adminKubectl runs the harness's kubectl from this host (the machines'

@@ -28,16 +28,7 @@ func TestNodeUnderSystemd(t *testing.T) {
 		}
 	}
 	kubectl := adminKubectl(t, cp)
-	mustKubectl := func(t *testing.T) func(args ...string) string {
-		return func(args ...string) string {
-			t.Helper()
-			out, err := kubectl(args...)
-			if err != nil {
-				t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
-			}
-			return out
-		}
-	}
+	mustKubectl := failing(kubectl)
 
 	t.Run("the node's agents are systemd's units, enabled and active", func(t *testing.T) {
 		for _, u := range units {
