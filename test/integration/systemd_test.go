@@ -276,6 +276,7 @@ func TestNodeUnderSystemd(t *testing.T) {
 			t.Errorf("a start after the purge should install the units again:\n%s", r)
 		}
 		kubectl = adminKubectl(t, cp) // a new cluster, a new CA
+		mustKubectl = failing(kubectl)
 		ready(t, "a start after the purge", cp)
 		if out := fmt.Sprint(mustKubectl(t)("get", "nodes", "--no-headers")); strings.Contains(out, w.name) {
 			t.Errorf("a new cluster should not know the old worker:\n%s", out)
