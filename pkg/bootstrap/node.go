@@ -125,10 +125,10 @@ func planNode(ctx context.Context, cfg Config, rel *images.Release, t *nodeTools
 		np.kubelet = append(np.kubelet, "--bootstrap-kubeconfig="+id.bootstrapKubeconfig)
 	}
 	versions := map[string]string{"kubelet": t.kubeletVersion, "containerd": host.BinaryVersion(ctx, host.Exec{}, t.Containerd)}
-	np.runtime = agentSpec(cfg, "containerd", pause.Name, shim, np.runtimeCmd, runtimePrep(cfg, t.Containerd), np.files.hash(filepath.Join(cfg.Dir, "containerd")), versions["containerd"])
+	np.runtime = agentSpec(cfg, "containerd", pause.Name, shim, np.runtimeCmd, runtimePrep(cfg, t.Containerd, true), np.files.hash(filepath.Join(cfg.Dir, "containerd")), versions["containerd"])
 	np.kubeletSpec = agentSpec(cfg, "kubelet", pause.Name, shim, np.kubelet, nil, np.files.hash(filepath.Join(cfg.Dir, "kubelet")), versions["kubelet"])
 	np.units = []host.Unit{
-		{Component: "containerd", Text: host.SystemdUnit("containerd", versions["containerd"], append([]string{shim, "host-exec", "--root", "/", "--service-cidr", cfg.ServiceCIDR, "--path-first", filepath.Dir(t.Containerd), "--"}, np.runtimeCmd...), cfg.Profile.env(), []string{"docker.service"})},
+		{Component: "containerd", Text: host.SystemdUnit("containerd", versions["containerd"], slices.Concat([]string{shim, "host-exec", "--root", "/"}, runtimePrep(cfg, t.Containerd, false), []string{"--"}, np.runtimeCmd), cfg.Profile.env(), []string{"docker.service"})},
 		{Component: "kubelet", Text: host.SystemdUnit("kubelet", versions["kubelet"], np.kubelet, cfg.Profile.env(), []string{host.UnitName("containerd")})},
 	}
 	return np, nil
@@ -353,13 +353,17 @@ func agentSpec(cfg Config, comp, image, shim string, cmd, prep []string, configH
 }
 
 // runtimePrep are host-exec's flags for the runtime (the binary at
-// containerd): the service range kept on the host before any pod can send
-// to it, the runtime in a cgroup of its own, so that pods outlive a crash or
-// restart of its container (under systemd, KillMode=process and
-// Delegate=yes do that), and its own directory first on its PATH, where its
-// shim and runc are.
-func runtimePrep(cfg Config, containerd string) []string {
-	return []string{"--service-cidr", cfg.ServiceCIDR, "--cgroup", host.RuntimeCgroup, "--path-first", filepath.Dir(containerd)}
+// containerd), under either supervisor: the service range kept on the host
+// before any pod can send to it; with cgroup (Docker's container), the
+// runtime in a cgroup of its own, so that pods outlive a crash or restart of
+// its container (under systemd, KillMode=process and Delegate=yes do that);
+// and its own directory first on its PATH, where its shim and runc are.
+func runtimePrep(cfg Config, containerd string, cgroup bool) []string {
+	flags := []string{"--service-cidr", cfg.ServiceCIDR}
+	if cgroup {
+		flags = append(flags, "--cgroup", host.RuntimeCgroup)
+	}
+	return append(flags, "--path-first", filepath.Dir(containerd))
 }
 
 // pollInterval is how often a start asks whether what it waits for is
