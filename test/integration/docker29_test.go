@@ -150,7 +150,7 @@ func TestDocker29(t *testing.T) {
 	})
 
 	t.Run("kubectl exec, cp, logs, port-forward, debug, exec probes and hooks on the worker", func(t *testing.T) {
-		assertKubectlVerbs(t, machineKubeconfig(t, cp), w.name, verbsImage(t), func(path string) string { return w.exec(t, "cat", path).stdout })
+		assertKubectlVerbs(t, machineKubeconfig(t, cp), w.name, verbsImage, func(path string) string { return w.exec(t, "cat", path).stdout })
 	})
 }
 

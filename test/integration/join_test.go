@@ -155,7 +155,7 @@ func TestWorkersJoin(t *testing.T) {
 	})
 
 	t.Run("kubectl exec, cp, logs, port-forward, debug, exec probes and hooks on the rebooted worker", func(t *testing.T) {
-		assertKubectlVerbs(t, machineKubeconfig(t, cp), w1.name, verbsImage(t), func(path string) string { return w1.exec(t, "cat", path).stdout })
+		assertKubectlVerbs(t, machineKubeconfig(t, cp), w1.name, verbsImage, func(path string) string { return w1.exec(t, "cat", path).stdout })
 	})
 
 	t.Run("the agent puts back a kubelet container removed by hand", func(t *testing.T) {

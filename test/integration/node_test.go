@@ -118,7 +118,7 @@ func TestNode(t *testing.T) {
 
 	t.Run("kubectl exec, cp, logs, port-forward, debug, exec probes and hooks", func(t *testing.T) {
 		t.Cleanup(func() { os.RemoveAll("/tmp/dk8s-verbs-" + node) })
-		assertKubectlVerbs(t, filepath.Join(c.dir, "admin.conf"), node, verbsImage(t), func(path string) string {
+		assertKubectlVerbs(t, filepath.Join(c.dir, "admin.conf"), node, verbsImage, func(path string) string {
 			b, _ := os.ReadFile(path)
 			return string(b)
 		})

@@ -79,7 +79,7 @@ func TestNodeUnderSystemd(t *testing.T) {
 
 	deployEcho(t, mustKubectl(t))
 	t.Run("kubectl exec, cp, logs, port-forward, debug, exec probes and hooks on the worker", func(t *testing.T) {
-		assertKubectlVerbs(t, machineKubeconfig(t, cp), w.name, verbsImage(t), func(path string) string { return w.exec(t, "cat", path).stdout })
+		assertKubectlVerbs(t, machineKubeconfig(t, cp), w.name, verbsImage, func(path string) string { return w.exec(t, "cat", path).stdout })
 	})
 	ip := strings.TrimSpace(mustKubectl(t)("get", "service", "echo", "-o", "jsonpath={.spec.clusterIP}"))
 	// serves: the Service answers on the control plane's machine, once

@@ -19,10 +19,7 @@ import (
 // pods pull by its docker.io name through the node's mirror. It has the
 // shell, tar (kubectl cp) and httpd (port-forward) a user's images commonly
 // have.
-func verbsImage(t *testing.T) string {
-	t.Helper()
-	return "docker.io/library/busybox:1.37.0"
-}
+const verbsImage = "docker.io/library/busybox:1.37.0"
 
 // assertKubectlVerbs does on node what a user does with a pod on day one,
 // through kubectl as the admin of kubeconfig: exec, logs, cp both ways,
