@@ -20,6 +20,7 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -109,7 +110,8 @@ func ensureApproverRBAC(ctx context.Context, cfg Config, opts StartOptions) erro
 	role := &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: kubeobj.Managed(nil)},
 		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"certificatesigningrequests"}, Verbs: []string{"get", "list", "watch"}},
+			// delete: a request whose source it cannot know (see approvePending).
+			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"certificatesigningrequests"}, Verbs: []string{"get", "list", "watch", "delete"}},
 			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"certificatesigningrequests/approval"}, Verbs: []string{"update"}},
 			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"signers"}, ResourceNames: []string{certificatesv1.KubeletServingSignerName}, Verbs: []string{"approve"}},
 			{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list"}},
@@ -143,7 +145,8 @@ func ensureApproverRBAC(ctx context.Context, cfg Config, opts StartOptions) erro
 			return err
 		}
 	}
-	// A cluster made by an earlier dk8s has the role without 'list nodes'.
+	// A cluster made by an earlier dk8s has the role without 'list nodes'
+	// or 'delete' of requests.
 	if _, err := cs.RbacV1().ClusterRoles().Update(ctx, role, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("updating the approver's role: %w", err)
 	}
@@ -154,6 +157,12 @@ func ensureApproverRBAC(ctx context.Context, cfg Config, opts StartOptions) erro
 // addresses it approved for each node (address: node): the addresses the
 // node's requests came from, which no other node may then have.
 const nodeAddressesRecord = "dk8s-node-addresses"
+
+// unsourcedGrace is how long a request may wait for the apiserver's audit
+// event of it, which the apiserver sends within a second (its batch's
+// longest wait, --audit-webhook-batch-max-wait): a request older with none
+// was sent while the approver was not listening.
+const unsourcedGrace = time.Minute
 
 // ApproverConfig is what the approver is told.
 type ApproverConfig struct {
@@ -353,6 +362,24 @@ func (a *approver) approvePending(ctx context.Context) {
 			continue // not registered yet, or not a node: asked again later
 		}
 		src, ok := sources.of(csr.Name)
+		if !ok && time.Since(csr.CreationTimestamp.Time) > unsourcedGrace {
+			// Sent while this approver was not listening (the kubelet
+			// asked before it started, or while it restarted): the
+			// apiserver's event of it is gone, and nothing else says
+			// where it came from. Deleted, the request is made again by
+			// its kubelet (client-go's certificate manager gives up on a
+			// deleted request and sends a new one), and the new one's
+			// event comes.
+			err := cs.CertificatesV1().CertificateSigningRequests().Delete(ctx, csr.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &csr.UID}})
+			switch {
+			case err == nil:
+				ac.Log(fmt.Sprintf("%s: sent by %s before this approver was listening, so not known where from: deleted, for its kubelet to ask again", csr.Name, csr.Spec.Username))
+			case !apierrors.IsNotFound(err) && !a.logged[csr.Name]:
+				ac.Log(fmt.Sprintf("%s: not known where it was sent from, and deleting it failed: %v; delete it by hand (kubectl delete csr %s) for its kubelet to ask again", csr.Name, err, csr.Name))
+				a.logged[csr.Name] = true
+			}
+			continue
+		}
 		if !ok || src.user != csr.Spec.Username {
 			continue // the apiserver's audit event has not come yet
 		}

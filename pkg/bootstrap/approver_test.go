@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -87,7 +88,11 @@ func TestApproverApprovesOnlyANodesNameAndTheAddressItsRequestCameFrom(t *testin
 		"csr-other-user": {servingCSR(t, "csr-other-user", "system:node:worker-2", []string{"172.29.0.3"}, nil), []string{"172.29.0.3"}, false, ""},
 		"csr-client":     {servingCSR(t, "csr-client", w1, []string{"172.29.0.3"}, nil, certificatesv1.UsageClientAuth), []string{"172.29.0.3"}, false, "usage"},
 		"csr-no-audit":   {servingCSR(t, "csr-no-audit", w1, []string{"172.29.0.3"}, nil), nil, false, ""},
+		"csr-unsourced":  {servingCSR(t, "csr-unsourced", w1, []string{"172.29.0.3"}, nil), nil, false, "deleted, for its kubelet to ask again"},
 	}
+	// csr-unsourced was sent before the approver listened: no event of it
+	// will come.
+	csrs["csr-unsourced"].csr.CreationTimestamp = metav1.NewTime(time.Now().Add(-2 * unsourcedGrace))
 	// The control plane's node had its own request approved before.
 	record := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: nodeAddressesRecord, Namespace: "kube-system"},
 		Data: map[string]string{"172.29.0.2": "cp", "172.29.0.7": "a-node-since-deleted"}}
@@ -110,6 +115,13 @@ func TestApproverApprovesOnlyANodesNameAndTheAddressItsRequestCameFrom(t *testin
 	}
 	a.approvePending(ctx)
 	log := strings.Join(logs, "\n")
+	if _, err := cs.CertificatesV1().CertificateSigningRequests().Get(ctx, "csr-unsourced", metav1.GetOptions{}); err == nil {
+		t.Errorf("a request older than %s with no audit event should be deleted, for its kubelet to ask again", unsourcedGrace)
+	}
+	if want := csrs["csr-unsourced"].saying; !strings.Contains(lineWith(log, "csr-unsourced:"), want) {
+		t.Errorf("the deletion should say %q:\n%s", want, log)
+	}
+	delete(csrs, "csr-unsourced")
 	for name, c := range csrs {
 		got, _ := cs.CertificatesV1().CertificateSigningRequests().Get(ctx, name, metav1.GetOptions{})
 		if decided(got) != c.want {
