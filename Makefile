@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/dk8s/dk8s/cmd/dk8s/app.Version=$(VERSION)
 HARNESS := test/harness/up.sh
 
-.PHONY: build test unit integration harness demo bench lint clean agent-image conformance
+.PHONY: build test unit integration harness demo bench lint clean agent-image conformance test-vm
 
 build: ## bin/dk8s
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/dk8s ./cmd/dk8s
@@ -19,9 +19,10 @@ agent-image: build ## the node agent's image: bin/dk8s alone, made in the local 
 lint:
 	@test -z "$$(gofmt -l . )" || { gofmt -l . ; echo "gofmt: files above need formatting"; exit 1; }
 	go vet ./...
+	go vet -tags vm ./test/integration/
 
 unit: ## tests of pure code and narrow fakes; no daemon
-	go test -count=1 ./pkg/... ./internal/... ./cmd/... .
+	go test -count=1 ./pkg/... ./internal/... ./cmd/... ./test/harness/... .
 
 harness: ## Docker engine, registries and the image set built from source (cached)
 	$(HARNESS) >/dev/null
@@ -31,6 +32,9 @@ integration: ## a real Docker daemon and real registries (fails, never skips, wi
 
 conformance: ## Kubernetes' conformance suite, built from source, on one dk8s node and on three machines; reports in conformance-results/
 	@lock=$$($(HARNESS)) && DK8S_TEST_LOCK=$$lock DK8S_CONFORMANCE=full go test -count=1 -p 1 -timeout 5h -v -run '^TestConformance$$' ./test/integration/
+
+test-vm: ## the node test on a real Debian 12 VM under QEMU (cgroup v2, systemd, AppArmor, kernel modules); not in 'make test', see README
+	@lock=$$($(HARNESS)) && DK8S_TEST_LOCK=$$lock go test -tags vm -count=1 -p 1 -timeout 90m -v -run '^TestNodeOnVM$$' ./test/integration/
 
 test: lint unit integration ## everything
 

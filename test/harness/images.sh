@@ -37,9 +37,10 @@ has() { has_index "$@"; }
 # echo workload was added, then flannel, then etcdutl in etcd's, then pause's
 # user, then the Aliyun-like mirror without docker.io's images, then
 # upstream's shapes: CoreDNS as user 65532 with a file capability, every
-# image a multi-platform index): a stamp says which make of them the
-# registries hold, and a different one pushes everything again.
-make_id=10
+# image a multi-platform index, then kube-proxy's and flannel's own
+# iptables, legacy and nft, behind a wrapper): a stamp says which make of
+# them the registries hold, and a different one pushes everything again.
+make_id=11
 # Everything present on every registry? Then there is nothing to do.
 missing=0
 [ "$(cat "$cache/images.stamp" 2>/dev/null)" = "$make_id" ] || missing=1
@@ -61,33 +62,36 @@ if [ ! -x "$flannelbin/flanneld" ]; then
   echo "harness: building flannel $flannel from source" >&2
   "$here/build-flannel.sh" "$flannel" "$flannelbin"
 fi
-for tool in pause echo mkindex; do
+for tool in pause echo mkindex iptables-wrapper; do
   (cd "$here/../.." && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$extra/$tool" "./test/harness/$tool")
 done
 cp "$extra/mkindex" "$cache/mkindex"   # older.sh indexes its images too
 
-# add_iptables ROOT: the host's iptables (nft backend) and the libraries it
-# loads, as upstream's kube-proxy image carries them.
+# add_iptables ROOT: iptables of the image's own, as upstream's kube-proxy
+# (distroless-iptables) and flannel images carry: Debian 12's iptables
+# package, both modes (xtables-legacy-multi, xtables-nft-multi), with nft
+# (kube-proxy's nftables mode runs it) and the libraries they load, from
+# Debian's .debs, not this host's files; iptables, iptables-save, ... linked
+# to the harness's iptables-wrapper, which picks the mode the host's kubelet
+# used (its KUBE-IPTABLES-HINT chain) at the first call, as upstream's do.
+iptables_debs="iptables nftables libip4tc2 libip6tc2 libxtables12 libnftnl11 libmnl0 libnetfilter-conntrack3 libnfnetlink0 libnftables1 libedit2 libjansson4 libgmp10 libbsd0 libmd0 libtinfo6 libc6 libgcc-s1 netbase"
 add_iptables() {
-  local root=$1 bin
-  bin=$(readlink -f "$(command -v xtables-nft-multi)")
-  mkdir -p "$root/usr/sbin" "$root/run"
-  cp "$bin" "$root/usr/sbin/xtables-nft-multi"
-  for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"; done
-  for n in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
-    ln -s xtables-nft-multi "$root/usr/sbin/$n"
-  done
-  local ext
-  ext=$(readlink -f "$(dirname "$(ldd "$bin" | grep -o '/[^ ]*libxtables[^ ]*')")/xtables")
-  if [ -d "$ext" ]; then
-    mkdir -p "$root$ext"
-    cp -r "$ext/." "$root$ext/"
-    # The match and target extensions load libraries of their own (libm, ...).
-    for lib in $(ldd "$ext"/*.so 2>/dev/null | grep '=>' | grep -o '/[^ ]*' | sort -u); do
-      [ -e "$root$lib" ] || { mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"; }
-    done
+  local root=$1 debs="$cache/debs-iptables"
+  if [ ! -s "$debs/list" ] || [ "$(cat "$debs/list")" != "$iptables_debs" ]; then
+    echo "harness: downloading Debian's iptables and nftables packages" >&2
+    rm -rf "$debs" && mkdir -p "$debs"
+    # shellcheck disable=SC2086
+    (cd "$debs" && apt-get download -q -o APT::Sandbox::User=root $iptables_debs >&2)
+    echo "$iptables_debs" >"$debs/list"
   fi
-  return 0
+  for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$root"; done
+  # The loader's cache, as the packages' triggers would have made it.
+  [ -e "$root/etc/ld.so.conf" ] || echo 'include /etc/ld.so.conf.d/*.conf' >"$root/etc/ld.so.conf"
+  ldconfig -r "$root"
+  rm -rf "$root/usr/share/doc" "$root/usr/share/man" "$root/usr/share/lintian" "$root/usr/share/locale"
+  cp "$extra/iptables-wrapper" "$root/usr/sbin/iptables-wrapper"
+  "$root/usr/sbin/iptables-wrapper" install
+  mkdir -p "$root/run"
 }
 
 # image NAME TAG ENTRYPOINT FILE...: a one-layer image of static binaries,

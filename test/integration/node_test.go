@@ -14,6 +14,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/dk8s/dk8s/pkg/addons"
 	"github.com/dk8s/dk8s/pkg/images"
 )
 
@@ -113,6 +114,26 @@ func TestNode(t *testing.T) {
 		// flanneld's health, which kubelet probes, on loopback.
 		if body, err := get("http://127.0.0.1:10261/healthz", 30*time.Second); err != nil {
 			t.Errorf("flanneld's health on 127.0.0.1:10261: %q %v", body, err)
+		}
+	})
+
+	t.Run("kube-proxy and flannel carry iptables of their own, in the kubelet's mode", func(t *testing.T) {
+		// Both modes in each image, as upstream's; the wrapper chose the
+		// one the host's kubelet left its KUBE-IPTABLES-HINT chain in: this
+		// host's iptables is nft.
+		hostMode := "(nf_tables)"
+		if out, _ := exec.Command("iptables", "-V").Output(); !strings.Contains(string(out), hostMode) {
+			t.Fatalf("this test expects a host whose iptables is nft: %s", out)
+		}
+		for _, ds := range []string{"ds/kube-proxy", "ds/" + addons.FlannelDaemonSet} {
+			for cmd, want := range map[string]string{"iptables": hostMode, "iptables-legacy": "(legacy)", "ip6tables": hostMode} {
+				if got := c.mustKubectl("-n", "kube-system", "exec", ds, "--", cmd, "-V"); !strings.Contains(got, want) {
+					t.Errorf("%s's %s -V: %q, want %s", ds, cmd, got, want)
+				}
+			}
+		}
+		if got := c.mustKubectl("-n", "kube-system", "exec", "ds/kube-proxy", "--", "nft", "--version"); !strings.HasPrefix(got, "nftables v") {
+			t.Errorf("kube-proxy's image should carry nft, for its nftables mode: %q", got)
 		}
 	})
 
@@ -341,6 +362,31 @@ func TestNode(t *testing.T) {
 		}
 		c.mustKubectl("-n", "kube-system", "rollout", "status", "daemonset/kube-proxy", "--timeout=2m")
 		serves("after kube-proxy's upgrade")
+	})
+
+	t.Run("kube-proxy's nftables mode serves the Service, and back to iptables", func(t *testing.T) {
+		c.start("--proxy-mode", "nftables")
+		c.mustKubectl("-n", "kube-system", "rollout", "status", "daemonset/kube-proxy", "--timeout=2m")
+		// kube-proxy's nftables tables, and no iptables rule of its left.
+		if !waitFor(2*time.Minute, func() bool {
+			out, _ := exec.Command("nft", "list", "table", "ip", "kube-proxy").Output()
+			return strings.Contains(string(out), ip)
+		}) {
+			logs, _ := c.kubectl("-n", "kube-system", "logs", "ds/kube-proxy", "--tail=30")
+			t.Fatalf("kube-proxy in nftables mode never programmed %s in nftables' kube-proxy table:\n%s", ip, logs)
+		}
+		if out, _ := exec.Command("iptables", "-t", "nat", "-S").Output(); strings.Contains(string(out), ip+"/32") {
+			t.Errorf("in nftables mode kube-proxy's iptables rules should be gone:\n%s", out)
+		}
+		if body, err := get("http://"+ip+"/", 2*time.Minute); err != nil || !strings.HasPrefix(body, "echo-") {
+			t.Fatalf("in nftables mode the Service %s answered %q (%v)", ip, body, err)
+		}
+		if logs := c.mustKubectl("-n", "kube-system", "logs", "ds/kube-proxy"); !strings.Contains(logs, "Using nftables Proxier") {
+			t.Errorf("kube-proxy should say it runs the nftables mode:\n%s", logs)
+		}
+		c.start("--proxy-mode", "iptables")
+		c.mustKubectl("-n", "kube-system", "rollout", "status", "daemonset/kube-proxy", "--timeout=2m")
+		serves("back in iptables mode")
 	})
 
 	t.Run("stop keeps the pods running, and start adopts them", func(t *testing.T) {
