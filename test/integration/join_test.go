@@ -297,7 +297,11 @@ func adminKubectl(t testing.TB, cp *machine) func(args ...string) (string, error
 func machineKubeconfig(t testing.TB, cp *machine) string {
 	t.Helper()
 	kubeconfig := filepath.Join(t.TempDir(), "admin.conf")
-	if err := os.WriteFile(kubeconfig, []byte(cp.exec(t, "cat", "/var/lib/dk8s/admin.conf").stdout), 0o600); err != nil {
+	conf := cp.exec(t, "cat", "/var/lib/dk8s/admin.conf").stdout
+	if cp.vm != nil {
+		conf = cp.vm.reachable(conf)
+	}
+	if err := os.WriteFile(kubeconfig, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return kubeconfig

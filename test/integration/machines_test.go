@@ -163,6 +163,9 @@ type machine struct {
 	id   string // the container's ID, which names its cgroups on the host
 	// systemd: its PID 1 is systemd, which starts its Docker engine.
 	systemd bool
+	// vm, for a machine that is a virtual machine (vmhost_test.go), which
+	// is reached by SSH rather than docker exec.
+	vm *vmHost
 }
 
 // machineAddrs serializes picking addresses, for tests that start machines
@@ -385,6 +388,10 @@ func copyFile(src, dst string) error {
 // with the machine's log (its engine's) if it does not.
 func (m *machine) waitDocker(t testing.TB) {
 	t.Helper()
+	if m.vm != nil {
+		m.vm.waitDocker(t, false)
+		return
+	}
 	if !waitFor(machineDockerUp, func() bool {
 		return exec.Command("docker", "exec", m.name, "docker", "version").Run() == nil
 	}) {
@@ -427,6 +434,9 @@ func (m *machine) must(t testing.TB, args ...string) result {
 
 func (m *machine) run(t testing.TB, env []string, args ...string) result {
 	t.Helper()
+	if m.vm != nil {
+		return runResult(t, m.vm.command(env, args...), "ssh to "+m.name)
+	}
 	cmdArgs := []string{"exec"}
 	for _, e := range env {
 		cmdArgs = append(cmdArgs, "-e", e)
@@ -439,6 +449,10 @@ func (m *machine) run(t testing.TB, env []string, args ...string) result {
 // address stay, /run and /tmp start empty.
 func (m *machine) reboot(t testing.TB) {
 	t.Helper()
+	if m.vm != nil {
+		m.vm.reboot(t)
+		return
+	}
 	start := time.Now()
 	if out, err := exec.Command("docker", "restart", m.name).CombinedOutput(); err != nil {
 		t.Fatalf("rebooting machine %s: %v\n%s", m.name, err, out)

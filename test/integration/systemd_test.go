@@ -82,28 +82,9 @@ func TestNodeUnderSystemd(t *testing.T) {
 		assertKubectlVerbs(t, machineKubeconfig(t, cp), w.name, verbsImage, func(path string) string { return w.exec(t, "cat", path).stdout })
 	})
 	ip := strings.TrimSpace(mustKubectl(t)("get", "service", "echo", "-o", "jsonpath={.spec.clusterIP}"))
-	// serves: the Service answers on the control plane's machine, once
-	// kube-proxy has programmed it there (before, a request would leave the
-	// machine by its default route), and a pod resolves names by CoreDNS.
 	serves := func(t *testing.T, when string) {
 		t.Helper()
-		if !waitFor(3*time.Minute, func() bool {
-			return strings.Contains(cp.exec(t, "iptables", "-t", "nat", "-S", "KUBE-SERVICES").stdout, ip+"/32")
-		}) {
-			t.Fatalf("%s: kube-proxy on %s never programmed the Service's ClusterIP %s", when, cp.name, ip)
-		}
-		if body := fetchFrom(t, cp, "http://"+ip+"/"); !strings.HasPrefix(body, "echo-") {
-			t.Fatalf("%s: the Service %s answered %q, want a pod's name", when, ip, body)
-		}
-		// CoreDNS comes back after a reboot as any pod does, in its own
-		// time: its answer is waited for.
-		var body string
-		if !waitFor(2*time.Minute, func() bool {
-			body = fetchFrom(t, cp, "http://"+ip+"/lookup?name=kubernetes.default")
-			return body == "10.96.0.1"
-		}) {
-			t.Fatalf("%s: a pod resolved kubernetes.default to %q, want 10.96.0.1 (CoreDNS)", when, body)
-		}
+		assertServes(t, cp, ip, when)
 	}
 	ready := func(t *testing.T, when string, ms ...*machine) {
 		t.Helper()
@@ -210,12 +191,7 @@ func TestNodeUnderSystemd(t *testing.T) {
 			m.reboot(t)
 			// Ready as its kubelet, started again, reports it: a node
 			// status older than the reboot is the one before it.
-			if !waitFor(4*time.Minute, func() bool {
-				out, err := kubectl("get", "node", m.name, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}`)
-				status, beat, _ := strings.Cut(strings.TrimSpace(out), " ")
-				at, perr := time.Parse(time.RFC3339, beat)
-				return err == nil && perr == nil && status == "True" && !at.Before(start.Truncate(time.Second))
-			}) {
+			if !waitFor(4*time.Minute, func() bool { return readySince(kubectl, m.name, start) }) {
 				t.Fatalf("%s is not Ready again after its reboot:\n%s", m.name, m.exec(t, "journalctl", "--no-pager", "-n", "20", "-u", "dk8s-kubelet.service").stdout)
 			}
 			ready(t, m.name+" rebooted", cp, w)
@@ -243,22 +219,9 @@ func TestNodeUnderSystemd(t *testing.T) {
 		serves(t, "after stop and start")
 	})
 
-	// What reset --purge must leave on a machine: nothing of the node.
 	leftovers := func(t *testing.T, m *machine) {
 		t.Helper()
-		assertNothingLeft(t, m, "reset --purge", []leftCheck{
-			sh("units", "ls /etc/systemd/system | none grep dk8s; systemctl list-units --all --no-legend 'dk8s-*'"),
-			// Below /var/lib/dk8s: the directory itself is the machine's disk.
-			sh("mounts", "none grep -E '/var/lib/dk8s/|/run/dk8s|/run/netns/' /proc/self/mountinfo"),
-			sh("pods' network namespaces", "if [ -d /var/run/netns ]; then ls -A /var/run/netns; fi"),
-			sh("iptables rules", `iptables-save | none grep -E 'KUBE-|FLANNEL|"dk8s"|10\.244\.'`),
-			sh("network devices", "ip -o link show | none grep -E 'dk8s0|dk8s-svc|flannel|cni0'; ip -o link show type veth | none grep -v ' eth0@'"), // eth0: the machine's own
-			{what: "kubelet", cmd: []string{"pgrep", "-a", "-x", "kubelet"}, matchExit1: true},
-			{what: "the runtime", cmd: []string{"pgrep", "-af", "containerd --config /var/lib/dk8s"}, matchExit1: true},
-			{what: "pod shims", cmd: []string{"pgrep", "-af", "containerd-shim.*-address /run/dk8s/"}, matchExit1: true},
-			{what: "containers", cmd: []string{"docker", "ps", "-aq", "--filter", "name=dk8s-"}},
-			{what: "files", cmd: []string{"ls", "-A", "/var/lib/dk8s"}},
-		})
+		assertNothingLeft(t, m, "reset --purge", systemdNodeLeftovers)
 	}
 
 	t.Run("reset --purge of the worker and the control plane leaves nothing", func(t *testing.T) {
@@ -282,4 +245,57 @@ func TestNodeUnderSystemd(t *testing.T) {
 			t.Errorf("a new cluster should not know the old worker:\n%s", out)
 		}
 	})
+}
+
+// assertServes checks, on machine m, that the echo Service at ip answers,
+// once kube-proxy has programmed it there (before, a request would leave
+// the machine by its default route), and that a pod resolves names by
+// CoreDNS.
+func assertServes(t *testing.T, m *machine, ip, when string) {
+	t.Helper()
+	if !waitFor(3*time.Minute, func() bool {
+		return strings.Contains(m.exec(t, "iptables", "-t", "nat", "-S", "KUBE-SERVICES").stdout, ip+"/32")
+	}) {
+		t.Fatalf("%s: kube-proxy on %s never programmed the Service's ClusterIP %s", when, m.name, ip)
+	}
+	if body := fetchFrom(t, m, "http://"+ip+"/"); !strings.HasPrefix(body, "echo-") {
+		t.Fatalf("%s: the Service %s answered %q, want a pod's name", when, ip, body)
+	}
+	// CoreDNS comes back after a reboot as any pod does, in its own
+	// time: its answer is waited for.
+	var body string
+	if !waitFor(2*time.Minute, func() bool {
+		body = fetchFrom(t, m, "http://"+ip+"/lookup?name=kubernetes.default")
+		return body == "10.96.0.1"
+	}) {
+		t.Fatalf("%s: a pod resolved kubernetes.default to %q, want 10.96.0.1 (CoreDNS)", when, body)
+	}
+}
+
+// readySince reports whether node is Ready as its kubelet reported at
+// since or after: after a reboot, a status older than it is the one from
+// before.
+func readySince(kubectl func(...string) (string, error), node string, since time.Time) bool {
+	out, err := kubectl("get", "node", node, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}`)
+	status, beat, _ := strings.Cut(strings.TrimSpace(out), " ")
+	at, perr := time.Parse(time.RFC3339, beat)
+	return err == nil && perr == nil && status == "True" && !at.Before(since.Truncate(time.Second))
+}
+
+// systemdNodeLeftovers is what reset --purge must leave of a node whose
+// agents systemd ran: nothing.
+var systemdNodeLeftovers = []leftCheck{
+	sh("units", "ls /etc/systemd/system | none grep dk8s; systemctl list-units --all --no-legend 'dk8s-*'"),
+	// Below /var/lib/dk8s: the directory itself is the machine's disk.
+	sh("mounts", "none grep -E '/var/lib/dk8s/|/run/dk8s|/run/netns/' /proc/self/mountinfo"),
+	sh("pods' network namespaces", "if [ -d /var/run/netns ]; then ls -A /var/run/netns; fi"),
+	sh("iptables rules", `iptables-save | none grep -E 'KUBE-|FLANNEL|"dk8s"|10\.244\.'`),
+	sh("network devices", "ip -o link show | none grep -E 'dk8s0|dk8s-svc|flannel|cni0'; ip -o link show type veth | none grep -v ' eth0@'"), // eth0: the machine's own
+	{what: "kubelet", cmd: []string{"pgrep", "-a", "-x", "kubelet"}, matchExit1: true},
+	{what: "the runtime", cmd: []string{"pgrep", "-af", "containerd --config /var/lib/dk8s"}, matchExit1: true},
+	{what: "pod shims", cmd: []string{"pgrep", "-af", "containerd-shim.*-address /run/dk8s/"}, matchExit1: true},
+	{what: "containers", cmd: []string{"docker", "ps", "-aq", "--filter", "name=dk8s-"}},
+	// A container machine's /var/lib/dk8s is its disk, and stays; a
+	// VM's goes.
+	sh("files", "if [ -e /var/lib/dk8s ]; then ls -A /var/lib/dk8s; fi"),
 }
