@@ -31,13 +31,7 @@ func TestNodeUnderSystemd(t *testing.T) {
 	mustKubectl := failing(kubectl)
 
 	t.Run("the node's agents are systemd's units, enabled and active", func(t *testing.T) {
-		for _, u := range units {
-			for verb, want := range map[string]string{"is-enabled": "enabled", "is-active": "active"} {
-				if got := strings.TrimSpace(cp.exec(t, "systemctl", verb, u).stdout); got != want {
-					t.Errorf("systemctl %s %s: %q, want %q", verb, u, got, want)
-				}
-			}
-		}
+		assertUnitsUp(t, cp, units)
 		if names := cp.exec(t, "docker", "ps", "-a", "--format", "{{.Names}}").stdout; strings.Contains(names, "dk8s-kubelet") || strings.Contains(names, "dk8s-containerd") {
 			t.Errorf("under systemd, Docker should run no agent of the node:\n%s", names)
 		}
@@ -298,4 +292,16 @@ var systemdNodeLeftovers = []leftCheck{
 	// A container machine's /var/lib/dk8s is its disk, and stays; a
 	// VM's goes.
 	sh("files", "if [ -e /var/lib/dk8s ]; then ls -A /var/lib/dk8s; fi"),
+}
+
+// assertUnitsUp checks that each of units is enabled and active on m.
+func assertUnitsUp(t *testing.T, m *machine, units []string) {
+	t.Helper()
+	for _, u := range units {
+		for verb, want := range map[string]string{"is-enabled": "enabled", "is-active": "active"} {
+			if got := strings.TrimSpace(m.exec(t, "systemctl", verb, u).stdout); got != want {
+				t.Errorf("systemctl %s %s on %s: %q, want %q", verb, u, m.name, got, want)
+			}
+		}
+	}
 }

@@ -58,13 +58,7 @@ func TestNodeOnVM(t *testing.T) {
 	mustKubectl := failing(kubectl)
 
 	t.Run("the node's agents are systemd's units, enabled and active; ps shows them", func(t *testing.T) {
-		for _, u := range []string{"dk8s-containerd.service", "dk8s-kubelet.service"} {
-			for verb, want := range map[string]string{"is-enabled": "enabled", "is-active": "active"} {
-				if got := strings.TrimSpace(vm.exec(t, "systemctl", verb, u).stdout); got != want {
-					t.Errorf("systemctl %s %s: %q, want %q", verb, u, got, want)
-				}
-			}
-		}
+		assertUnitsUp(t, vm, []string{"dk8s-containerd.service", "dk8s-kubelet.service"})
 		if line := lineWith(vm.must(t, "ps").stdout, "kubelet "); !strings.Contains(line, "systemd") || !strings.Contains(line, "healthy") {
 			t.Errorf("ps should show the kubelet healthy under systemd: %q", line)
 		}
