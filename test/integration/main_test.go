@@ -313,7 +313,8 @@ func writeLock(t *testing.T, lock *images.Lock) string {
 	return path
 }
 
-// closedAddr is a loopback address where nothing listens: a dead mirror.
+// closedAddr is a loopback address where nothing listens now: a dead
+// mirror, or a port to forward (the VM's).
 func closedAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")

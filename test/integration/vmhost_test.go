@@ -36,8 +36,8 @@ type vmHost struct {
 	name     string
 	dir      string // its disk overlay, console log and pid file
 	key      string // root's SSH key
-	sshPort  int    // on this host's loopback, forwarded to the VM's 22
-	apiPort  int    // on this host's loopback, forwarded to the VM's 6443
+	sshAddr  string // on this host's loopback, forwarded to the VM's 22
+	apiAddr  string // on this host's loopback, forwarded to the VM's 6443
 	bootedAt string // boot_id of the boot the test last saw
 }
 
@@ -54,7 +54,11 @@ func startVM(t *testing.T, name string) *machine {
 	cache := filepath.Dir(testLock)
 	out, err := exec.Command("../vm/build.sh", cache).Output()
 	if err != nil {
-		t.Fatalf("building the VM image (test/vm/build.sh): %v", err)
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("building the VM image (test/vm/build.sh): %v\n%s", err, stderr)
 	}
 	image := strings.TrimSpace(string(out))
 
@@ -77,11 +81,11 @@ func startVM(t *testing.T, name string) *machine {
 			t.Fatalf("%s: %v\n%s", strings.Join(c, " "), err, out)
 		}
 	}
-	v := &vmHost{name: name, dir: dir, key: filepath.Join(image, "id_ed25519"), sshPort: freePort(t), apiPort: freePort(t)}
+	v := &vmHost{name: name, dir: dir, key: filepath.Join(image, "id_ed25519"), sshAddr: closedAddr(t), apiAddr: closedAddr(t)}
 
 	// Each registry forward runs socat per connection (a "tcp:" target
 	// would be one connection, made once).
-	netdev := fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:6443", v.sshPort, v.apiPort)
+	netdev := fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:%s-:22,hostfwd=tcp:%s-:6443", v.sshAddr, v.apiAddr)
 	for _, port := range []string{"5001", "5002"} {
 		netdev += fmt.Sprintf(",guestfwd=tcp:%s:%s-cmd:socat - TCP:127.0.0.1:%s", vmHostAddr, port, port)
 	}
@@ -107,7 +111,7 @@ func startVM(t *testing.T, name string) *machine {
 	} else {
 		t.Cleanup(v.stop)
 	}
-	v.waitBoot(t)
+	v.waitDocker(t, true)
 	t.Logf("VM %s booted: its Docker engine answered %.1fs after QEMU started", name, time.Since(start).Seconds())
 
 	m := &machine{name: name, addr: "10.0.2.15", vm: v}
@@ -121,20 +125,10 @@ func startVM(t *testing.T, name string) *machine {
 	return m
 }
 
-// freePort is a TCP port free on this host's loopback now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func (v *vmHost) sshArgs() []string {
-	return []string{"-i", v.key, "-p", strconv.Itoa(v.sshPort), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-		"-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "root@127.0.0.1"}
+	host, port, _ := net.SplitHostPort(v.sshAddr)
+	return []string{"-i", v.key, "-p", port, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+		"-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "root@" + host}
 }
 
 // command runs args in the VM with env set, each argument quoted for the
@@ -166,24 +160,18 @@ func (v *vmHost) bootID() string {
 	return strings.TrimSpace(string(out))
 }
 
-// waitBoot waits for a boot other than the last one seen to answer SSH
-// and for its Docker engine to answer.
-func (v *vmHost) waitBoot(t testing.TB) {
-	t.Helper()
-	v.waitDocker(t, true)
-}
-
 // waitDocker waits for the VM's Docker engine to answer, in a boot other
 // than the last one seen when newBoot.
 func (v *vmHost) waitDocker(t testing.TB, newBoot bool) {
 	t.Helper()
+	var id string
 	if !waitFor(vmBoot, func() bool {
-		id := v.bootID()
+		id = v.bootID()
 		return id != "" && (!newBoot || id != v.bootedAt) && v.command(nil, "docker", "version").Run() == nil
 	}) {
 		t.Fatalf("VM %s did not boot to a running Docker engine in %s; its console's end:\n%s", v.name, vmBoot, v.consoleTail())
 	}
-	v.bootedAt = v.bootID()
+	v.bootedAt = id
 }
 
 // reboot reboots the VM from inside, as its owner would: systemd stops
@@ -193,7 +181,7 @@ func (v *vmHost) reboot(t testing.TB) {
 	start := time.Now()
 	// SSH's connection goes with the VM's shutdown: its exit says nothing.
 	_ = v.command(nil, "systemctl", "reboot").Run()
-	v.waitBoot(t)
+	v.waitDocker(t, true)
 	t.Logf("VM %s rebooted: its Docker engine answered %.1fs after systemctl reboot", v.name, time.Since(start).Seconds())
 }
 
@@ -207,10 +195,11 @@ func (v *vmHost) stop() {
 	if b, err := os.ReadFile(filepath.Join(v.dir, "qemu.pid")); err == nil {
 		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
 			_ = syscall.Kill(pid, syscall.SIGTERM)
+			// Gone before its disk is: QEMU writes the overlay until it exits.
+			waitFor(10*time.Second, func() bool { return syscall.Kill(pid, 0) != nil })
 		}
 	}
 	// The disk overlay is the VM's, and goes with it; the image stays.
-	time.Sleep(time.Second)
 	os.RemoveAll(v.dir)
 }
 
@@ -220,5 +209,5 @@ var kubeconfigServer = regexp.MustCompile(`(?m)^(\s*server: )https://\S+$`)
 // its server is the apiserver's port forwarded to this host's loopback,
 // which the serving certificate names as every dk8s apiserver's does.
 func (v *vmHost) reachable(kubeconfig string) string {
-	return kubeconfigServer.ReplaceAllString(kubeconfig, fmt.Sprintf("${1}https://127.0.0.1:%d", v.apiPort))
+	return kubeconfigServer.ReplaceAllString(kubeconfig, fmt.Sprintf("${1}https://%s", v.apiAddr))
 }
