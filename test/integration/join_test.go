@@ -361,6 +361,13 @@ func fetchFrom(t *testing.T, m *machine, url string) string {
 // Service.
 func deployEcho(t testing.TB, kubectl func(...string) string) {
 	t.Helper()
+	deployEchoWithin(t, kubectl, 4*time.Minute)
+}
+
+// deployEchoWithin is deployEcho with the rollout's deadline given, for a
+// host slower than the machines.
+func deployEchoWithin(t testing.TB, kubectl func(...string) string, timeout time.Duration) {
+	t.Helper()
 	manifest := `apiVersion: apps/v1
 kind: Deployment
 metadata: {name: echo}
@@ -383,7 +390,7 @@ spec:
   ports: [{port: 80, targetPort: 8080}]
 `
 	kubectl("apply", "-f", manifestFile(t, "echo", manifest))
-	kubectl("rollout", "status", "deployment/echo", "--timeout", "4m")
+	kubectl("rollout", "status", "deployment/echo", "--timeout", timeout.String())
 }
 
 // manifestFile writes manifest for 'kubectl apply -f', and removes it when

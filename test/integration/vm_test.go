@@ -73,7 +73,9 @@ func TestNodeOnVM(t *testing.T) {
 	})
 
 	began = time.Now()
-	deployEcho(t, mustKubectl(t))
+	// Under the translator a restarting controller-manager (see ps
+	// above) can hold the Deployment's pods back for minutes.
+	deployEchoWithin(t, mustKubectl(t), 12*time.Minute)
 	phase("the echo workload rolled out", began)
 	ip := strings.TrimSpace(mustKubectl(t)("get", "service", "echo", "-o", "jsonpath={.spec.clusterIP}"))
 	assertServes(t, vm, ip, "after start")
