@@ -26,7 +26,7 @@ const archiveLockName = "dk8s-images.lock"
 // is only what the archive claims to be: Load checks the images against the
 // lock of the machine that loads it.
 func Save(ctx context.Context, engine containers.Engine, rel *Release, platform string, w io.Writer) error {
-	platform, err := resolvePlatform(ctx, engine, platform)
+	platform, err := ResolvePlatform(ctx, engine, platform)
 	if err != nil {
 		return err
 	}
@@ -117,8 +117,32 @@ const maxLockSize = 1 << 20
 // checked does it get its canonical name and aliases. An image that does not
 // match the lock keeps no name at all, and an image already in the store is
 // never replaced by one that does not match. Load returns what it made of
-// the archive and a *PullError naming the images it could not bring in.
+// the archive and a *PullError naming the images it could not bring in;
+// the images that passed have their names.
 func Load(ctx context.Context, engine containers.Engine, trusted *Lock, r io.Reader, opts LoadOptions) (loaded *Loaded, err error) {
+	s, err := Stage(ctx, engine, trusted, r, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, s.Close(ctx)) }()
+	return s.Commit(ctx)
+}
+
+// Staged is an archive loaded under quarantine names with every image
+// checked against the trusted lock, and no name given yet: Commit gives the
+// names, Close drops what was loaded. For a caller that takes an archive
+// whole or not at all (a bundle, whose other parts are checked too).
+type Staged struct {
+	engine  containers.Engine
+	q       *quarantine
+	loaded  Loaded
+	sources []string // per result, the image ID that gets its names
+}
+
+// Stage loads the archive r under quarantine names and checks each image
+// of the release it holds, as Load does, naming none of them. The caller
+// must Close it.
+func Stage(ctx context.Context, engine containers.Engine, trusted *Lock, r io.Reader, opts LoadOptions) (*Staged, error) {
 	v, err := engine.Version(ctx)
 	if err != nil {
 		return nil, err
@@ -137,29 +161,54 @@ func Load(ctx context.Context, engine containers.Engine, trusted *Lock, r io.Rea
 	if a.q, err = newQuarantine(); err != nil {
 		return nil, err
 	}
-	defer func() {
-		// Quarantine names go whatever happened, interrupted or not: by
-		// name, so content that has other names keeps them.
-		if cerr := a.q.clear(context.WithoutCancel(ctx), engine); cerr != nil {
-			err = errors.Join(err, cerr)
-		}
-	}()
+	s := &Staged{engine: engine, q: a.q}
 	if err := a.q.load(ctx, engine, tr); err != nil {
-		return nil, err
+		return nil, errors.Join(err, s.Close(ctx))
 	}
-	loaded = &Loaded{Release: rel, Ignored: a.q.outside(rel)}
-	var failed []Result
+	s.loaded = Loaded{Release: rel, Ignored: a.q.outside(rel)}
 	for _, img := range rel.Images {
-		res := a.admit(ctx, img)
+		res, source := a.check(ctx, img)
+		s.loaded.Results = append(s.loaded.Results, res)
+		s.sources = append(s.sources, source)
+	}
+	return s, nil
+}
+
+// Loaded is what was staged: each image's verdict, and its error where it
+// may not be named. Skipped and the names are as Commit would leave them.
+func (s *Staged) Loaded() *Loaded { return &s.loaded }
+
+// Failed returns the results that Commit would not name.
+func (s *Staged) Failed() []Result {
+	var failed []Result
+	for _, res := range s.loaded.Results {
 		if res.Err != nil {
 			failed = append(failed, res)
 		}
-		loaded.Results = append(loaded.Results, res)
 	}
-	if len(failed) > 0 {
-		return loaded, &PullError{Failed: failed}
+	return failed
+}
+
+// Commit gives every image that passed its canonical name and aliases,
+// and returns a *PullError naming those that did not.
+func (s *Staged) Commit(ctx context.Context) (*Loaded, error) {
+	for i := range s.loaded.Results {
+		res := &s.loaded.Results[i]
+		if res.Err == nil {
+			res.Err = tagNames(ctx, s.engine, s.sources[i], append([]string{res.Image.Name}, res.Image.Aliases...))
+		}
 	}
-	return loaded, nil
+	if failed := s.Failed(); len(failed) > 0 {
+		return &s.loaded, &PullError{Failed: failed}
+	}
+	return &s.loaded, nil
+}
+
+// Close removes the quarantine names, whatever happened, interrupted or
+// not: by name, so content that has other names keeps them, and content
+// that was never named goes.
+func (s *Staged) Close(ctx context.Context) error {
+	return s.q.clear(context.WithoutCancel(ctx), s.engine)
 }
 
 // claimedRelease reads the lock Save put first in the archive and returns
@@ -212,40 +261,40 @@ type admitter struct {
 	requireVerified bool
 }
 
-func (a *admitter) admit(ctx context.Context, img Image) Result {
-	res := Result{Image: img}
+// check verifies img's content as loaded, and returns its result and
+// the image ID that should get its names (none when res.Err is set).
+func (a *admitter) check(ctx context.Context, img Image) (res Result, source string) {
+	res = Result{Image: img}
 	qname, ok := a.q.nameOf(img)
 	if !ok {
 		res.Err = errors.New("not in the archive")
-		return res
+		return res, ""
 	}
 	got, err := a.engine.InspectImage(ctx, qname)
 	if err != nil {
 		res.Err = fmt.Errorf("the archive names it, but Docker loaded no image for it: %w", err)
-		return res
+		return res, ""
 	}
 	res.Verification = verifyLoaded(img, got, a.platform, a.store)
 	switch {
 	case res.Verdict == Mismatch:
 		res.Err = fmt.Errorf("%w: %s", ErrContentMismatch, res.Detail)
-		return res
+		return res, ""
 	case res.Verdict == Unverified && a.requireVerified:
 		res.Err = refuseUnverified(res.Verification)
-		return res
+		return res, ""
 	case res.Verdict == Unverified:
 		// One that could not be checked never displaces one that was.
 		if have, err := a.engine.InspectImage(ctx, img.Name); err == nil && have.ID != got.ID {
 			if hv := Verify(img, have, a.platform); hv.Verdict == Verified {
 				res.Skipped, res.Verification = true, hv
-				res.Err = tagNames(ctx, a.engine, img.Name, img.Aliases)
-				return res
+				return res, have.ID
 			}
 		}
 	}
 	// By ID, not by the quarantine name: what gets the names is exactly
 	// the content that was checked.
-	res.Err = tagNames(ctx, a.engine, got.ID, append([]string{img.Name}, img.Aliases...))
-	return res
+	return res, got.ID
 }
 
 func tagNames(ctx context.Context, engine containers.Engine, source string, names []string) error {

@@ -148,3 +148,34 @@ func TestLoadIgnoresNamesOutsideTheSet(t *testing.T) {
 		t.Errorf("want the two images under their names and aliases only, got %v", f.names)
 	}
 }
+
+// An image the archive gives no name would stay in the store, nameless,
+// after any load: it loads under a quarantine name too, and goes with them.
+func TestLoadLeavesNoNamelessImage(t *testing.T) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	lock, _ := trustedLock().Marshal()
+	manifest := `[{"Config":"` + strings.Repeat("a", 64) + `.json","RepoTags":["` + apiserver + `"]},
+		{"Config":"` + strings.Repeat("d", 64) + `.json","RepoTags":[]}]`
+	for _, e := range []struct{ name, data string }{{archiveLockName, string(lock)}, {"manifest.json", manifest}} {
+		tw.WriteHeader(&tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.data)), Typeflag: tar.TypeReg})
+		tw.Write([]byte(e.data))
+	}
+	tw.Close()
+	f := &fakeStore{names: map[string]containers.Image{}}
+	Load(context.Background(), f, trustedLock(), &buf, LoadOptions{})
+	var nameless int
+	for _, tag := range f.loadedTags {
+		if strings.HasPrefix(tag, quarantineHost+"/") && strings.Contains(tag, ":unnamed-") {
+			nameless++
+		}
+	}
+	if nameless != 1 {
+		t.Errorf("the nameless image should load under a quarantine name; loaded %v", f.loadedTags)
+	}
+	for name, img := range f.names {
+		if strings.HasPrefix(name, quarantineHost+"/") || img.ID == digest('d') {
+			t.Errorf("%s (%s) is left in the store", name, img.ID)
+		}
+	}
+}

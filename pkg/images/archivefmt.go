@@ -54,6 +54,12 @@ func (q *quarantine) rewriteManifest(data []byte) ([]byte, error) {
 			}
 			delete(e, key)
 		}
+		if len(renamed) == 0 {
+			// Loaded with no name, it would stay in the store, nameless,
+			// whatever Load made of the rest: it gets a quarantine name
+			// too, which goes with the others.
+			renamed = append(renamed, q.unnamed())
+		}
 		raw, err := json.Marshal(renamed)
 		if err != nil {
 			return nil, err
@@ -76,13 +82,23 @@ func (q *quarantine) rewriteIndex(data []byte) ([]byte, error) {
 			return nil, fmt.Errorf("%s: %w", key, err)
 		}
 		for _, d := range descs {
-			for _, ak := range foldedKeys(d, "annotations") {
+			keys := foldedKeys(d, "annotations")
+			var named bool
+			for _, ak := range keys {
 				var ann map[string]string
 				if err := json.Unmarshal(d[ak], &ann); err != nil {
 					return nil, fmt.Errorf("annotations: %w", err)
 				}
-				q.renameAnnotations(ann)
+				named = q.renameAnnotations(ann) || named
 				d[ak], _ = json.Marshal(ann)
+			}
+			if !named {
+				// As in manifest.json: nothing loads without a name
+				// that Load removes.
+				for _, ak := range keys {
+					delete(d, ak)
+				}
+				d["annotations"], _ = json.Marshal(map[string]string{annotationContainerdName: q.unnamed()})
 			}
 		}
 		index[key], _ = json.Marshal(descs)
@@ -90,23 +106,26 @@ func (q *quarantine) rewriteIndex(data []byte) ([]byte, error) {
 	return json.Marshal(index)
 }
 
-func (q *quarantine) renameAnnotations(ann map[string]string) {
+// renameAnnotations renames the image that ann names, and tells whether
+// they name one.
+func (q *quarantine) renameAnnotations(ann map[string]string) bool {
 	if name, ok := ann[annotationContainerdName]; ok {
 		qn := q.rename(name)
 		ann[annotationContainerdName] = qn
 		if _, ok := ann[annotationOCIRefName]; ok {
 			ann[annotationOCIRefName] = qn[strings.LastIndex(qn, ":")+1:]
 		}
-		return
+		return true
 	}
 	if ref, ok := ann[annotationOCIRefName]; ok {
 		if strings.Contains(ref, "/") {
 			ann[annotationOCIRefName] = q.rename(ref)
-		} else {
-			// A bare tag names nothing Load could check the content of.
-			delete(ann, annotationOCIRefName)
+			return true
 		}
+		// A bare tag names nothing Load could check the content of.
+		delete(ann, annotationOCIRefName)
 	}
+	return false
 }
 
 // foldedKeys returns the keys of m equal to key under case folding.

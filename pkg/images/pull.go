@@ -90,7 +90,7 @@ func Pull(ctx context.Context, engine containers.Engine, rel *Release, opts Pull
 	if len(opts.Mirrors) == 0 {
 		return nil, errors.New("no mirror to pull from")
 	}
-	platform, err := resolvePlatform(ctx, engine, opts.Platform)
+	platform, err := ResolvePlatform(ctx, engine, opts.Platform)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +132,9 @@ func Pull(ctx context.Context, engine containers.Engine, rel *Release, opts Pull
 	return results, nil
 }
 
-func resolvePlatform(ctx context.Context, engine containers.Engine, platform string) (string, error) {
+// ResolvePlatform checks an "os/arch" given by the user, or returns the
+// Docker daemon's own when it is empty.
+func ResolvePlatform(ctx context.Context, engine containers.Engine, platform string) (string, error) {
 	if platform != "" {
 		if _, err := containers.ParsePlatform(platform); err != nil {
 			return "", err

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"path"
+	"slices"
 	"sort"
 
 	"github.com/dk8s/dk8s/pkg/containers"
@@ -36,8 +38,9 @@ var errStoppedReading = errors.New("Docker stopped reading the archive")
 // so that every image loads under a name of its own making and no name the
 // archive gives reaches the store.
 type quarantine struct {
-	repo  string            // dk8s-load.local/<random>
-	names map[string]string // the archive's name, in full -> its quarantine name
+	repo     string            // dk8s-load.local/<random>
+	names    map[string]string // the archive's name, in full -> its quarantine name
+	nameless []string          // the names given to images the archive names not
 }
 
 func newQuarantine() (*quarantine, error) {
@@ -59,6 +62,15 @@ func (q *quarantine) rename(name string) string {
 	}
 	n := fmt.Sprintf("%s:%d", q.repo, len(q.names)+1)
 	q.names[name] = n
+	return n
+}
+
+// unnamed returns a quarantine name for an image the archive gives no
+// name: none of the release's, so Load never names its content, but one
+// that clear removes.
+func (q *quarantine) unnamed() string {
+	n := fmt.Sprintf("%s:unnamed-%d", q.repo, len(q.nameless)+1)
+	q.nameless = append(q.nameless, n)
 	return n
 }
 
@@ -96,7 +108,7 @@ func (q *quarantine) outside(rel *Release) []string {
 // goes with it.
 func (q *quarantine) clear(ctx context.Context, engine containers.Engine) error {
 	var errs []error
-	for _, n := range q.names {
+	for _, n := range append(slices.Collect(maps.Values(q.names)), q.nameless...) {
 		if err := engine.UntagImage(ctx, n); err != nil && !containers.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("removing the quarantine name %s: %w (remove it with 'docker rmi %s')", n, err, n))
 		}

@@ -24,7 +24,7 @@ type Status struct {
 // canonical name, and whether that image matches the lock for platform (""
 // means the daemon's own).
 func Inspect(ctx context.Context, engine containers.Engine, rel *Release, m *mirror.Mirror, platform string) ([]Status, error) {
-	platform, err := resolvePlatform(ctx, engine, platform)
+	platform, err := ResolvePlatform(ctx, engine, platform)
 	if err != nil {
 		return nil, err
 	}
