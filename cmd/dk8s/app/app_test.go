@@ -76,6 +76,8 @@ func TestBadFlagsAndArgumentsAreRefused(t *testing.T) {
 		{[]string{"join", "https://192.0.2.1:6443", "--binary-mirror", "ftp://x"}, `unknown binary mirror "ftp://x"`},
 		{[]string{"save"}, "--output is required"},
 		{[]string{"load"}, "--input is required"},
+		{[]string{"save", "-o", "a.tar", "--bundle", "b.tar"}, "--output and --bundle write different files: give one"},
+		{[]string{"load", "-i", "a.tar", "--bundle", "b.tar"}, "--input and --bundle read different files: give one"},
 		{[]string{"logs"}, "accepts 1 arg(s), received 0"},
 		{[]string{"images", "lock"}, "--from is required"},
 		{[]string{"version", "--lock", "/nonexistent/images.lock"}, "/nonexistent/images.lock"},

@@ -7,8 +7,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dk8s/dk8s"
+	"github.com/dk8s/dk8s/pkg/bundle"
 	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/containers/containerstest"
+	"github.com/dk8s/dk8s/pkg/images"
 	"github.com/dk8s/dk8s/pkg/mirror"
 )
 
@@ -103,4 +106,60 @@ func lineWith(text, s string) string {
 		}
 	}
 	return ""
+}
+
+func TestSaveBundleNeedsPinnedBinaries(t *testing.T) {
+	lock, rel := noKubeletLock(t)
+	out := filepath.Join(t.TempDir(), "bundle.tar")
+	fake := fakeHost()
+	_, _, err := runFake(t, fake, "save", "--lock", lock, "--bundle", out)
+	want := "pins no sha256 for kubelet " + rel.Kubernetes + " on linux/amd64, so a bundle's kubelet cannot be checked"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("save --bundle with a lock that pins no kubelet: error %v, want one saying %q", err, want)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(out)); len(entries) != 0 {
+		t.Errorf("a refused save --bundle left %v", entries)
+	}
+}
+
+// A bundle whose kubelet is not the one the trusted lock pins is refused
+// before Docker is asked to load anything, though its manifest vouches for
+// it.
+func TestLoadBundleRefusesAnUnpinnedKubelet(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{}
+	for _, part := range bundle.Parts {
+		files[part] = writeTemp(t, filepath.Base(part), "not what it should be: "+part)
+	}
+	lock, err := images.ParseLock(dk8s.DefaultLock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "bundle.tar")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bundle.Write(f, bundle.Manifest{Kubernetes: lock.Default, Platform: "linux/amd64"}, files); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	fake := fakeHost()
+	_, stderr, err := runFake(t, fake, "load", "--bundle", path, "--dir", filepath.Join(dir, "cluster"))
+	want := "the bundle's kubelet is not the kubelet " + lock.Default + " for linux/amd64 that the lock built into dk8s pins"
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.HasSuffix(err.Error(), "nothing of the bundle was loaded or installed") {
+		t.Errorf("load --bundle of a foreign kubelet: error %v, want one saying %q and that nothing was loaded", err, want)
+	}
+	if !strings.HasPrefix(stderr, "Checking "+path+" against the lock built into dk8s\n") {
+		t.Errorf("load --bundle said %q", stderr)
+	}
+	if m := fake.Mutations("load", "tag", "untag", "pull", "import"); len(m) != 0 {
+		t.Errorf("a refused bundle reached Docker: %v", m)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("a refused bundle left %v beside it", entries)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cluster")); !os.IsNotExist(err) {
+		t.Errorf("a refused bundle made the cluster directory: %v", err)
+	}
 }
