@@ -105,9 +105,17 @@ func measureProfile(b *testing.B, profile string, hold time.Duration) profileFig
 	cpu0 := machineCPU(b, m)
 	time.Sleep(30 * time.Second)
 	f.cpuPercent = float64(machineCPU(b, m)-cpu0) / float64(30*time.Second) * 100
-	c := machineCgroup(b, m)
-	f.workingSet = mib(c.workingSet())
-	f.anon, f.pss, f.rss = machineProcesses(b, m)
+	// Each memory figure is the median of three readings, 10 s apart.
+	var ws, anon, pss, rss []float64
+	for i := 0; i < 3; i++ {
+		if i > 0 {
+			time.Sleep(10 * time.Second)
+		}
+		ws = append(ws, mib(machineCgroup(b, m).workingSet()))
+		a, p, r := machineProcesses(b, m)
+		anon, pss, rss = append(anon, a), append(pss, p), append(rss, r)
+	}
+	f.workingSet, f.anon, f.pss, f.rss = medianOf(ws), medianOf(anon), medianOf(pss), medianOf(rss)
 	if profile == "small" {
 		for end := time.Now().Add(hold); time.Now().Before(end); time.Sleep(10 * time.Second) {
 			f.asked++
@@ -115,7 +123,7 @@ func measureProfile(b *testing.B, profile string, hold time.Duration) profileFig
 				f.answered++
 			}
 		}
-		c = machineCgroup(b, m)
+		c := machineCgroup(b, m)
 		f.peak, f.limit, f.oomKills = mib(c.peak), mib(c.limit), int(c.oomKills)
 		for _, n := range strings.Fields(mustKubectl("get", "pods", "-A", "-o", "jsonpath={.items[*].status.containerStatuses[*].restartCount}")) {
 			k, _ := strconv.Atoi(n)

@@ -78,7 +78,10 @@ type results struct {
 	// while start runs; cpReturn is start to its return, after the
 	// controller-manager, the scheduler and dk8s's helpers are up too.
 	cpReady, cpReturn, nodeReady, floorReady, staticReady, rerun, restartReady, restartKubelet, ps []float64
-	node, nodeShims, static                                                                        Memory
+	// Each by PSS and by RSS, the median of samples readings.
+	node, nodeShims, static          Memory // PSS
+	nodeRSS, nodeShimsRSS, staticRSS Memory
+	nodeAnon                         Memory
 }
 
 func measure(runs int) results {
@@ -100,7 +103,7 @@ func measure(runs int) results {
 				d, mem := staticPodsStart(i == runs-1)
 				r.staticReady = append(r.staticReady, d)
 				if mem != nil {
-					r.static = mem
+					r.static, r.staticRSS = mem[0], mem[1]
 				}
 			}},
 		}
@@ -135,7 +138,14 @@ func measure(runs int) results {
 		r.restartKubelet = append(r.restartKubelet, kubelet)
 	}
 	time.Sleep(30 * time.Second) // let the cluster settle before measuring memory
-	r.node, r.nodeShims = nodeMemory()
+	mem := sampled(func() []Memory {
+		ps := procs()
+		node, shims := nodeMemoryOf(pss, ps)
+		nodeRSS, shimsRSS := nodeMemoryOf(rss, ps)
+		nodeAnon, _ := nodeMemoryOf(anon, ps)
+		return []Memory{node, shims, nodeRSS, shimsRSS, nodeAnon}
+	})
+	r.node, r.nodeShims, r.nodeRSS, r.nodeShimsRSS, r.nodeAnon = mem[0], mem[1], mem[2], mem[3], mem[4]
 	for i := 0; i < 10; i++ {
 		t0 := time.Now()
 		run(dk8s, "ps", "--dir", dir)

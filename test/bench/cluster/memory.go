@@ -8,14 +8,68 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dk8s/dk8s/pkg/containers"
 	"github.com/dk8s/dk8s/pkg/host"
 )
 
-// Memory is the idle resident memory of one way of running a cluster, in
-// MiB by part, supervisors included: what the host pays for it.
+// Memory is the idle memory of one way of running a cluster, in MiB by
+// part, supervisors included: what the host pays for it, by one metric.
 type Memory map[string]float64
+
+// metric is how a process's memory is counted.
+type metric struct {
+	name string
+	of   func(proc) float64
+}
+
+var (
+	// pss splits each shared page among the processes that map it, so a
+	// sum over processes counts each page once, program text included.
+	pss = metric{"PSS", func(p proc) float64 { return p.pssMiB }}
+	// anon is the processes' own pages (heap, stacks): what free(1)'s
+	// "used" grows by when they start (with the kernel's own, page tables
+	// and the like, which no process figure has); free counts program
+	// text among "buff/cache".
+	anon = metric{"anonymous", func(p proc) float64 { return p.anonMiB }}
+	// rss counts a shared page in every process that maps it: a sum
+	// over processes is more than the host pays.
+	rss = metric{"RSS", func(p proc) float64 { return p.rssMiB }}
+)
+
+// samples is how many times each memory figure is read, 10 s apart; the
+// figure is each part's median.
+const samples = 3
+
+// sampled reads f samples times, 10 s apart, and returns each part's
+// median, for every Memory f returns.
+func sampled(f func() []Memory) []Memory {
+	var all [][]Memory
+	for i := 0; i < samples; i++ {
+		if i > 0 {
+			time.Sleep(10 * time.Second)
+		}
+		all = append(all, f())
+	}
+	out := make([]Memory, len(all[0]))
+	for k := range out {
+		parts := map[string][]float64{}
+		for _, sample := range all {
+			for part, v := range sample[k] {
+				parts[part] = append(parts[part], v)
+			}
+		}
+		out[k] = Memory{}
+		for part, vs := range parts {
+			for len(vs) < samples {
+				vs = append(vs, 0) // absent from a sample: nothing then
+			}
+			out[k][part] = median(vs)
+		}
+	}
+	return out
+}
 
 // Total is the sum of every part.
 func (m Memory) Total() float64 {
@@ -67,6 +121,8 @@ type proc struct {
 	name      string // the kernel's, cut at 15 bytes
 	args      []string
 	rssMiB    float64
+	pssMiB    float64 // from smaps_rollup; 0 for a kernel thread
+	anonMiB   float64 // from smaps_rollup
 }
 
 func (p proc) shim() bool { return strings.HasPrefix(p.name, "containerd-shim") }
@@ -105,6 +161,19 @@ func procs() map[int]proc {
 				p.rssMiB = kb / 1024
 			}
 		}
+		if rollup, err := os.ReadFile(filepath.Join(d, "smaps_rollup")); err == nil {
+			for _, line := range strings.Split(string(rollup), "\n") {
+				if f := strings.Fields(line); len(f) >= 2 {
+					kb, _ := strconv.ParseFloat(f[1], 64)
+					switch f[0] {
+					case "Pss:":
+						p.pssMiB = kb / 1024
+					case "Anonymous:":
+						p.anonMiB = kb / 1024
+					}
+				}
+			}
+		}
 		cmdline, _ := os.ReadFile(filepath.Join(d, "cmdline"))
 		p.args = strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
 		out[p.pid] = p
@@ -127,7 +196,7 @@ var podNames = map[string]string{"kube-controller": "kube-controller-manager"}
 // attribute adds pid and its descendants to m under label, except the pod
 // runtime's shims and what runs under them: those go under runtimeShims and
 // each pod process under its own name. seen keeps a process counted once.
-func attribute(m Memory, ps map[int]proc, kids map[int][]int, pid int, label string, seen map[int]bool) {
+func attribute(by metric, m Memory, ps map[int]proc, kids map[int][]int, pid int, label string, seen map[int]bool) {
 	if seen[pid] {
 		return
 	}
@@ -142,18 +211,18 @@ func attribute(m Memory, ps map[int]proc, kids map[int][]int, pid int, label str
 			label = n
 		}
 	}
-	m[label] += p.rssMiB
+	m[label] += by.of(p)
 	for _, k := range kids[pid] {
-		attribute(m, ps, kids, k, label, seen)
+		attribute(by, m, ps, kids, k, label, seen)
 	}
 }
 
 // runtimeShimsOf adds the pod runtime's shims that are nobody's children
 // (re-parented to init) and what they run.
-func runtimeShimsOf(m Memory, ps map[int]proc, kids map[int][]int, seen map[int]bool) {
+func runtimeShimsOf(by metric, m Memory, ps map[int]proc, kids map[int][]int, seen map[int]bool) {
 	for pid, p := range ps {
 		if p.shim() && p.flag("-address") == host.RuntimeSocket {
-			attribute(m, ps, kids, pid, runtimeShims, seen)
+			attribute(by, m, ps, kids, pid, runtimeShims, seen)
 		}
 	}
 }
@@ -166,9 +235,9 @@ func runtimeShimsOf(m Memory, ps map[int]proc, kids map[int][]int, seen map[int]
 // by name, so another cluster on the host (a test's) is not counted;
 // dockerd and Docker's containerd are counted whole, whatever else they run.
 // shims is the Docker shims' memory by component, so that a comparison of
-// the control plane counts its own.
-func nodeMemory() (m, shims Memory) {
-	ps := procs()
+// the control plane counts its own. ps is one reading of the host's
+// processes, counted by metric.
+func nodeMemoryOf(by metric, ps map[int]proc) (m, shims Memory) {
 	kids := children(ps)
 	m, shims = Memory{}, Memory{}
 	seen := map[int]bool{}
@@ -189,21 +258,21 @@ func nodeMemory() (m, shims Memory) {
 		}
 		found++
 		seen[pid] = true
-		m[dockerShims] += p.rssMiB
-		shims[comp] += p.rssMiB
+		m[dockerShims] += by.of(p)
+		shims[comp] += by.of(p)
 		for _, k := range kids[pid] {
-			attribute(m, ps, kids, k, comp, seen)
+			attribute(by, m, ps, kids, k, comp, seen)
 		}
 	}
 	if found != len(component) {
 		panic(fmt.Sprintf("found the Docker shims of %d of the node's %d containers", found, len(component)))
 	}
-	runtimeShimsOf(m, ps, kids, seen)
+	runtimeShimsOf(by, m, ps, kids, seen)
 	d := dockerdPID()
-	m["dockerd"] += ps[d].rssMiB
+	m["dockerd"] += by.of(ps[d])
 	for _, k := range kids[d] {
 		if ps[k].name == "containerd" {
-			m[dockerRT] += ps[k].rssMiB
+			m[dockerRT] += by.of(ps[k])
 		}
 	}
 	if m[dockerRT] == 0 {
@@ -215,13 +284,12 @@ func nodeMemory() (m, shims Memory) {
 // staticMemory is what the static pods cost the host: kubelet, the pod
 // runtime, its shims and the pods. Docker runs on the host anyway, but
 // kubeadm's way does not need it.
-func staticMemory(kubelet, runtime int) Memory {
-	ps := procs()
+func staticMemory(by metric, ps map[int]proc, kubelet, runtime int) Memory {
 	kids := children(ps)
 	m, seen := Memory{}, map[int]bool{}
-	attribute(m, ps, kids, kubelet, "kubelet", seen)
-	attribute(m, ps, kids, runtime, "containerd", seen)
-	runtimeShimsOf(m, ps, kids, seen)
+	attribute(by, m, ps, kids, kubelet, "kubelet", seen)
+	attribute(by, m, ps, kids, runtime, "containerd", seen)
+	runtimeShimsOf(by, m, ps, kids, seen)
 	return m
 }
 

@@ -19,7 +19,7 @@ import (
 // returns the seconds from kubelet's start to /readyz; the runtime is up
 // and holds the images before the clock starts, as on a kubeadm host.
 // It needs the runtime configuration a full `dk8s start` left in dir.
-func staticPodsStart(measure bool) (float64, Memory) {
+func staticPodsStart(measure bool) (float64, []Memory) {
 	rel, specs := planned()
 
 	work := filepath.Join(dir, "static-bench")
@@ -87,10 +87,13 @@ authorization: {mode: AlwaysAllow}
 	if n := strings.Count(ctr("tasks", "ls"), "RUNNING"); n < 8 {
 		panic(fmt.Sprintf("only %d static pod tasks run; the answer came from elsewhere:\n%s", n, ctr("tasks", "ls")))
 	}
-	var mem Memory
+	var mem []Memory // PSS, RSS
 	if measure {
 		time.Sleep(30 * time.Second)
-		mem = staticMemory(kubelet.Process.Pid, runtime.Process.Pid)
+		mem = sampled(func() []Memory {
+			ps := procs()
+			return []Memory{staticMemory(pss, ps, kubelet.Process.Pid, runtime.Process.Pid), staticMemory(rss, ps, kubelet.Process.Pid, runtime.Process.Pid)}
+		})
 	}
 	return d, mem
 }
