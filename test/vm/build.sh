@@ -16,19 +16,21 @@
 set -euo pipefail
 cache=$1
 here=$(cd "$(dirname "$0")" && pwd)
-dir="$cache/vm-$(sha256sum "$here/build.sh" | cut -c1-16)"
-if [ -s "$dir/root.raw" ] && [ -s "$dir/vmlinuz" ]; then
-  echo "$dir"
-  exit 0
-fi
-
+# What this host needs to build and run the VM, the image cached or not:
+# socat carries each of the VM's connections to a registry (guestfwd).
 need=()
-for c in qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils mmdebstrap:mmdebstrap ssh:openssh-client mkfs.ext4:e2fsprogs; do
+for c in qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils mmdebstrap:mmdebstrap ssh:openssh-client mkfs.ext4:e2fsprogs socat:socat; do
   command -v "${c%%:*}" >/dev/null || need+=("${c#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
   echo "vm: installing ${need[*]}" >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >&2
+fi
+
+dir="$cache/vm-$(sha256sum "$here/build.sh" | cut -c1-16)"
+if [ -s "$dir/root.raw" ] && [ -s "$dir/vmlinuz" ]; then
+  echo "$dir"
+  exit 0
 fi
 
 echo "vm: building a Debian 12 VM image in $dir (a few minutes, once)" >&2
