@@ -2,10 +2,8 @@ package integration
 
 import (
 	"archive/tar"
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -147,63 +145,32 @@ func TestBundleStartsAFreshMachine(t *testing.T) {
 // alters a bundle on its way would.
 func rewriteBundle(t *testing.T, src, dst string, edit map[string]func([]byte) []byte) {
 	t.Helper()
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	tr := tar.NewReader(in)
-	type entry struct {
-		hdr  *tar.Header
-		data []byte
-	}
-	var entries []entry
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
+	mid := dst + ".parts"
+	defer os.Remove(mid)
+	sums := map[string]bundle.Part{}
+	rewriteTar(t, src, mid, func(hdr *tar.Header, data []byte) []byte {
 		if f := edit[hdr.Name]; f != nil {
 			data = f(data)
 		}
-		hdr.Size = int64(len(data))
-		entries = append(entries, entry{hdr, data})
-	}
-	var m bundle.Manifest
-	if err := yaml.Unmarshal(entries[0].data, &m); err != nil {
-		t.Fatal(err)
-	}
-	for i := range m.Parts {
-		for _, e := range entries[1:] {
-			if e.hdr.Name == m.Parts[i].Name {
-				sum := sha256.Sum256(e.data)
-				m.Parts[i].Size, m.Parts[i].SHA256 = e.hdr.Size, hex.EncodeToString(sum[:])
-			}
+		sum := sha256.Sum256(data)
+		sums[hdr.Name] = bundle.Part{Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
+		return data
+	})
+	rewriteTar(t, mid, dst, func(hdr *tar.Header, data []byte) []byte {
+		if hdr.Name != bundle.ManifestName {
+			return data
 		}
-	}
-	if entries[0].data, err = yaml.Marshal(&m); err != nil {
-		t.Fatal(err)
-	}
-	entries[0].hdr.Size = int64(len(entries[0].data))
-	var out bytes.Buffer
-	tw := tar.NewWriter(&out)
-	for _, e := range entries {
-		if err := tw.WriteHeader(e.hdr); err != nil {
+		var m bundle.Manifest
+		if err := yaml.Unmarshal(data, &m); err != nil {
 			t.Fatal(err)
 		}
-		tw.Write(e.data)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dst, out.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+		for i, p := range m.Parts {
+			m.Parts[i].Size, m.Parts[i].SHA256 = sums[p.Name].Size, sums[p.Name].SHA256
+		}
+		data, err := yaml.Marshal(&m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	})
 }

@@ -151,31 +151,10 @@ func lockWithout(t *testing.T, component string) (string, images.Image) {
 // victim's names.
 func tamper(t *testing.T, src, dst, victim, donor string) {
 	t.Helper()
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	tr, tw := tar.NewReader(in), tar.NewWriter(out)
 	var victimNames []string
 	var donorName string
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
+	rewriteTar(t, src, dst, func(hdr *tar.Header, data []byte) []byte {
+		var err error
 		switch hdr.Name {
 		case "dk8s-images.lock": // the first entry
 			lock, err := images.ParseLock(data)
@@ -255,6 +234,38 @@ func tamper(t *testing.T, src, dst, victim, donor string) {
 				t.Fatal(err)
 			}
 		}
+		return data
+	})
+}
+
+// rewriteTar copies the tar file src to dst, each entry's content passed
+// through edit (which may change its header too).
+func rewriteTar(t *testing.T, src, dst string, edit func(hdr *tar.Header, data []byte) []byte) {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	tr, tw := tar.NewReader(in), tar.NewWriter(out)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = edit(hdr, data)
 		hdr.Size = int64(len(data))
 		if err := tw.WriteHeader(hdr); err != nil {
 			t.Fatal(err)
