@@ -27,8 +27,11 @@ if [ ! -x "$bins/kubectl" ] || ! readelf -l "$bins/kubelet" 2>/dev/null | grep -
   echo "harness: building Kubernetes $kube from source (a few minutes when cold)" >&2
   "$here/build-k8s.sh" "$kube" "$bins"
 fi
-cp "$bins/kubectl" "$cache/kubectl"
-cp "$bins/kubelet" "$cache/kubelet"   # the node's kubelet, given to dk8s start --kubelet-binary
+# Copied beside, then renamed over: a kubectl or kubelet still running from
+# the cache (a test stopped half way) makes cp over it fail "Text file busy".
+for b in kubectl kubelet; do   # the node's kubelet, given to dk8s start --kubelet-binary
+  cp "$bins/$b" "$cache/.$b.new" && mv -f "$cache/.$b.new" "$cache/$b"
+done
 
 . "$here/indexed.sh"
 has() { has_index "$@"; }
