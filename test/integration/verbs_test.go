@@ -47,6 +47,9 @@ func assertKubectlVerbs(t *testing.T, kubeconfig, node, image string, nodeFile f
 	}
 	pod := "verbs-" + node
 	hostDir := "/tmp/dk8s-verbs-" + node
+	// The probes may take 10 s: with the default 1 s, an exec that the
+	// emulated VM ran slowly timed out, which failureThreshold 1 made a
+	// restart of the container in the middle of the verbs.
 	manifest := fmt.Sprintf(`apiVersion: v1
 kind: Pod
 metadata: {name: %[1]s}
@@ -61,8 +64,8 @@ spec:
     command: [sh, -c, 'echo started; touch /tmp/alive; mkdir /tmp/www; echo served-by-$HOSTNAME >/tmp/www/index.html; httpd -p 8080 -h /tmp/www; exec sleep 100000']
     ports: [{containerPort: 8080}]
     volumeMounts: [{name: node, mountPath: /node}]
-    readinessProbe: {exec: {command: [test, -e, /tmp/ready]}, periodSeconds: 1}
-    livenessProbe: {exec: {command: [cat, /tmp/alive]}, initialDelaySeconds: 2, periodSeconds: 2, failureThreshold: 1}
+    readinessProbe: {exec: {command: [test, -e, /tmp/ready]}, periodSeconds: 1, timeoutSeconds: 10}
+    livenessProbe: {exec: {command: [cat, /tmp/alive]}, initialDelaySeconds: 2, periodSeconds: 2, failureThreshold: 1, timeoutSeconds: 10}
     lifecycle:
       postStart: {exec: {command: [sh, -c, 'echo poststart >/tmp/poststart']}}
       preStop: {exec: {command: [sh, -c, 'echo prestop-$HOSTNAME >/node/prestop']}}
