@@ -75,12 +75,12 @@ type Fetched struct {
 // good copy the error is a *FetchError that says what each one did.
 func (f *Fetcher) Fetch(ctx context.Context, rel *images.Release, name, dst string) (Fetched, error) {
 	platform := f.platform()
-	b, want, err := pinned(rel, name, platform)
+	b, want, err := Pinned(rel, name, platform)
 	if err != nil {
 		return Fetched{}, err
 	}
 	ev := BinaryEvent{Name: name, Version: rel.Kubernetes, Platform: platform}
-	if size, ok := holds(dst, want); ok {
+	if size, ok := Holds(dst, want); ok {
 		ev.Phase, ev.Total = BinaryPresent, size
 		f.emit(ev)
 		return Fetched{Path: dst, Size: size, Present: true}, nil
@@ -125,9 +125,9 @@ func (f *Fetcher) Fetch(ctx context.Context, rel *images.Release, name, dst stri
 	return Fetched{}, fe
 }
 
-// pinned finds the release's binary name and the sha256 the lock pins for
-// it on platform.
-func pinned(rel *images.Release, name, platform string) (images.Binary, string, error) {
+// Pinned finds the release's binary name and the sha256 the lock pins for
+// it on platform; the error wraps ErrUnpinned when there is none.
+func Pinned(rel *images.Release, name, platform string) (images.Binary, string, error) {
 	for _, b := range rel.Binaries {
 		if b.Name == name {
 			if want := b.SHA256[platform]; want != "" {
@@ -139,8 +139,8 @@ func pinned(rel *images.Release, name, platform string) (images.Binary, string, 
 	return images.Binary{}, "", fmt.Errorf("images.lock names no %s for Kubernetes %s, so nothing pins it and %w", name, rel.Kubernetes, ErrUnpinned)
 }
 
-// holds tells whether path is the file of sha256 want, and its size.
-func holds(path, want string) (int64, bool) {
+// Holds tells whether path is the file of sha256 want, and its size.
+func Holds(path, want string) (int64, bool) {
 	file, err := os.Open(path)
 	if err != nil {
 		return 0, false

@@ -25,10 +25,8 @@ var bundleBinaries = []struct{ name, part string }{
 // binaryPin is the sha256 rel pins for name on platform, or an error that
 // says the bundle cannot carry or take it.
 func binaryPin(rel *images.Release, name, platform, lockSource string) (string, error) {
-	for _, b := range rel.Binaries {
-		if b.Name == name && b.SHA256[platform] != "" {
-			return b.SHA256[platform], nil
-		}
+	if _, want, err := host.Pinned(rel, name, platform); err == nil {
+		return want, nil
 	}
 	return "", fmt.Errorf("%s pins no sha256 for %s %s on %s, so a bundle's %s cannot be checked: use a lock that pins it (--lock; docs/pins.md says how)",
 		lockSource, name, rel.Kubernetes, platform, name)
@@ -94,7 +92,8 @@ func runSaveBundle(ctx context.Context, g *globals, f *saveBundleFlags, out, pla
 		want, _ := binaryPin(rel, b.name, platform, g.lockSource())
 		// The cluster directory's own copy, when it is the pinned file:
 		// nothing is fetched twice, and nothing is written there.
-		if have := filepath.Join(dir, "bin", b.name); fileHasSum(have, want) {
+		have := filepath.Join(dir, "bin", b.name)
+		if _, ok := host.Holds(have, want); ok {
 			fmt.Fprintf(g.streams.Err, "%s %s %s: from %s\n", b.name, rel.Kubernetes, platform, have)
 			files[b.part] = have
 			continue
@@ -143,12 +142,6 @@ func saveImagesTo(ctx context.Context, engine engine, rel *images.Release, platf
 		return err
 	}
 	return f.Close()
-}
-
-// fileHasSum tells whether the file at path has sha256 want.
-func fileHasSum(path, want string) bool {
-	sum, _, err := bundle.FileSum(path)
-	return err == nil && sum == want
 }
 
 // runLoadBundle takes in a bundle whole, or nothing of it: every part is
@@ -268,7 +261,8 @@ func runLoadBundle(ctx context.Context, g *globals, f *loadFlags) (err error) {
 	}
 	// The agent's image is this dk8s alone, whichever dk8s wrote the
 	// bundle: it is the one that runs the node.
-	if p, _ := m.Part(bundle.DK8s); !fileHasSum(self, p.SHA256) {
+	p, _ := m.Part(bundle.DK8s)
+	if _, ok := host.Holds(self, p.SHA256); !ok {
 		fmt.Fprintf(g.streams.Err, "This dk8s is not the bundle's (dk8s %s): the agent's image is made from this one\n", m.DK8s)
 	}
 	agent := defaultAgentImage(g)
